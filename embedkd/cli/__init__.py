@@ -1,0 +1,43 @@
+"""The ``embedkd`` command line.
+
+Each command lives in its own module and registers itself on :data:`app`. :func:`main` is the one
+place that turns expected errors into a message and an exit code instead of a traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Sequence
+
+import click
+import typer
+
+# Importing the command modules registers their commands on `app`.
+from embedkd.cli import encode, models  # noqa: E402,F401,I001
+from embedkd.cli._app import app
+from embedkd.errors import EmbedkdError
+
+__all__ = ["app", "main"]
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Entry point of the ``embedkd`` script."""
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        result = app(args=list(argv) if argv is not None else None, standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        typer.echo("aborted", err=True)
+        sys.exit(130)
+    except EmbedkdError as exc:
+        typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        typer.echo("interrupted", err=True)
+        sys.exit(130)
+    sys.exit(result if isinstance(result, int) else 0)

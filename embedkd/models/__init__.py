@@ -1,0 +1,19 @@
+"""Named offline models, model loading, and facts about model folders."""
+
+from __future__ import annotations
+
+from embedkd.models.info import FolderInfo, describe_folder, fingerprint
+from embedkd.models.loading import load_model, resolve_model_path
+from embedkd.models.registry import KNOWN_MODELS, ModelSpec, ModelStatus, find_spec
+
+__all__ = [
+    "KNOWN_MODELS",
+    "FolderInfo",
+    "ModelSpec",
+    "ModelStatus",
+    "describe_folder",
+    "find_spec",
+    "fingerprint",
+    "load_model",
+    "resolve_model_path",
+]

