@@ -14,7 +14,7 @@ import click
 import typer
 
 # Importing the command modules registers their commands on `app`.
-from embedkd.cli import encode, models  # noqa: E402,F401,I001
+from embedkd.cli import cache, encode, eval, models, train  # noqa: E402,F401,I001
 from embedkd.cli._app import app
 from embedkd.errors import EmbedkdError
 
@@ -24,6 +24,8 @@ __all__ = ["app", "main"]
 def main(argv: Sequence[str] | None = None) -> None:
     """Entry point of the ``embedkd`` script."""
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    for noisy in ("sentence_transformers", "transformers", "httpx", "huggingface_hub"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         result = app(args=list(argv) if argv is not None else None, standalone_mode=False)
     except click.exceptions.Exit as exc:

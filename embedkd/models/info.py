@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from dataclasses import dataclass
@@ -83,23 +84,25 @@ def describe_folder(folder: Path) -> FolderInfo:
     )
 
 
-def fingerprint(folder: Path) -> str:
-    """sha256 of a model's main weights file: the identity that indexes and students record.
+def _weights_files(folder: Path) -> list[Path]:
+    files: list[Path] = []
+    for module_dir in _module_dirs(folder):
+        for name in _WEIGHT_FILES:
+            if (module_dir / name).is_file():
+                files.append(module_dir / name)
+                break
+    return sorted(set(files))
 
-    Uses the checksum recorded at assembly when there is one; otherwise hashes the file once and
-    remembers the result (keyed by path, size and modification time) under the cache directory.
-    """
-    folder = Path(folder).resolve()
-    weights = next((folder / name for name in _WEIGHT_FILES if (folder / name).is_file()), None)
-    if weights is None:
-        raise FileNotFoundError(f"no weights file ({', '.join(_WEIGHT_FILES)}) in {folder}")
-    marker = _read_json(folder / MARKER_FILE)
+
+def _file_sha256(weights: Path) -> str:
+    """sha256 of one file, from the assembly marker or a memo keyed by path, size and mtime."""
     stat = weights.stat()
+    marker = _read_json(weights.parent / MARKER_FILE)
     if marker.get("size") == stat.st_size and isinstance(marker.get("sha256"), str):
         return str(marker["sha256"])
     memo_path = cache_dir() / "fingerprints.json"
     memo = _read_json(memo_path)
-    key = f"{weights}:{stat.st_size}:{stat.st_mtime_ns}"
+    key = f"{weights.resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
     if isinstance(memo.get(key), str):
         return str(memo[key])
     digest = sha256_file(weights)
@@ -112,3 +115,20 @@ def fingerprint(folder: Path) -> str:
     except OSError:
         pass  # the memo is an optimisation only
     return digest
+
+
+def fingerprint(folder: Path) -> str:
+    """The identity that indexes and students record for a model: a sha256 of its weights.
+
+    For a folder with one weights file (most models, the teacher included) it is that file's sha256, so it
+    can be compared with published checksums. When modules carry weights of their own (a student's
+    ``2_Dense``), it is the sha256 of the sorted ``relative/path:sha256`` lines of all of them.
+    """
+    folder = Path(folder).resolve()
+    files = _weights_files(folder)
+    if not files:
+        raise FileNotFoundError(f"no weights file ({', '.join(_WEIGHT_FILES)}) in {folder}")
+    if len(files) == 1:
+        return _file_sha256(files[0])
+    lines = "".join(f"{f.relative_to(folder)}:{_file_sha256(f)}\n" for f in files)
+    return hashlib.sha256(lines.encode()).hexdigest()

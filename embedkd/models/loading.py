@@ -69,9 +69,7 @@ def resolve_model_path(name_or_path: str | os.PathLike[str]) -> Path:
     path = Path(name).expanduser()
     if path.exists():
         if not path.is_dir() or not _is_model_folder(path):
-            raise ModelNotFoundError(
-                f"{path} is not a model folder (expected modules.json or config.json inside it)"
-            )
+            raise ModelNotFoundError(f"{path} is not a model folder (expected modules.json or config.json inside it)")
         return path
     if name.startswith((".", "/", "~")) or name.count("/") > 1:
         raise ModelNotFoundError(_missing_model_message(name, "no such folder"))

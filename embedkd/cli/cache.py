@@ -1,0 +1,47 @@
+"""``embedkd cache``: inspect embedding caches and import precomputed (black-box) teacher embeddings."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from embedkd.cli._app import app
+from embedkd.distill.teacher import Teacher, read_aligned_texts
+from embedkd.errors import ModelNotFoundError
+from embedkd.paths import cache_dir
+
+cache_app = typer.Typer(help="Embedding caches shared by training, evaluation and indexing.", no_args_is_help=True)
+app.add_typer(cache_app, name="cache")
+
+
+@cache_app.command("import")
+def import_command(
+    embeddings: Annotated[Path, typer.Option(help=".npy whose row i embeds text i of --texts.")],
+    texts: Annotated[Path, typer.Option(help=".jsonl, .txt or BEIR folder (ordered by an ids.txt beside the .npy).")],
+    model: Annotated[str, typer.Option(help="The teacher that made the embeddings.")] = "mpnet-base",
+) -> None:
+    """Add precomputed teacher embeddings to the cache, after checking rows, dimension and teacher."""
+    try:
+        teacher = Teacher.from_model(model)
+    except ModelNotFoundError:
+        import numpy as np
+
+        teacher = Teacher.black_box(model, dimension=int(np.load(embeddings, mmap_mode="r").shape[-1]))
+    aligned = read_aligned_texts(texts, embeddings)
+    added = teacher.import_embeddings(aligned, embeddings)
+    typer.echo(f"imported {added} new embeddings ({len(aligned) - added} already cached) into {teacher.cache.folder}")
+
+
+@cache_app.command("list")
+def list_command() -> None:
+    """List the embedding caches on this machine."""
+    root = cache_dir() / "embeddings"
+    for manifest in sorted(root.glob("*/manifest.json")):
+        info = json.loads(manifest.read_text())
+        typer.echo(
+            f"{info['model']:<20} {info['count']:>8} rows  d={info['dimension']:<5} "
+            f"L={info.get('max_seq_length')}  {manifest.parent}"
+        )

@@ -1,0 +1,60 @@
+"""``embedkd eval``: BEIR-exact nDCG@10 / Recall@100 for any query model against any document model."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from embedkd.cli._app import app
+from embedkd.data import load_beir
+from embedkd.evaluation import score_retrieval
+from embedkd.models.encoder import Encoder
+
+
+@app.command("eval")
+def eval_command(
+    data: Annotated[Path, typer.Option("--data", help="BEIR folder (corpus.jsonl, queries.jsonl, qrels/).")],
+    query_model: Annotated[str, typer.Option(help="Model that embeds the queries.")] = "minilm-l6",
+    doc_model: Annotated[
+        str | None, typer.Option(help="Model that embeds the documents (default: the query model).")
+    ] = None,
+    split: Annotated[str, typer.Option(help="qrels split to score.")] = "test",
+    batch_size: Annotated[int, typer.Option(min=1)] = 64,
+    device: Annotated[str, typer.Option()] = "auto",
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Score retrieval on a BEIR folder; document embeddings are cached, so re-runs are fast."""
+    dataset = load_beir(data, split)
+    doc_name = doc_model or query_model
+    doc_encoder = Encoder.load(doc_name, device=device)
+    query_encoder = doc_encoder if doc_name == query_model else Encoder.load(query_model, device=device)
+    if query_encoder.dimension != doc_encoder.dimension:
+        from embedkd.errors import InputError
+
+        raise InputError(
+            f"{query_model} writes {query_encoder.dimension}-d vectors, {doc_name} writes "
+            f"{doc_encoder.dimension}-d vectors: they do not share a space"
+        )
+    docs = doc_encoder.encode_cached(dataset.doc_texts(), role="document", batch_size=batch_size)
+    queries = query_encoder.encode_query(list(dataset.queries.values()), batch_size=batch_size)
+    scores = score_retrieval(dataset, queries, docs, device=doc_encoder.device)
+    mode = "symmetric" if query_encoder.fingerprint == doc_encoder.fingerprint else "asymmetric"
+    result = {
+        "dataset": str(data),
+        "split": split,
+        "query_model": query_model,
+        "doc_model": doc_name,
+        "mode": mode,
+        **scores.to_dict(),
+    }
+    if as_json:
+        typer.echo(json.dumps(result, indent=2))
+    else:
+        typer.echo(
+            f"{mode}: queries {query_model} / documents {doc_name} on {data.name} ({split}, "
+            f"{scores.queries} queries)\n  nDCG@10 {scores.ndcg_at_10:.4f}   Recall@100 {scores.recall_at_100:.4f}"
+            f"   MRR {scores.mrr:.4f}"
+        )

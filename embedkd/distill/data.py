@@ -1,0 +1,164 @@
+"""Unlabeled training text: read files, split long documents, deduplicate, sample, hold out.
+
+LEAF trains on short query-like texts as well as documents, so a long document can contribute its
+title and its sentences as separate texts, each with its own kind.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+from embedkd.data.beir import doc_text, is_beir_folder, load_corpus
+from embedkd.data.jsonl import iter_jsonl, read_text_file
+from embedkd.errors import InputError
+
+__all__ = [
+    "DataOptions",
+    "TextKind",
+    "TrainingText",
+    "describe",
+    "load_training_texts",
+    "split_holdout",
+    "split_sentences",
+]
+
+# A sentence ends at . ! or ? followed by whitespace and an upper-case letter, digit or bracket.
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9(\[\"'])")
+_LONG_TEXT_WORDS = 64  # texts longer than this are treated as documents
+
+
+class TextKind(str, Enum):
+    QUERY = "query"  # a short text as given (a line of a .txt, a jsonl 'text')
+    TITLE = "title"
+    SENTENCE = "sentence"
+    DOCUMENT = "document"  # a whole document (title + text), truncated to the training max length
+
+
+@dataclass(frozen=True)
+class TrainingText:
+    text: str
+    kind: TextKind
+    source: str
+
+
+@dataclass
+class DataOptions:
+    """How documents are turned into training texts."""
+
+    sentences: bool = True  # add each sentence of a document (>= min_words words)
+    titles: bool = True  # add each document title
+    documents: bool = False  # add whole documents (expensive for the student on CPU)
+    min_words: int = 4
+    max_texts_per_source: int | None = None  # sample at most this many texts from each path
+    seed: int = 0
+
+
+def split_sentences(text: str, *, min_words: int = 1) -> list[str]:
+    """Sentences of a text, split at sentence-final punctuation; keeps those with >= ``min_words`` words."""
+    parts = (s.strip() for s in _SENTENCE_END.split(text))
+    return [s for s in parts if s and len(s.split()) >= min_words]
+
+
+def _document_texts(title: str, text: str, source: str, options: DataOptions) -> Iterable[TrainingText]:
+    if options.titles and title.strip():
+        yield TrainingText(title.strip(), TextKind.TITLE, source)
+    if options.sentences:
+        for sentence in split_sentences(text, min_words=options.min_words):
+            yield TrainingText(sentence, TextKind.SENTENCE, source)
+    if options.documents:
+        yield TrainingText(doc_text(title, text), TextKind.DOCUMENT, source)
+
+
+def _read_source(path: Path, options: DataOptions) -> list[TrainingText]:
+    source = str(path)
+    if not path.exists():
+        raise InputError(f"{path}: no such file or folder")
+    if path.is_dir():
+        if not is_beir_folder(path):
+            raise InputError(f"{path} is a folder but not a BEIR folder (no corpus.jsonl)")
+        out: list[TrainingText] = []
+        for doc in load_corpus(path).values():
+            out.extend(_document_texts(doc["title"], doc["text"], source, options))
+        return out
+    if path.suffix == ".jsonl":
+        out = []
+        for number, record in iter_jsonl(path):
+            text = record.get("text")
+            if not isinstance(text, str):
+                raise InputError(f"{path}:{number}: missing string field 'text'")
+            title = record.get("title") if isinstance(record.get("title"), str) else ""
+            if title or len(text.split()) > _LONG_TEXT_WORDS:
+                out.extend(_document_texts(str(title), text, source, options))
+            elif text.strip():
+                out.append(TrainingText(text.strip(), TextKind.QUERY, source))
+        return out
+    if path.suffix in {".txt", ".text", ".md", ""}:
+        out = []
+        for line in read_text_file(path).splitlines():
+            line = line.strip()
+            if not line:
+                continue
+            if len(line.split()) > _LONG_TEXT_WORDS:
+                out.extend(_document_texts("", line, source, options))
+            else:
+                out.append(TrainingText(line, TextKind.QUERY, source))
+        return out
+    raise InputError(f"{path}: unsupported training data {path.suffix!r}; use .jsonl, .txt or a BEIR folder")
+
+
+def load_training_texts(paths: Sequence[Path | str], options: DataOptions | None = None) -> list[TrainingText]:
+    """All training texts from ``paths``, deduplicated (first occurrence wins), in a seeded shuffle."""
+    options = options or DataOptions()
+    if not paths:
+        raise InputError("no training data given (pass --data FILE at least once)")
+    rng = random.Random(options.seed)
+    seen: set[str] = set()
+    texts: list[TrainingText] = []
+    for raw in paths:
+        path = Path(raw)
+        items = [t for t in _read_source(path, options) if t.text not in seen]
+        unique = list({t.text: t for t in reversed(items)}.values())[::-1]
+        if options.max_texts_per_source and len(unique) > options.max_texts_per_source:
+            unique = rng.sample(unique, options.max_texts_per_source)
+        seen.update(t.text for t in unique)
+        texts.extend(unique)
+    if not texts:
+        raise InputError(f"no usable training text in {', '.join(str(p) for p in paths)}")
+    rng.shuffle(texts)
+    return texts
+
+
+def split_holdout(
+    texts: Sequence[TrainingText], size: int, *, seed: int = 0
+) -> tuple[list[TrainingText], list[TrainingText]]:
+    """Split off ``size`` texts (stratified by kind) to measure alignment on texts never trained on."""
+    if size <= 0 or len(texts) < 2:
+        return list(texts), []
+    size = min(size, len(texts) // 5 or 1)
+    rng = random.Random(seed + 1)
+    by_kind: dict[TextKind, list[int]] = {}
+    for i, item in enumerate(texts):
+        by_kind.setdefault(item.kind, []).append(i)
+    held: set[int] = set()
+    for indices in by_kind.values():
+        share = max(1, round(size * len(indices) / len(texts)))
+        held.update(rng.sample(indices, min(share, len(indices))))
+    train = [t for i, t in enumerate(texts) if i not in held]
+    holdout = [t for i, t in enumerate(texts) if i in held]
+    return train, holdout
+
+
+def describe(texts: Sequence[TrainingText]) -> dict[str, Any]:
+    """Counts by kind and by source, for the student manifest and the logs."""
+    return {
+        "texts": len(texts),
+        "by_kind": dict(Counter(t.kind.value for t in texts)),
+        "by_source": dict(Counter(t.source for t in texts)),
+    }

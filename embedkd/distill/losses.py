@@ -1,0 +1,70 @@
+"""Distillation losses: pure functions of embeddings and scores, no model and no state.
+
+All embeddings are ``(batch, dim)`` tensors; student and teacher rows correspond one to one. Every
+function returns a scalar tensor that is differentiable with respect to the student's inputs.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+
+import torch.nn.functional as F
+from torch import Tensor
+
+__all__ = [
+    "LossName",
+    "anchor_score_loss",
+    "cosine_loss",
+    "dse_loss",
+    "leaf_loss",
+    "pair_score_loss",
+]
+
+
+class LossName(str, Enum):
+    """The main distillation objective."""
+
+    LEAF = "leaf"  # squared L2 distance between normalised embeddings
+    COSINE = "cosine"  # 1 - cosine similarity
+    DSE = "dse"  # in-batch pair-score matrix regressed onto the teacher's
+
+
+def leaf_loss(student: Tensor, teacher: Tensor) -> Tensor:
+    """LEAF: mean squared L2 distance between the L2-normalised embeddings (equals 2 - 2 cos)."""
+    s = F.normalize(student, dim=-1)
+    t = F.normalize(teacher, dim=-1)
+    return (s - t).pow(2).sum(-1).mean()
+
+
+def cosine_loss(student: Tensor, teacher: Tensor) -> Tensor:
+    """Mean of ``1 - cos(student, teacher)``."""
+    return (1 - F.cosine_similarity(student, teacher, dim=-1)).mean()
+
+
+def dse_loss(student: Tensor, teacher_scores: Tensor) -> Tensor:
+    """DSE: mean squared error between the student's in-batch cosine matrix and the teacher's scores.
+
+    ``teacher_scores`` is ``(batch, batch)``: the teacher's cosine matrix of the same texts (``t @ t.T``
+    of normalised teacher embeddings) or any other pair scores on the same scale.
+    """
+    s = F.normalize(student, dim=-1)
+    if teacher_scores.shape != (s.shape[0], s.shape[0]):
+        raise ValueError(f"teacher_scores must be {(s.shape[0], s.shape[0])}, got {tuple(teacher_scores.shape)}")
+    return (s @ s.T - teacher_scores).pow(2).mean()
+
+
+def pair_score_loss(left: Tensor, right: Tensor, scores: Tensor) -> Tensor:
+    """Regress the student's cosine of each (left, right) pair onto a target score (e.g. a cross-encoder's)."""
+    return (F.cosine_similarity(left, right, dim=-1) - scores).pow(2).mean()
+
+
+def anchor_score_loss(student: Tensor, teacher: Tensor, anchors: Tensor) -> Tensor:
+    """Match the scores the student and teacher give to fixed teacher-space anchors (e.g. documents).
+
+    With ``anchors`` the teacher's document embeddings, this is the quantity asymmetric retrieval ranks
+    by: ``cos(student_query, doc)`` against ``cos(teacher_query, doc)``. It weights the embedding error by
+    the directions the documents actually span.
+    """
+    s = F.normalize(student, dim=-1)
+    t = F.normalize(teacher, dim=-1)
+    return ((s - t) @ anchors.T).pow(2).mean()

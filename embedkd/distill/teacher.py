@@ -1,0 +1,197 @@
+"""The teacher as a black box: a source of normalised embeddings, computed once and cached on disk.
+
+A teacher is either a model (loaded only when the cache misses) or a set of precomputed embeddings
+(``.npy`` rows aligned with a text file), for teachers embedkd cannot run, such as a hosted API.
+Both fill the same :class:`~embedkd.embedding_cache.EmbeddingCache`, which indexing reuses.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from embedkd.data.beir import doc_text, is_beir_folder, load_corpus
+from embedkd.data.texts import read_texts
+from embedkd.embedding_cache import EmbeddingCache
+from embedkd.errors import InputError
+from embedkd.models.encoder import Encoder
+from embedkd.models.info import describe_folder, fingerprint
+from embedkd.models.loading import resolve_model_path
+from embedkd.models.manifest import TeacherRef
+from embedkd.models.registry import find_spec
+
+__all__ = ["Teacher", "read_aligned_texts"]
+
+logger = logging.getLogger(__name__)
+
+
+def _folder_prompts(folder: Path) -> dict[str, str]:
+    try:
+        config = json.loads((folder / "config_sentence_transformers.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    prompts = config.get("prompts") or {}
+    return {str(k): str(v) for k, v in prompts.items() if v}
+
+
+def read_aligned_texts(texts_path: Path, embeddings_path: Path) -> list[str]:
+    """Texts whose order matches the rows of a precomputed embedding file.
+
+    A BEIR folder gives its documents (``title + " " + text``), ordered by an ``ids.txt`` next to the
+    embeddings when there is one, otherwise in corpus order.
+    """
+    texts_path = Path(texts_path)
+    ids_file = Path(embeddings_path).parent / "ids.txt"
+    if is_beir_folder(texts_path) and ids_file.is_file():
+        corpus = load_corpus(texts_path)
+        ids = [line.strip() for line in ids_file.read_text().splitlines() if line.strip()]
+        missing = [i for i in ids if i not in corpus]
+        if missing:
+            raise InputError(f"{ids_file}: {len(missing)} ids are not in {texts_path} (e.g. {missing[0]!r})")
+        return [doc_text(corpus[i]["title"], corpus[i]["text"]) for i in ids]
+    return read_texts(texts_path)
+
+
+class Teacher:
+    """Normalised teacher embeddings for any texts, from the cache first."""
+
+    def __init__(
+        self, ref: TeacherRef, *, model_path: Path | None, device: str | None, cache_root: Path | None
+    ) -> None:
+        self.ref = ref
+        self.model_path = model_path
+        self.device = device
+        self.cache_root = cache_root
+        self._encoder: Encoder | None = None
+
+    def cache_for(self, role: str = "document") -> EmbeddingCache:
+        """The embedding cache of this teacher for ``role`` ("query" or "document").
+
+        Teachers without prompts share one cache for both roles.
+        """
+        return EmbeddingCache.for_model(
+            model_name=self.ref.name,
+            fingerprint=self.ref.fingerprint,
+            dimension=self.ref.dimension,
+            max_seq_length=self.ref.max_seq_length,
+            prompt=self.ref.prompts.get(role, ""),
+            root=self.cache_root,
+        )
+
+    @property
+    def cache(self) -> EmbeddingCache:
+        return self.cache_for("document")
+
+    @classmethod
+    def from_model(cls, name: str, *, device: str | None = None, cache_root: Path | None = None) -> Teacher:
+        """A teacher model, identified by its weights; it is loaded only if something must be encoded."""
+        path = resolve_model_path(name)
+        info = describe_folder(path)
+        if info.dimension is None:
+            raise InputError(f"cannot tell the output dimension of teacher {name}")
+        spec = find_spec(name)
+        ref = TeacherRef(
+            name=spec.name if spec else name,
+            fingerprint=fingerprint(path),
+            dimension=info.dimension,
+            max_seq_length=info.max_seq_length,
+            prompts=_folder_prompts(path),
+        )
+        return cls(ref, model_path=path, device=device, cache_root=cache_root)
+
+    @classmethod
+    def black_box(
+        cls, name: str, *, dimension: int, fingerprint: str | None = None, cache_root: Path | None = None
+    ) -> Teacher:
+        """A teacher known only through precomputed embeddings (see :meth:`import_embeddings`)."""
+        ref = TeacherRef(name=name, fingerprint=fingerprint or f"blackbox:{name}", dimension=dimension)
+        return cls(ref, model_path=None, device=None, cache_root=cache_root)
+
+    # ------------------------------------------------------------------ black-box input
+    def import_embeddings(self, texts: Sequence[str], embeddings_path: Path, *, role: str = "document") -> int:
+        """Validate a precomputed ``.npy`` against ``texts`` and this teacher, then add it to the cache.
+
+        A ``manifest.json`` beside the file, when present, must name this teacher's weights
+        (``weights_sha256``) and ``max_seq_length``. Returns the number of new rows.
+        """
+        embeddings_path = Path(embeddings_path)
+        try:
+            embeddings = np.load(embeddings_path, mmap_mode="r")
+        except (OSError, ValueError) as exc:
+            raise InputError(f"{embeddings_path}: not a readable .npy file ({exc})") from exc
+        if embeddings.ndim != 2:
+            raise InputError(f"{embeddings_path}: expected a 2-d array, got shape {embeddings.shape}")
+        if embeddings.shape[0] != len(texts):
+            raise InputError(
+                f"{embeddings_path} has {embeddings.shape[0]} rows but there are {len(texts)} texts; "
+                "row i must be the embedding of text i"
+            )
+        if embeddings.shape[1] != self.ref.dimension:
+            raise InputError(
+                f"{embeddings_path} has dimension {embeddings.shape[1]}, but teacher {self.ref.name} "
+                f"has dimension {self.ref.dimension}"
+            )
+        manifest_path = embeddings_path.parent / "manifest.json"
+        if manifest_path.is_file():
+            try:
+                manifest = json.loads(manifest_path.read_text())
+            except ValueError as exc:
+                raise InputError(f"{manifest_path}: invalid JSON") from exc
+            made_by = manifest.get("weights_sha256")
+            if made_by and self.model_path is not None and made_by != self.ref.fingerprint:
+                raise InputError(
+                    f"{embeddings_path} was made by weights {made_by[:12]}…, not by teacher "
+                    f"{self.ref.name} ({self.ref.fingerprint[:12]}…)"
+                )
+            length = manifest.get("max_seq_length")
+            if length and self.ref.max_seq_length and length != self.ref.max_seq_length:
+                raise InputError(
+                    f"{embeddings_path} was encoded with max_seq_length {length}, "
+                    f"the teacher uses {self.ref.max_seq_length}"
+                )
+        cache = self.cache_for(role)
+        added = 0
+        for start in range(0, len(texts), 8192):
+            block = np.asarray(embeddings[start : start + 8192], dtype=np.float32)
+            added += cache.add(list(texts[start : start + 8192]), block)
+        logger.info("imported %d new teacher embeddings from %s", added, embeddings_path)
+        return added
+
+    # ------------------------------------------------------------------ embeddings
+    def encoder(self) -> Encoder:
+        if self.model_path is None:
+            raise InputError(f"teacher {self.ref.name} is a black box: it cannot encode new texts")
+        if self._encoder is None:
+            self._encoder = Encoder.load(self.model_path, device=self.device)
+            self._encoder.name = self.ref.name
+        return self._encoder
+
+    def embeddings(
+        self,
+        texts: Sequence[str],
+        *,
+        role: str = "document",
+        batch_size: int = 64,
+        progress: bool = True,
+    ) -> np.ndarray:
+        """Teacher embeddings of ``texts`` (float32), encoding and caching the ones not cached yet."""
+        cache = self.cache_for(role)
+        missing = cache.missing(texts)
+        if missing and self.model_path is None:
+            raise InputError(
+                f"{len(missing)} texts have no precomputed embedding from black-box teacher "
+                f"{self.ref.name} (e.g. {missing[0][:60]!r}); supply embeddings for every training text"
+            )
+        if missing:
+            encoder = self.encoder()
+            return cache.ensure(
+                texts,
+                lambda chunk: encoder.encode(chunk, role=role, batch_size=batch_size),
+                progress=progress,
+                description=f"teacher {self.ref.name} ({role})",
+            )
+        return cache.get(texts)

@@ -1,0 +1,512 @@
+"""The distillation loop: texts -> cached teacher embeddings -> student fitted to them.
+
+Kept thin on purpose: data comes from :mod:`embedkd.distill.data`, targets from
+:mod:`embedkd.distill.teacher`, the objective from :mod:`embedkd.distill.losses`; this module only
+schedules, steps, evaluates and checkpoints.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import random
+import shutil
+import time
+from collections.abc import Sequence
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from sentence_transformers import SentenceTransformer
+from tqdm.auto import tqdm
+
+from embedkd.data.beir import BeirDataset, load_beir
+from embedkd.data.jsonl import iter_jsonl
+from embedkd.device import resolve_device
+from embedkd.distill import losses
+from embedkd.distill.batching import bucketed_batches
+from embedkd.distill.checkpoint import copy_checkpoint, load_state, save_checkpoint, set_rng_state
+from embedkd.distill.config import DistillConfig, Precision
+from embedkd.distill.data import TextKind, TrainingText, describe, load_training_texts, split_holdout
+from embedkd.distill.teacher import Teacher, read_aligned_texts
+from embedkd.errors import EmbedkdError, InputError, ModelNotFoundError
+from embedkd.evaluation import alignment_scores, score_retrieval
+from embedkd.models.manifest import Alignment, StudentManifest
+from embedkd.models.student import (
+    build_student,
+    fit_ridge_projection,
+    pooled_embeddings,
+    save_student,
+    set_projection,
+)
+
+__all__ = ["DistillResult", "TrainingDivergedError", "distill"]
+
+logger = logging.getLogger(__name__)
+
+
+class TrainingDivergedError(EmbedkdError):
+    """The loss became NaN or infinite."""
+
+    exit_code = 6
+
+
+@dataclass
+class DistillResult:
+    out: Path
+    manifest: StudentManifest
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _role(kind: TextKind) -> str:
+    return "document" if kind is TextKind.DOCUMENT else "query"
+
+
+def _load_teacher(config: DistillConfig) -> Teacher:
+    try:
+        return Teacher.from_model(config.teacher, device=config.device)
+    except ModelNotFoundError:
+        if not config.teacher_embeddings:
+            raise
+    first = np.load(config.teacher_embeddings[0], mmap_mode="r")
+    if first.ndim != 2:
+        raise InputError(f"{config.teacher_embeddings[0]}: expected a 2-d array, got shape {first.shape}")
+    logger.info("teacher %s is a black box: using precomputed embeddings only", config.teacher)
+    return Teacher.black_box(config.teacher, dimension=int(first.shape[1]))
+
+
+def _load_pairs(path: Path) -> list[tuple[str, str, float]]:
+    pairs = []
+    for number, record in iter_jsonl(path):
+        left = record.get("left", record.get("query"))
+        right = record.get("right", record.get("document"))
+        score = record.get("score")
+        if not isinstance(left, str) or not isinstance(right, str) or not isinstance(score, int | float):
+            raise InputError(
+                f"{path}:{number}: a pair needs string 'left'/'right' (or 'query'/'document') and a numeric 'score'"
+            )
+        if not -1.0 <= float(score) <= 1.0:
+            raise InputError(
+                f"{path}:{number}: score {score} is outside the cosine scale [-1, 1]; "
+                "map cross-encoder logits first (for example with a sigmoid)"
+            )
+        pairs.append((left, right, float(score)))
+    if not pairs:
+        raise InputError(f"{path}: no pairs")
+    return pairs
+
+
+class _Distiller:
+    def __init__(self, config: DistillConfig) -> None:
+        self.config = config
+        self.device = resolve_device(config.device)
+        self.checkpoints = config.out / "checkpoints"
+        self.history: list[dict[str, Any]] = []
+        self.timings: dict[str, float] = {}
+        self._kept_layers: list[int] | None = None
+        self._base_max_len: int | None = None
+
+    # ------------------------------------------------------------------ set-up
+    def _texts(self, teacher: Teacher) -> list[TrainingText]:
+        config = self.config
+        texts = load_training_texts(config.data, config.data_options) if config.data else []
+        seen = {t.text for t in texts}
+        for npy, source in zip(config.teacher_embeddings, config.teacher_texts, strict=True):
+            aligned = read_aligned_texts(source, npy)
+            teacher.import_embeddings(aligned, npy)
+            for text in aligned:
+                if text not in seen:
+                    seen.add(text)
+                    kind = TextKind.DOCUMENT if len(text.split()) > 64 else TextKind.QUERY
+                    texts.append(TrainingText(text, kind, str(source)))
+        if not texts:
+            raise InputError("the training data contains no text")
+        return texts
+
+    def _targets(self, teacher: Teacher, texts: Sequence[TrainingText]) -> np.ndarray:
+        targets = np.zeros((len(texts), teacher.ref.dimension), dtype=np.float16)
+        for role in ("query", "document"):
+            idx = [i for i, t in enumerate(texts) if _role(t.kind) == role]
+            if idx:
+                emb = teacher.embeddings(
+                    [texts[i].text for i in idx],
+                    role=role,
+                    batch_size=self.config.teacher_batch_size,
+                    progress=self.config.progress,
+                )
+                targets[idx] = emb.astype(np.float16)
+        return targets
+
+    def _autocast(self) -> Any:
+        precision = self.config.precision
+        if precision is Precision.AUTO:
+            if self.device.startswith("cuda") and torch.cuda.is_bf16_supported():
+                precision = Precision.BF16
+            else:
+                return nullcontext()
+        if precision is Precision.FP32:
+            return nullcontext()
+        if precision is Precision.FP16 and not self.device.startswith("cuda"):
+            raise InputError("fp16 training needs a CUDA device; use bf16 or fp32")
+        dtype = torch.bfloat16 if precision is Precision.BF16 else torch.float16
+        return torch.autocast(device_type=self.device.split(":")[0], dtype=dtype)
+
+    # ------------------------------------------------------------------ evaluation
+    @torch.inference_mode()
+    def _encode(self, model: SentenceTransformer, texts: Sequence[str], batch_size: int = 128) -> np.ndarray:
+        model.eval()
+        out = model.encode(list(texts), batch_size=batch_size, convert_to_numpy=True, normalize_embeddings=True)
+        return np.asarray(out, dtype=np.float32)
+
+    def _evaluate(
+        self,
+        model: SentenceTransformer,
+        holdout: Sequence[TrainingText],
+        holdout_targets: np.ndarray,
+        beir: tuple[BeirDataset, np.ndarray] | None,
+    ) -> dict[str, Any]:
+        metrics: dict[str, Any] = {}
+        if holdout:
+            scores = alignment_scores(
+                self._encode(model, [t.text for t in holdout]),
+                holdout_targets.astype(np.float32),
+                [t.kind.value for t in holdout],
+            )
+            metrics.update(cosine=scores.mean_cosine, mse=scores.mse, cosine_by_kind=scores.by_kind)
+        if beir is not None:
+            dataset, doc_embeddings = beir
+            queries = self._encode(model, list(dataset.queries.values()))
+            metrics["ndcg_at_10"] = score_retrieval(dataset, queries, doc_embeddings).ndcg_at_10
+        model.train()
+        return metrics
+
+    def _select_value(self, metrics: dict[str, Any]) -> float:
+        key = self.config.select_by
+        if key == "auto":
+            key = "ndcg" if "ndcg_at_10" in metrics else "cosine"
+        return float(metrics.get("ndcg_at_10" if key == "ndcg" else "cosine", -math.inf))
+
+    # ------------------------------------------------------------------ the run
+    def run(self) -> DistillResult:
+        config = self.config
+        random.seed(config.seed)
+        np.random.seed(config.seed)
+        torch.manual_seed(config.seed)
+
+        teacher = _load_teacher(config)
+        texts = self._texts(teacher)
+        train, holdout = split_holdout(texts, config.eval_texts, seed=config.seed)
+        logger.info("training texts: %s", describe(train)["by_kind"])
+
+        started = time.perf_counter()
+        targets = self._targets(teacher, train)
+        holdout_targets = self._targets(teacher, holdout) if holdout else np.zeros((0, 0))
+        beir = None
+        if config.eval_beir is not None:
+            dataset = load_beir(config.eval_beir, config.eval_split)
+            beir = (
+                dataset,
+                teacher.embeddings(dataset.doc_texts(), role="document", progress=config.progress),
+            )
+        anchors = None
+        if config.anchor_weight > 0:
+            anchors = self._anchors(teacher)
+        pairs = _load_pairs(config.pairs) if config.pairs else None
+        self.timings["teacher_seconds"] = time.perf_counter() - started
+
+        state = load_state(self.checkpoints / "last") if config.resume else None
+        if config.resume and state is None:
+            logger.info("no checkpoint in %s: starting from scratch", self.checkpoints)
+        model, kept_layers = self._student(teacher, train, targets, state)
+        self._kept_layers = kept_layers
+        base_max_len = state["base_max_seq_length"] if state else model.max_seq_length
+        self._base_max_len = base_max_len
+        model.max_seq_length = min(config.max_seq_length, base_max_len or config.max_seq_length)
+
+        trained = self._train(model, train, targets, holdout, holdout_targets, beir, anchors, pairs, state)
+        self.timings["train_seconds"] = trained
+
+        best_dir = self.checkpoints / "best"
+        best_state = load_state(best_dir) or {}
+        best = SentenceTransformer(str(best_dir), device=self.device)
+        best.max_seq_length = base_max_len
+        final_metrics = best_state.get("metrics") or self._evaluate(best, holdout, holdout_targets, beir)
+        manifest = self._manifest(teacher, train, holdout, kept_layers, final_metrics, best_state)
+        if config.out.exists():
+            for child in config.out.iterdir():
+                if child.name != "checkpoints":
+                    shutil.rmtree(child) if child.is_dir() else child.unlink()
+        save_student(best, config.out, manifest)
+        (config.out / "training_log.jsonl").write_text("".join(json.dumps(h) + "\n" for h in self.history))
+        shutil.rmtree(self.checkpoints, ignore_errors=True)
+        return DistillResult(out=config.out, manifest=manifest, history=self.history)
+
+    def _anchors(self, teacher: Teacher) -> torch.Tensor:
+        config = self.config
+        source = config.anchor_data or next((p for p in config.data if p.is_dir()), None)
+        if source is None:
+            raise InputError("--anchor-weight needs --anchor-data (a BEIR folder or document file)")
+        from embedkd.data.texts import read_texts
+
+        docs = read_texts(source)
+        rng = random.Random(config.seed)
+        if len(docs) > config.max_anchors:
+            docs = rng.sample(docs, config.max_anchors)
+        emb = teacher.embeddings(docs, role="document", progress=config.progress)
+        return torch.from_numpy(emb).to(self.device)
+
+    def _student(
+        self,
+        teacher: Teacher,
+        train: Sequence[TrainingText],
+        targets: np.ndarray,
+        state: dict[str, Any] | None,
+    ) -> tuple[SentenceTransformer, list[int] | None]:
+        config = self.config
+        if state is not None:
+            model = SentenceTransformer(str(self.checkpoints / "last"), device=self.device)
+            return model, state.get("kept_layers")
+        model, kept = build_student(
+            config.student, teacher_dimension=teacher.ref.dimension, layers=config.layers, device=self.device
+        )
+        rng = np.random.default_rng(config.seed)
+        sample = rng.choice(len(train), size=min(config.init_sample, len(train)), replace=False)
+        model.max_seq_length = min(config.max_seq_length, model.max_seq_length or config.max_seq_length)
+        x = pooled_embeddings(model, [train[i].text for i in sample])
+        weight, bias = fit_ridge_projection(x, targets[sample].astype(np.float32), ridge=config.ridge)
+        set_projection(model, weight, bias)
+        logger.info(
+            "projection initialised by ridge regression on %d texts (largest singular value %.2f)",
+            len(sample),
+            float(np.linalg.svd(weight, compute_uv=False)[0]),
+        )
+        return model, kept
+
+    def _train(
+        self,
+        model: SentenceTransformer,
+        train: Sequence[TrainingText],
+        targets: np.ndarray,
+        holdout: Sequence[TrainingText],
+        holdout_targets: np.ndarray,
+        beir: tuple[BeirDataset, np.ndarray] | None,
+        anchors: torch.Tensor | None,
+        pairs: list[tuple[str, str, float]] | None,
+        state: dict[str, Any] | None,
+    ) -> float:
+        config = self.config
+        tokenizer = model.tokenizer
+        lengths = [
+            len(ids)
+            for ids in tokenizer(
+                [t.text for t in train],
+                truncation=True,
+                max_length=model.max_seq_length,
+            )["input_ids"]
+        ]
+        batches_per_epoch = math.ceil(len(train) / config.batch_size)
+        total_steps = config.max_steps or max(1, math.ceil(config.epochs * batches_per_epoch / config.grad_accum))
+
+        head = list(model)[2]
+        head_params = list(head.parameters())
+        head_ids = {id(p) for p in head_params}
+        backbone = [p for p in model.parameters() if id(p) not in head_ids]
+        optimizer = torch.optim.AdamW(
+            [
+                {"params": backbone, "lr": config.lr},
+                {"params": head_params, "lr": config.head_lr},
+            ],
+            weight_decay=config.weight_decay,
+        )
+        warmup = int(config.warmup_ratio * total_steps)
+
+        def schedule(step: int) -> float:
+            if step < warmup:
+                return (step + 1) / (warmup + 1)
+            return max(0.0, (total_steps - step) / max(1, total_steps - warmup))
+
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+        use_scaler = config.precision is Precision.FP16
+        scaler = torch.amp.GradScaler("cuda") if use_scaler else None
+
+        step, epoch, cursor = 0, 0, 0
+        best_value = -math.inf
+        if state is not None:
+            optimizer.load_state_dict(state["optimizer"])
+            scheduler.load_state_dict(state["scheduler"])
+            if scaler is not None and state.get("scaler"):
+                scaler.load_state_dict(state["scaler"])
+            step, epoch, cursor = state["step"], state["epoch"], state["cursor"]
+            best_value = state.get("best_value", -math.inf)
+            self.history = list(state.get("history", []))
+            set_rng_state(state["rng"])
+            logger.info("resumed at step %d of %d", step, total_steps)
+
+        def checkpoint(metrics: dict[str, Any]) -> None:
+            nonlocal best_value
+            value = self._select_value(metrics)
+            improved = value > best_value or not (self.checkpoints / "best").exists()
+            if improved:
+                best_value = value
+            payload = {
+                "step": step,
+                "epoch": epoch,
+                "cursor": cursor,
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "scaler": scaler.state_dict() if scaler is not None else None,
+                "best_value": best_value,
+                "history": self.history,
+                "metrics": metrics,
+                "kept_layers": self._kept_layers,
+                "base_max_seq_length": self._base_max_len,
+                "config": config.to_dict(),
+            }
+            save_checkpoint(model, payload, self.checkpoints / "last")
+            if improved:
+                copy_checkpoint(self.checkpoints / "last", self.checkpoints / "best")
+
+        def record(metrics: dict[str, Any], elapsed: float) -> None:
+            entry = {"step": step, "epoch": epoch, "seconds": round(elapsed, 1), **metrics}
+            self.history.append(entry)
+            summary = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if isinstance(v, float))
+            logger.info("step %d: %s", step, summary)
+
+        start = time.perf_counter()
+        if state is None:
+            metrics = self._evaluate(model, holdout, holdout_targets, beir)
+            record(metrics, 0.0)
+            checkpoint(metrics)
+
+        model.train()
+        pair_rng = random.Random(config.seed + 7)
+        bar = tqdm(total=total_steps, initial=step, desc="distilling", unit="step", disable=not config.progress)
+        loss_ema: float | None = None
+        seen_texts = 0
+        epoch_batches = bucketed_batches(lengths, config.batch_size, seed=config.seed + epoch)
+        while step < total_steps:
+            if cursor >= len(epoch_batches):
+                epoch, cursor = epoch + 1, 0
+                epoch_batches = bucketed_batches(lengths, config.batch_size, seed=config.seed + epoch)
+                continue
+            micro = epoch_batches[cursor : cursor + config.grad_accum]
+            cursor += len(micro)
+            optimizer.zero_grad(set_to_none=True)
+            step_loss = 0.0
+            for indices in micro:
+                with self._autocast():
+                    loss = self._batch_loss(model, train, targets, indices, anchors, pairs, pair_rng)
+                loss = loss / len(micro)
+                if not torch.isfinite(loss):
+                    bar.close()
+                    raise TrainingDivergedError(
+                        f"the loss became {loss.item()} at step {step}; the last good checkpoint is "
+                        f"{self.checkpoints / 'last'} — lower --lr/--head-lr, then rerun with --resume"
+                    )
+                if scaler is not None:
+                    scaler.scale(loss).backward()
+                else:
+                    loss.backward()
+                step_loss += float(loss.detach())
+                seen_texts += len(indices)
+            if scaler is not None:
+                scaler.unscale_(optimizer)
+            torch.nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm)
+            if scaler is not None:
+                scaler.step(optimizer)
+                scaler.update()
+            else:
+                optimizer.step()
+            scheduler.step()
+            step += 1
+            loss_ema = step_loss if loss_ema is None else 0.95 * loss_ema + 0.05 * step_loss
+            elapsed = time.perf_counter() - start
+            bar.set_postfix(loss=f"{loss_ema:.4f}", texts_s=f"{seen_texts / max(elapsed, 1e-9):.0f}")
+            bar.update(1)
+            if step % config.eval_every == 0 or step == total_steps:
+                metrics = self._evaluate(model, holdout, holdout_targets, beir)
+                metrics["loss"] = loss_ema
+                record(metrics, elapsed)
+                checkpoint(metrics)
+        bar.close()
+        return time.perf_counter() - start
+
+    def _batch_loss(
+        self,
+        model: SentenceTransformer,
+        train: Sequence[TrainingText],
+        targets: np.ndarray,
+        indices: list[int],
+        anchors: torch.Tensor | None,
+        pairs: list[tuple[str, str, float]] | None,
+        pair_rng: random.Random,
+    ) -> torch.Tensor:
+        config = self.config
+        student = self._forward(model, [train[i].text for i in indices])
+        teacher = torch.from_numpy(targets[indices].astype(np.float32)).to(student.device)
+        if config.loss is losses.LossName.LEAF:
+            loss = losses.leaf_loss(student, teacher)
+        elif config.loss is losses.LossName.COSINE:
+            loss = losses.cosine_loss(student, teacher)
+        else:
+            loss = losses.dse_loss(student, teacher @ teacher.T)
+        if anchors is not None:
+            loss = loss + config.anchor_weight * losses.anchor_score_loss(student, teacher, anchors)
+        if pairs:
+            batch = pair_rng.sample(pairs, min(len(pairs), max(1, len(indices) // 2)))
+            left = self._forward(model, [p[0] for p in batch])
+            right = self._forward(model, [p[1] for p in batch])
+            scores = torch.tensor([p[2] for p in batch], device=left.device)
+            loss = loss + losses.pair_score_loss(left, right, scores)
+        return loss
+
+    def _forward(self, model: SentenceTransformer, texts: list[str]) -> torch.Tensor:
+        features = model.preprocess(texts)
+        features = {k: v.to(self.device) if isinstance(v, torch.Tensor) else v for k, v in features.items()}
+        return model(features)["sentence_embedding"].float()
+
+    def _manifest(
+        self,
+        teacher: Teacher,
+        train: Sequence[TrainingText],
+        holdout: Sequence[TrainingText],
+        kept_layers: list[int] | None,
+        metrics: dict[str, Any],
+        best_state: dict[str, Any],
+    ) -> StudentManifest:
+        config = self.config
+        alignment = None
+        if "cosine" in metrics:
+            extra = {"cosine_by_kind": metrics.get("cosine_by_kind", {}), "step": best_state.get("step")}
+            if "ndcg_at_10" in metrics:
+                extra[f"beir_{config.eval_split}_ndcg_at_10"] = metrics["ndcg_at_10"]
+                extra["beir_folder"] = str(config.eval_beir)
+            alignment = Alignment(
+                mean_cosine=float(metrics["cosine"]),
+                mse=float(metrics["mse"]),
+                texts=len(holdout),
+                held_out=f"{len(holdout)} training-distribution texts never trained on (stratified by kind)",
+                extra=extra,
+            )
+        return StudentManifest(
+            teacher=teacher.ref,
+            base=config.student,
+            layers=kept_layers,
+            alignment=alignment,
+            training={
+                "data": describe(train),
+                "config": config.to_dict(),
+                "timings": {k: round(v, 1) for k, v in self.timings.items()},
+                "device": self.device,
+            },
+        )
+
+
+def distill(config: DistillConfig) -> DistillResult:
+    """Train a student on ``config`` and save it (sentence-transformers folder + embedkd.json) to ``config.out``."""
+    config.out.mkdir(parents=True, exist_ok=True)
+    return _Distiller(config).run()

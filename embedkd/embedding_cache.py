@@ -1,0 +1,264 @@
+"""A disk cache of one model's embeddings, keyed by text, shared by training, evaluation and indexing.
+
+Layout of a cache folder::
+
+    manifest.json   model name, fingerprint, dimension, max_seq_length, committed row count
+    vectors.f16     float16 rows, appended in chunks, memory-mapped for reads
+    keys.txt        one text hash (blake2b, 32 hex chars) per row, same order
+
+Rows are appended chunk by chunk: vectors first, then keys, each flushed and fsynced, then the manifest's
+``count`` is replaced atomically. Only ``count`` rows are ever trusted, so a crash mid-append loses at most
+the chunk in flight, and the next run re-encodes just the texts that are missing: the cache resumes.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from embedkd.errors import InputError
+from embedkd.npy import atomic_write_bytes
+from embedkd.paths import cache_dir
+
+__all__ = ["EmbeddingCache", "text_key"]
+
+_MANIFEST = "manifest.json"
+_VECTORS = "vectors.f16"
+_KEYS = "keys.txt"
+_FORMAT = 1
+
+
+def text_key(text: str) -> str:
+    """Stable 128-bit hash of a text, used as its cache key."""
+    return hashlib.blake2b(text.encode("utf-8"), digest_size=16).hexdigest()
+
+
+class EmbeddingCache:
+    """Embeddings of one model (identified by its fingerprint) for any number of texts."""
+
+    def __init__(
+        self,
+        folder: Path,
+        *,
+        model_name: str,
+        fingerprint: str,
+        dimension: int,
+        max_seq_length: int | None = None,
+        prompt: str = "",
+    ) -> None:
+        self.folder = Path(folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.identity: dict[str, Any] = {
+            "model": model_name,
+            "fingerprint": fingerprint,
+            "dimension": int(dimension),
+            "max_seq_length": max_seq_length,
+            "prompt": prompt,
+        }
+        self._rows: dict[str, int] = {}
+        self._count = 0
+        self._memmap: np.memmap | None = None
+        with self._lock():
+            self._load_or_init()
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def for_model(
+        cls,
+        *,
+        model_name: str,
+        fingerprint: str,
+        dimension: int,
+        max_seq_length: int | None = None,
+        prompt: str = "",
+        root: Path | None = None,
+    ) -> EmbeddingCache:
+        """The cache of a model under ``root`` (default ``<EMBEDKD_CACHE_DIR>/embeddings``)."""
+        root = Path(root) if root is not None else cache_dir() / "embeddings"
+        tag = f"{fingerprint[:16]}-d{dimension}-L{max_seq_length or 'auto'}"
+        if prompt:
+            tag += "-p" + text_key(prompt)[:8]
+        return cls(
+            root / tag,
+            model_name=model_name,
+            fingerprint=fingerprint,
+            dimension=dimension,
+            max_seq_length=max_seq_length,
+            prompt=prompt,
+        )
+
+    @property
+    def dimension(self) -> int:
+        return int(self.identity["dimension"])
+
+    @property
+    def fingerprint(self) -> str:
+        return str(self.identity["fingerprint"])
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __contains__(self, text: object) -> bool:
+        return isinstance(text, str) and text_key(text) in self._rows
+
+    @contextmanager
+    def _lock(self) -> Iterator[None]:
+        with open(self.folder / ".lock", "w") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def _load_or_init(self) -> None:
+        manifest_path = self.folder / _MANIFEST
+        if manifest_path.is_file():
+            manifest = json.loads(manifest_path.read_text())
+            for key in ("fingerprint", "dimension", "max_seq_length", "prompt"):
+                if manifest.get(key, "") != self.identity[key]:
+                    raise InputError(
+                        f"embedding cache {self.folder} belongs to another model "
+                        f"({key}={manifest.get(key)!r}, expected {self.identity[key]!r})"
+                    )
+            count = int(manifest["count"])
+        else:
+            count = 0
+            self._write_manifest(0)
+        row_bytes = self.dimension * 2
+        vectors = self.folder / _VECTORS
+        keys_path = self.folder / _KEYS
+        vectors.touch()
+        keys_path.touch()
+        # Drop anything written after the last committed count (a crash mid-append).
+        if vectors.stat().st_size > count * row_bytes:
+            os.truncate(vectors, count * row_bytes)
+        keys = keys_path.read_text().split("\n")[:count] if count else []
+        if len(keys) < count or vectors.stat().st_size < count * row_bytes:
+            raise InputError(f"embedding cache {self.folder} is damaged; delete the folder to rebuild it")
+        keys_path.write_text("".join(k + "\n" for k in keys))
+        self._rows = {k: i for i, k in enumerate(keys)}
+        self._count = count
+        self._memmap = None
+
+    def _write_manifest(self, count: int) -> None:
+        manifest = {
+            "format": _FORMAT,
+            **self.identity,
+            "dtype": "float16",
+            "normalized": True,
+            "count": count,
+            "updated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }
+        atomic_write_bytes(self.folder / _MANIFEST, json.dumps(manifest, indent=1).encode())
+
+    def _vectors(self) -> np.ndarray:
+        if self._count == 0:
+            return np.zeros((0, self.dimension), dtype=np.float16)
+        if self._memmap is None or self._memmap.shape[0] != self._count:
+            self._memmap = np.memmap(
+                self.folder / _VECTORS, dtype=np.float16, mode="r", shape=(self._count, self.dimension)
+            )
+        return self._memmap
+
+    # ------------------------------------------------------------------ reading
+    def missing(self, texts: Sequence[str]) -> list[str]:
+        """Distinct texts that have no cached embedding yet, in first-seen order."""
+        seen: set[str] = set()
+        out = []
+        for text in texts:
+            key = text_key(text)
+            if key not in self._rows and key not in seen:
+                seen.add(key)
+                out.append(text)
+        return out
+
+    def rows(self, texts: Sequence[str]) -> np.ndarray:
+        """Row numbers of ``texts`` in the cache (all must be cached)."""
+        try:
+            return np.fromiter((self._rows[text_key(t)] for t in texts), dtype=np.int64, count=len(texts))
+        except KeyError as exc:
+            raise KeyError(f"{len(self.missing(texts))} texts are not in the embedding cache") from exc
+
+    def get(self, texts: Sequence[str], *, dtype: type = np.float32) -> np.ndarray:
+        """Embeddings of ``texts`` in order, as a new array."""
+        rows = self.rows(texts)
+        return np.asarray(self._vectors()[rows], dtype=dtype)
+
+    def vectors(self) -> np.ndarray:
+        """All cached rows (memory-mapped, read-only)."""
+        return self._vectors()
+
+    # ------------------------------------------------------------------ writing
+    def add(self, texts: Sequence[str], embeddings: np.ndarray) -> int:
+        """Append embeddings for texts not yet cached; returns how many rows were added."""
+        embeddings = np.asarray(embeddings)
+        if embeddings.ndim != 2 or embeddings.shape[0] != len(texts):
+            raise InputError(f"got {embeddings.shape[0] if embeddings.ndim else 0} embeddings for {len(texts)} texts")
+        if embeddings.shape[1] != self.dimension:
+            raise InputError(
+                f"embeddings have dimension {embeddings.shape[1]}, but {self.identity['model']} "
+                f"has dimension {self.dimension}"
+            )
+        if not np.isfinite(embeddings).all():
+            raise InputError("embeddings contain NaN or infinite values")
+        with self._lock():
+            self._load_or_init()  # another process may have appended meanwhile
+            fresh: dict[str, int] = {}
+            for i, text in enumerate(texts):
+                key = text_key(text)
+                if key not in self._rows and key not in fresh:
+                    fresh[key] = i
+            if not fresh:
+                return 0
+            block = embeddings[list(fresh.values())].astype(np.float32)
+            norms = np.linalg.norm(block, axis=1, keepdims=True)
+            block = (block / np.maximum(norms, 1e-12)).astype(np.float16)
+            with open(self.folder / _VECTORS, "ab") as handle:
+                handle.write(block.tobytes())
+                handle.flush()
+                os.fsync(handle.fileno())
+            with open(self.folder / _KEYS, "a") as handle:
+                handle.write("".join(k + "\n" for k in fresh))
+                handle.flush()
+                os.fsync(handle.fileno())
+            start = self._count
+            self._write_manifest(start + len(fresh))
+            for offset, key in enumerate(fresh):
+                self._rows[key] = start + offset
+            self._count = start + len(fresh)
+            self._memmap = None
+            return len(fresh)
+
+    def ensure(
+        self,
+        texts: Sequence[str],
+        encode: Callable[[list[str]], np.ndarray],
+        *,
+        chunk_size: int = 2048,
+        progress: bool = True,
+        description: str | None = None,
+    ) -> np.ndarray:
+        """Embeddings of ``texts``, encoding (in resumable chunks) only the ones not cached yet.
+
+        ``encode`` maps a list of texts to an ``(n, dimension)`` array. Each chunk is committed as soon as
+        it is encoded, so an interrupted call loses at most one chunk of work.
+        """
+        todo = sorted(self.missing(texts), key=len)  # similar lengths per batch: less padding
+        if todo:
+            label = description or f"encoding with {self.identity['model']}"
+            with tqdm(total=len(todo), desc=label, unit="text", disable=not progress) as bar:
+                for start in range(0, len(todo), chunk_size):
+                    chunk = todo[start : start + chunk_size]
+                    self.add(chunk, encode(chunk))
+                    bar.update(len(chunk))
+        return self.get(texts)

@@ -1,0 +1,163 @@
+"""A loaded embedding model together with its identity (name, folder, fingerprint, student manifest)."""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from embedkd.embedding_cache import EmbeddingCache
+from embedkd.models.info import fingerprint as folder_fingerprint
+from embedkd.models.loading import load_model, resolve_model_path
+from embedkd.models.manifest import StudentManifest, TeacherRef
+from embedkd.models.registry import find_spec
+
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
+
+__all__ = ["Encoder"]
+
+
+class Encoder:
+    """An embedding model that knows who it is.
+
+    ``encode_query`` and ``encode_document`` apply the model's ``query``/``document`` prompts when it
+    defines them; every output is L2-normalised float32.
+    """
+
+    def __init__(
+        self,
+        model: SentenceTransformer,
+        *,
+        name: str,
+        path: Path,
+        fingerprint: str,
+        manifest: StudentManifest | None = None,
+    ) -> None:
+        self.model = model
+        self.name = name
+        self.path = path
+        self.fingerprint = fingerprint
+        self.manifest = manifest
+        self._lock = threading.Lock()
+
+    @classmethod
+    def load(
+        cls,
+        name_or_path: str | os.PathLike[str],
+        *,
+        device: str | None = None,
+        max_seq_length: int | None = None,
+    ) -> Encoder:
+        name = str(name_or_path)
+        path = resolve_model_path(name)
+        model = load_model(path, device=device)
+        if max_seq_length:
+            model.max_seq_length = max_seq_length
+        spec = find_spec(name)
+        display = spec.name if spec else (Path(name).name if Path(name).exists() else name)
+        return cls(
+            model,
+            name=display,
+            path=path,
+            fingerprint=folder_fingerprint(path),
+            manifest=StudentManifest.read(path),
+        )
+
+    # ------------------------------------------------------------------ facts
+    @property
+    def dimension(self) -> int:
+        dim = self.model.get_embedding_dimension()
+        if dim is None:
+            raise ValueError(f"cannot tell the output dimension of {self.name}")
+        return int(dim)
+
+    @property
+    def max_seq_length(self) -> int | None:
+        value = self.model.max_seq_length
+        return int(value) if value else None
+
+    @property
+    def prompts(self) -> dict[str, str]:
+        return dict(getattr(self.model, "prompts", None) or {})
+
+    @property
+    def device(self) -> str:
+        return str(self.model.device)
+
+    def parameters(self) -> int:
+        return sum(p.numel() for p in self.model.parameters())
+
+    def as_teacher(self) -> TeacherRef:
+        return TeacherRef(
+            name=self.name,
+            fingerprint=self.fingerprint,
+            dimension=self.dimension,
+            max_seq_length=self.max_seq_length,
+            prompts={k: v for k, v in self.prompts.items() if v},
+        )
+
+    # ------------------------------------------------------------------ encoding
+    def _prompt(self, role: str | None) -> str:
+        return self.prompts.get(role, "") if role else ""
+
+    def encode(
+        self,
+        texts: Sequence[str],
+        *,
+        role: str | None = None,
+        batch_size: int = 64,
+        progress: bool = False,
+    ) -> np.ndarray:
+        """Normalised float32 embeddings; ``role`` is ``"query"``, ``"document"`` or None."""
+        prompt = self._prompt(role)
+        with self._lock:  # one forward at a time per model; sentence-transformers is not re-entrant
+            out = self.model.encode(
+                list(texts),
+                prompt=prompt or None,
+                batch_size=batch_size,
+                normalize_embeddings=True,
+                convert_to_numpy=True,
+                show_progress_bar=progress,
+            )
+        return np.asarray(out, dtype=np.float32)
+
+    def encode_query(self, texts: Sequence[str], **kwargs: object) -> np.ndarray:
+        return self.encode(texts, role="query", **kwargs)  # type: ignore[arg-type]
+
+    def encode_document(self, texts: Sequence[str], **kwargs: object) -> np.ndarray:
+        return self.encode(texts, role="document", **kwargs)  # type: ignore[arg-type]
+
+    # ------------------------------------------------------------------ caching
+    def cache(self, *, role: str | None = "document", root: Path | None = None) -> EmbeddingCache:
+        """The on-disk cache of this model's embeddings for ``role``."""
+        return EmbeddingCache.for_model(
+            model_name=self.name,
+            fingerprint=self.fingerprint,
+            dimension=self.dimension,
+            max_seq_length=self.max_seq_length,
+            prompt=self._prompt(role),
+            root=root,
+        )
+
+    def encode_cached(
+        self,
+        texts: Sequence[str],
+        *,
+        role: str | None = "document",
+        batch_size: int = 64,
+        progress: bool = True,
+        root: Path | None = None,
+    ) -> np.ndarray:
+        """Like :meth:`encode`, but reads and fills the on-disk cache (resumable)."""
+        cache = self.cache(role=role, root=root)
+        return cache.ensure(
+            texts,
+            lambda chunk: self.encode(chunk, role=role, batch_size=batch_size),
+            progress=progress,
+            description=f"{self.name}: {role or 'text'} embeddings",
+        )

@@ -1,0 +1,68 @@
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from embedkd.distill import losses
+
+
+def unit(*rows: list[float]) -> torch.Tensor:
+    return F.normalize(torch.tensor(rows, dtype=torch.float32), dim=-1)
+
+
+def test_leaf_known_values() -> None:
+    s = unit([1, 0], [0, 1])
+    t = unit([1, 0], [1, 0])
+    # identical rows -> 0; orthogonal unit rows -> |a-b|^2 = 2; mean = 1
+    assert losses.leaf_loss(s, t).item() == pytest.approx(1.0)
+    assert losses.leaf_loss(t, t).item() == pytest.approx(0.0)
+    # scale of the inputs does not matter: both sides are normalised
+    assert losses.leaf_loss(3 * s, 0.5 * t).item() == pytest.approx(1.0)
+
+
+def test_leaf_equals_two_minus_two_cosine() -> None:
+    torch.manual_seed(0)
+    s, t = torch.randn(8, 16), torch.randn(8, 16)
+    cos = F.cosine_similarity(s, t).mean()
+    assert losses.leaf_loss(s, t).item() == pytest.approx((2 - 2 * cos).item(), rel=1e-5)
+    assert losses.cosine_loss(s, t).item() == pytest.approx((1 - cos).item(), rel=1e-5)
+
+
+def test_dse_known_values() -> None:
+    s = unit([1, 0], [0, 1])
+    teacher_scores = torch.tensor([[1.0, 1.0], [1.0, 1.0]])
+    # student scores are [[1,0],[0,1]]: two off-diagonal errors of 1 over 4 entries
+    assert losses.dse_loss(s, teacher_scores).item() == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="teacher_scores"):
+        losses.dse_loss(s, torch.zeros(3, 3))
+
+
+def test_pair_and_anchor_known_values() -> None:
+    a, b = unit([1, 0], [1, 0]), unit([1, 0], [0, 1])
+    assert losses.pair_score_loss(a, b, torch.tensor([1.0, 0.0])).item() == pytest.approx(0.0)
+    assert losses.pair_score_loss(a, b, torch.tensor([0.0, 1.0])).item() == pytest.approx(1.0)
+    anchors = unit([0, 1])  # only the second coordinate matters
+    s, t = unit([1, 0]), unit([0, 1])
+    assert losses.anchor_score_loss(s, t, anchors).item() == pytest.approx(1.0)
+    assert losses.anchor_score_loss(unit([1, 1]), unit([1, -1]), unit([1, 0])).item() == pytest.approx(0.0, abs=1e-7)
+
+
+@pytest.mark.parametrize(
+    "loss",
+    [
+        lambda s, t: losses.leaf_loss(s, t),
+        lambda s, t: losses.cosine_loss(s, t),
+        lambda s, t: losses.dse_loss(s, F.normalize(t, dim=-1) @ F.normalize(t, dim=-1).T),
+        lambda s, t: losses.anchor_score_loss(s, t, F.normalize(torch.randn(5, 16), dim=-1)),
+        lambda s, t: losses.pair_score_loss(s[:4], s[4:], torch.zeros(4)),
+    ],
+)
+def test_gradients_flow_to_the_student_only(loss) -> None:
+    torch.manual_seed(1)
+    s = torch.randn(8, 16, requires_grad=True)
+    t = torch.randn(8, 16)
+    value = loss(s, t)
+    assert value.ndim == 0 and value.item() > 0
+    value.backward()
+    assert s.grad is not None and torch.isfinite(s.grad).all() and s.grad.abs().sum() > 0

@@ -1,0 +1,138 @@
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from embedkd.distill import DistillConfig, TrainingDivergedError, distill
+from embedkd.distill import trainer as trainer_module
+from embedkd.models import Encoder
+from embedkd.models.manifest import StudentManifest
+
+from .conftest import BowData
+
+
+def bow_config(bow: BowData, student: Path, out: Path, **overrides: object) -> DistillConfig:
+    settings: dict[str, object] = dict(
+        out=out,
+        teacher="bow-teacher",
+        student=str(student),
+        teacher_embeddings=[bow.embeddings_path],
+        teacher_texts=[bow.texts_path],
+        max_steps=60,
+        batch_size=16,
+        lr=1e-3,
+        head_lr=1e-2,
+        eval_every=20,
+        eval_texts=40,
+        progress=False,
+        seed=0,
+    )
+    settings.update(overrides)
+    return DistillConfig(**settings)  # type: ignore[arg-type]
+
+
+def test_training_lowers_the_loss_and_saves_a_plain_st_folder(
+    bow_teacher: BowData, tiny_model_dir: Path, tmp_path: Path, isolated_cache: Path
+) -> None:
+    result = distill(bow_config(bow_teacher, tiny_model_dir, tmp_path / "student"))
+    history = result.history
+    assert [h["step"] for h in history] == [0, 20, 40, 60]
+    assert history[-1]["mse"] < 0.8 * history[0]["mse"], history
+    assert 1 - history[-1]["cosine"] < 0.8 * (1 - history[0]["cosine"]), history
+
+    out = result.out
+    for name in ("modules.json", "1_Pooling", "2_Dense", "3_Normalize", "embedkd.json", "training_log.jsonl"):
+        assert (out / name).exists(), name
+    assert not (out / "checkpoints").exists()
+    manifest = StudentManifest.read(out)
+    assert manifest is not None and manifest.alignment is not None
+    assert manifest.teacher.name == "bow-teacher" and manifest.teacher.dimension == 24
+    assert manifest.teacher.fingerprint == "blackbox:bow-teacher"
+    assert manifest.alignment.mean_cosine == pytest.approx(max(h["cosine"] for h in history))
+    assert manifest.training["data"]["texts"] + manifest.alignment.texts == len(bow_teacher.texts)
+
+    # The folder loads with sentence-transformers alone: importing embedkd is made impossible.
+    expected = Encoder.load(out, device="cpu").encode(["apple river", "tiger"])
+    script = (
+        "import sys, json, numpy as np; sys.modules['embedkd'] = None\n"
+        "from sentence_transformers import SentenceTransformer\n"
+        f"m = SentenceTransformer({str(out)!r}, device='cpu')\n"
+        "e = m.encode(['apple river', 'tiger'], convert_to_numpy=True)\n"
+        "print(json.dumps(e.tolist()))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    plain = np.array(json.loads(proc.stdout.strip().splitlines()[-1]))
+    assert plain.shape == (2, 24)
+    np.testing.assert_allclose(plain, expected, atol=1e-5)
+
+
+def test_resume_continues_from_the_last_checkpoint(
+    bow_teacher: BowData, tiny_model_dir: Path, tmp_path: Path, isolated_cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "student"
+    config = bow_config(bow_teacher, tiny_model_dir, out, max_steps=6, eval_every=2)
+    original = trainer_module._Distiller._batch_loss
+    calls = {"n": 0}
+
+    def interrupt_at_fifth(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        calls["n"] += 1
+        if calls["n"] == 5:
+            raise KeyboardInterrupt
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(trainer_module._Distiller, "_batch_loss", interrupt_at_fifth)
+    with pytest.raises(KeyboardInterrupt):
+        distill(config)
+    state = torch.load(out / "checkpoints" / "last" / "trainer_state.pt", weights_only=False)
+    assert state["step"] == 4
+
+    monkeypatch.setattr(trainer_module._Distiller, "_batch_loss", original)
+    calls["n"] = 0
+    config.resume = True
+    result = distill(config)
+    assert [h["step"] for h in result.history] == [0, 2, 4, 6]
+
+
+def test_nan_loss_stops_with_a_clear_error_and_keeps_the_checkpoint(
+    bow_teacher: BowData, tiny_model_dir: Path, tmp_path: Path, isolated_cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "student"
+    calls = {"n": 0}
+    real = trainer_module.losses.leaf_loss
+
+    def nan_after_three(student, teacher):  # type: ignore[no-untyped-def]
+        calls["n"] += 1
+        value = real(student, teacher)
+        return value * float("nan") if calls["n"] > 3 else value
+
+    monkeypatch.setattr(trainer_module.losses, "leaf_loss", nan_after_three)
+    with pytest.raises(TrainingDivergedError, match="nan at step 3") as info:
+        distill(bow_config(bow_teacher, tiny_model_dir, out, max_steps=10, eval_every=2))
+    assert info.value.exit_code != 0
+    last = out / "checkpoints" / "last"
+    assert torch.load(last / "trainer_state.pt", weights_only=False)["step"] == 2
+    assert Encoder.load(last, device="cpu").encode(["apple"]).shape == (1, 24)
+    assert not (out / "modules.json").exists()
+
+
+def test_dse_with_pair_scores_and_pruned_student(
+    bow_teacher: BowData, tiny_model_dir: Path, tmp_path: Path, isolated_cache: Path
+) -> None:
+    pairs = tmp_path / "pairs.jsonl"
+    texts, emb = bow_teacher.texts, bow_teacher.embeddings
+    lines = [
+        json.dumps({"left": texts[i], "right": texts[i + 1], "score": float(emb[i] @ emb[i + 1])}) for i in range(50)
+    ]
+    pairs.write_text("\n".join(lines))
+    result = distill(
+        bow_config(bow_teacher, tiny_model_dir, tmp_path / "s", loss="dse", pairs=pairs, layers=1, max_steps=4)
+    )
+    assert result.manifest.layers == [1]
+    config = json.loads((result.out / "config.json").read_text())
+    assert config["num_hidden_layers"] == 1
