@@ -20,6 +20,10 @@ from pathlib import Path  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
+# Tiny models gain nothing from intra-op threads, and on a busy 2-core machine OpenMP's spinning
+# threads make each small matmul orders of magnitude slower.
+torch.set_num_threads(1)
+
 TOKENIZER_FILES = ("vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
 
 

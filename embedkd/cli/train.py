@@ -56,7 +56,10 @@ def train_command(
     sentences: Annotated[bool, typer.Option(help="Split documents into sentences.")] = True,
     titles: Annotated[bool, typer.Option(help="Use document titles as texts.")] = True,
     documents: Annotated[bool, typer.Option(help="Also train on whole documents.")] = False,
-    max_texts_per_source: Annotated[int | None, typer.Option(min=1)] = None,
+    max_texts_per_source: Annotated[
+        int | None, typer.Option(min=1, help="Sample at most N texts from each --data source.")
+    ] = None,
+    data_seed: Annotated[int, typer.Option(help="Seed of the per-source sampling.")] = 0,
     resume: Annotated[bool, typer.Option("--resume", help="Continue from the last checkpoint in OUT.")] = False,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
 ) -> None:
@@ -95,7 +98,7 @@ def train_command(
             titles=titles,
             documents=documents,
             max_texts_per_source=max_texts_per_source,
-            seed=seed,
+            seed=data_seed,
         ),
         progress=progress,
     )

@@ -24,6 +24,7 @@ __all__ = [
     "TextKind",
     "TrainingText",
     "describe",
+    "kind_of",
     "load_training_texts",
     "split_holdout",
     "split_sentences",
@@ -76,6 +77,11 @@ def _document_texts(title: str, text: str, source: str, options: DataOptions) ->
         yield TrainingText(doc_text(title, text), TextKind.DOCUMENT, source)
 
 
+def kind_of(text: str) -> TextKind:
+    """A text given as-is is a query-like text, or a document when it is long."""
+    return TextKind.DOCUMENT if len(text.split()) > _LONG_TEXT_WORDS else TextKind.QUERY
+
+
 def _read_source(path: Path, options: DataOptions) -> list[TrainingText]:
     source = str(path)
     if not path.exists():
@@ -94,10 +100,10 @@ def _read_source(path: Path, options: DataOptions) -> list[TrainingText]:
             if not isinstance(text, str):
                 raise InputError(f"{path}:{number}: missing string field 'text'")
             title = record.get("title") if isinstance(record.get("title"), str) else ""
-            if title or len(text.split()) > _LONG_TEXT_WORDS:
+            if title:  # a corpus-style record: split like a BEIR document
                 out.extend(_document_texts(str(title), text, source, options))
             elif text.strip():
-                out.append(TrainingText(text.strip(), TextKind.QUERY, source))
+                out.append(TrainingText(text.strip(), kind_of(text), source))
         return out
     if path.suffix in {".txt", ".text", ".md", ""}:
         out = []
@@ -105,33 +111,34 @@ def _read_source(path: Path, options: DataOptions) -> list[TrainingText]:
             line = line.strip()
             if not line:
                 continue
-            if len(line.split()) > _LONG_TEXT_WORDS:
-                out.extend(_document_texts("", line, source, options))
-            else:
-                out.append(TrainingText(line, TextKind.QUERY, source))
+            out.append(TrainingText(line, kind_of(line), source))
         return out
     raise InputError(f"{path}: unsupported training data {path.suffix!r}; use .jsonl, .txt or a BEIR folder")
 
 
 def load_training_texts(paths: Sequence[Path | str], options: DataOptions | None = None) -> list[TrainingText]:
-    """All training texts from ``paths``, deduplicated (first occurrence wins), in a seeded shuffle."""
+    """All training texts from ``paths``, deduplicated (first occurrence wins), in a seeded shuffle.
+
+    With ``max_texts_per_source``, each source keeps the first N texts of its own seeded shuffle, so the
+    sample from one file does not depend on which other files are used.
+    """
     options = options or DataOptions()
     if not paths:
         raise InputError("no training data given (pass --data FILE at least once)")
-    rng = random.Random(options.seed)
     seen: set[str] = set()
     texts: list[TrainingText] = []
     for raw in paths:
         path = Path(raw)
-        items = [t for t in _read_source(path, options) if t.text not in seen]
-        unique = list({t.text: t for t in reversed(items)}.values())[::-1]
+        unique = list({t.text: t for t in _read_source(path, options)}.values())
         if options.max_texts_per_source and len(unique) > options.max_texts_per_source:
-            unique = rng.sample(unique, options.max_texts_per_source)
-        seen.update(t.text for t in unique)
-        texts.extend(unique)
+            random.Random(options.seed).shuffle(unique)
+            unique = unique[: options.max_texts_per_source]
+        fresh = [t for t in unique if t.text not in seen]
+        seen.update(t.text for t in fresh)
+        texts.extend(fresh)
     if not texts:
         raise InputError(f"no usable training text in {', '.join(str(p) for p in paths)}")
-    rng.shuffle(texts)
+    random.Random(options.seed).shuffle(texts)
     return texts
 
 

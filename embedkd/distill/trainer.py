@@ -31,7 +31,7 @@ from embedkd.distill import losses
 from embedkd.distill.batching import bucketed_batches
 from embedkd.distill.checkpoint import copy_checkpoint, load_state, save_checkpoint, set_rng_state
 from embedkd.distill.config import DistillConfig, Precision
-from embedkd.distill.data import TextKind, TrainingText, describe, load_training_texts, split_holdout
+from embedkd.distill.data import TextKind, TrainingText, describe, kind_of, load_training_texts, split_holdout
 from embedkd.distill.teacher import Teacher, read_aligned_texts
 from embedkd.errors import EmbedkdError, InputError, ModelNotFoundError
 from embedkd.evaluation import alignment_scores, score_retrieval
@@ -121,8 +121,7 @@ class _Distiller:
             for text in aligned:
                 if text not in seen:
                     seen.add(text)
-                    kind = TextKind.DOCUMENT if len(text.split()) > 64 else TextKind.QUERY
-                    texts.append(TrainingText(text, kind, str(source)))
+                    texts.append(TrainingText(text, kind_of(text), str(source)))
         if not texts:
             raise InputError("the training data contains no text")
         return texts

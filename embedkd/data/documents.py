@@ -1,0 +1,100 @@
+"""Documents to index: from jsonl, a BEIR folder, or a folder of .txt/.md files, validated up front."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from embedkd.data.beir import is_beir_folder
+from embedkd.data.jsonl import iter_jsonl, read_text_file
+from embedkd.errors import InputError
+
+__all__ = ["Document", "read_documents", "validate_documents"]
+
+_TEXT_SUFFIXES = {".txt", ".md", ".markdown", ".rst"}
+
+
+@dataclass
+class Document:
+    id: str
+    text: str
+    title: str = ""
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+def _from_record(record: dict[str, Any], where: str) -> Document:
+    doc_id = record.get("_id", record.get("id"))
+    if doc_id is None or (isinstance(doc_id, str) and not doc_id.strip()):
+        raise InputError(f"{where}: missing document id ('_id' or 'id')")
+    if not isinstance(doc_id, str | int):
+        raise InputError(f"{where}: document id must be a string or an integer")
+    text = record.get("text")
+    if not isinstance(text, str):
+        raise InputError(f"{where}: document {doc_id!r} has no string field 'text'")
+    title = record.get("title") or ""
+    if not isinstance(title, str):
+        raise InputError(f"{where}: document {doc_id!r} has a non-string 'title'")
+    metadata = record.get("metadata") or {}
+    if not isinstance(metadata, dict):
+        raise InputError(f"{where}: document {doc_id!r} has 'metadata' that is not an object")
+    return Document(id=str(doc_id), text=text, title=title, metadata=metadata)
+
+
+def _markdown_title(text: str, fallback: str) -> str:
+    for line in text.splitlines()[:20]:
+        if line.startswith("# "):
+            return line[2:].strip()
+    return fallback
+
+
+def _read_folder(folder: Path) -> list[Document]:
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in _TEXT_SUFFIXES)
+    if not files:
+        raise InputError(f"{folder}: no .txt or .md files (and no corpus.jsonl)")
+    docs = []
+    for path in files:
+        relative = path.relative_to(folder).as_posix()
+        text = read_text_file(path)
+        docs.append(
+            Document(
+                id=relative,
+                text=text,
+                title=_markdown_title(text, path.stem) if path.suffix.lower() != ".txt" else path.stem,
+                metadata={"path": relative},
+            )
+        )
+    return docs
+
+
+def read_documents(path: Path) -> list[Document]:
+    """Documents from a ``.jsonl`` (``_id``/``id``, ``title``, ``text``, optional ``metadata``), a BEIR
+    folder (its ``corpus.jsonl``) or a folder of ``.txt``/``.md`` files (id = relative path)."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path}: no such file or folder")
+    if path.is_dir():
+        if is_beir_folder(path):
+            path = path / "corpus.jsonl"
+        else:
+            return validate_documents(_read_folder(path), source=str(path))
+    if path.suffix != ".jsonl":
+        raise InputError(f"{path}: documents must be a .jsonl file, a BEIR folder or a folder of .txt/.md files")
+    docs = [_from_record(record, f"{path}:{number}") for number, record in iter_jsonl(path)]
+    return validate_documents(docs, source=str(path))
+
+
+def validate_documents(docs: Sequence[Document] | Iterable[Document], *, source: str = "input") -> list[Document]:
+    """Reject an empty batch, duplicate ids, and documents with no text at all."""
+    docs = list(docs)
+    if not docs:
+        raise InputError(f"{source}: no documents")
+    seen: set[str] = set()
+    for doc in docs:
+        if doc.id in seen:
+            raise InputError(f"{source}: duplicate document id {doc.id!r} in one batch")
+        seen.add(doc.id)
+        if not (doc.title.strip() or doc.text.strip()):
+            raise InputError(f"{source}: document {doc.id!r} has neither title nor text")
+    return docs

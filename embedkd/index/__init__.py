@@ -1,0 +1,9 @@
+"""Teacher-side indexes: FAISS structures, a SQLite document store, chunking, atomic persistence."""
+
+from __future__ import annotations
+
+from embedkd.index.collection import Hit, Index, build_index
+from embedkd.index.faiss import FaissIndex, IndexKind, IndexParams
+from embedkd.index.manifest import IndexManifest
+
+__all__ = ["FaissIndex", "Hit", "Index", "IndexKind", "IndexManifest", "IndexParams", "build_index"]

@@ -1,0 +1,429 @@
+"""An index folder: teacher-embedded document chunks, searchable, updatable, crash-safe.
+
+Layout::
+
+    manifest.json          teacher (name, fingerprint, dimension), index type and parameters, counts
+    docstore.sqlite        documents, chunks and the generation counter (the commit point)
+    vectors.f16            exact chunk vectors (row = chunk id), for rebuilds and rescoring
+    index.<gen>.faiss      the faiss structure as of generation <gen>
+    index.state.json       which faiss file is current, its generation, HNSW tombstones
+
+Writes go to the store first (durable when they return); the faiss file is rewritten by :meth:`Index.save`
+with a temp file, fsync and rename, and ``index.state.json`` is switched to it last. A crash at any point
+leaves the previous faiss file in force, and on open the changes committed after its generation are
+replayed from the store, so no acknowledged write is lost.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import tempfile
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from embedkd.data.documents import Document, validate_documents
+from embedkd.errors import InputError
+from embedkd.index.chunking import Chunk, chunk_document
+from embedkd.index.exact import exact_search
+from embedkd.index.faiss import FaissIndex, IndexKind, IndexParams
+from embedkd.index.manifest import IndexManifest
+from embedkd.index.store import DocStore
+from embedkd.models.manifest import TeacherRef
+from embedkd.npy import atomic_write_bytes, fsync_dir
+
+__all__ = ["Hit", "Index"]
+
+logger = logging.getLogger(__name__)
+
+Embed = Callable[[list[str]], np.ndarray]  # chunk texts -> normalised teacher vectors
+_STATE = "index.state.json"
+_EXACT_FILTER_LIMIT = 50_000  # filters matching fewer chunks than this are searched exactly
+
+
+@dataclass
+class Hit:
+    """One document in a result list, represented by its best-matching chunk."""
+
+    id: str
+    score: float
+    title: str
+    passage: str
+    chunk: int
+    metadata: dict[str, Any] = field(default_factory=dict)
+    text: str | None = None
+
+
+class Index:
+    """Documents embedded by a teacher, stored with their chunks, searchable by vectors in its space."""
+
+    def __init__(self, folder: Path, manifest: IndexManifest, store: DocStore, vectors: FaissIndex) -> None:
+        self.folder = folder
+        self.manifest = manifest
+        self.store = store
+        self.vectors = vectors
+        self._lock = threading.RLock()
+        self._tokenizer: Any = None
+        self._unsaved = 0
+
+    # ------------------------------------------------------------------ opening
+    @classmethod
+    def create(
+        cls,
+        folder: Path,
+        *,
+        teacher: TeacherRef,
+        params: IndexParams | None = None,
+        chunk_tokens: int | None = None,
+        overlap: int = 64,
+        chunking: bool = True,
+        device: str = "cpu",
+    ) -> Index:
+        """An empty index in a new folder."""
+        folder = Path(folder)
+        if (folder / "manifest.json").exists():
+            raise InputError(f"{folder} already holds an index; open it, or choose another folder")
+        params = params or IndexParams()
+        manifest = IndexManifest(
+            teacher=teacher,
+            dimension=teacher.dimension,
+            params=params.to_dict(),
+            chunking={
+                "enabled": chunking,
+                "max_tokens": chunk_tokens or teacher.max_seq_length or 512,
+                "overlap": overlap,
+            },
+        )
+        folder.mkdir(parents=True, exist_ok=True)
+        store = DocStore(folder, dimension=teacher.dimension)
+        index = cls(folder, manifest, store, FaissIndex(teacher.dimension, params, device=device))
+        manifest.counts = store.counts()
+        manifest.write(folder)
+        return index
+
+    @classmethod
+    def open(cls, folder: Path, *, device: str = "cpu") -> Index:
+        """Open an index folder, replaying any committed change its faiss file does not have yet."""
+        folder = Path(folder)
+        manifest = IndexManifest.read(folder)
+        params = IndexParams.from_dict(manifest.params)
+        store = DocStore(folder, dimension=manifest.dimension)
+        vectors = FaissIndex(manifest.dimension, params, device=device)
+        index = cls(folder, manifest, store, vectors)
+        index._load_vectors()
+        return index
+
+    def _state(self) -> dict[str, Any]:
+        try:
+            return dict(json.loads((self.folder / _STATE).read_text()))
+        except (OSError, ValueError):
+            return {}
+
+    def _load_vectors(self) -> None:
+        state = self._state()
+        path = self.folder / str(state.get("file", ""))
+        if state and path.is_file():
+            try:
+                self.vectors.read(path, tombstones=set(state.get("tombstones", [])))
+            except RuntimeError:
+                logger.warning("%s is unreadable; rebuilding the vector index from the store", path)
+                state = {}
+        if not state or not path.is_file():
+            self._rebuild()
+            return
+        added, removed = self.store.changes_since(int(state["generation"]))
+        removed = removed[removed < int(state["next_chunk_id"])]  # only ids the saved structure holds
+        if len(removed):
+            self.vectors.remove(removed)
+        if len(added):
+            self.vectors.add(self.store.vectors_for(added), added)
+        if len(added) or len(removed):
+            logger.info("replayed %d additions and %d removals since the last save", len(added), len(removed))
+            self._unsaved += len(added) + len(removed)
+
+    def _rebuild(self) -> None:
+        ids = self.store.live_chunk_ids()
+        if len(ids) == 0:
+            self.vectors = FaissIndex(self.manifest.dimension, self.vectors.params, device=self.vectors.device)
+            return
+        self.vectors.build(self.store.vectors_for(ids), ids)
+        self._unsaved += 1
+
+    def close(self) -> None:
+        with self._lock:
+            if self._unsaved:
+                self.save()
+            self.store.close()
+
+    def __enter__(self) -> Index:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ facts
+    @property
+    def teacher(self) -> TeacherRef:
+        return self.manifest.teacher
+
+    @property
+    def params(self) -> IndexParams:
+        return self.vectors.params
+
+    def __len__(self) -> int:
+        return self.store.counts()["documents"]
+
+    def info(self) -> dict[str, Any]:
+        with self._lock:
+            data = self.manifest.to_dict()
+            data["counts"] = {**self.store.counts(), "vectors": self.vectors.ntotal}
+            data["generation"] = self.store.generation()
+            data["memory_bytes"] = self.vectors.memory_bytes()
+            data["folder"] = str(self.folder)
+            return data
+
+    # ------------------------------------------------------------------ writing
+    def chunk(self, doc: Document) -> list[Chunk]:
+        chunking = self.manifest.chunking
+        if not chunking.get("enabled", True) or self._get_tokenizer() is None:
+            return [Chunk(0, _full_text(doc), doc.text, 0, len(doc.text))]
+        return chunk_document(
+            doc, self._tokenizer, max_tokens=int(chunking["max_tokens"]), overlap=int(chunking["overlap"])
+        )
+
+    def _get_tokenizer(self) -> Any:
+        if self._tokenizer is None:
+            from embedkd.errors import ModelNotFoundError
+            from embedkd.models.loading import resolve_model_path
+
+            try:
+                path = resolve_model_path(self.teacher.name)
+            except ModelNotFoundError:
+                return None  # a black-box teacher: documents stay whole
+            from transformers import AutoTokenizer
+
+            self._tokenizer = AutoTokenizer.from_pretrained(str(path))
+            self._tokenizer.model_max_length = 10**9  # chunking tokenises whole documents on purpose
+        return self._tokenizer
+
+    def upsert(self, docs: Sequence[Document], embed: Embed, *, progress: bool = False) -> dict[str, int]:
+        """Insert or replace documents. Durable when it returns. Returns counts of new and replaced ids."""
+        docs = validate_documents(docs)
+        chunks = [self.chunk(doc) for doc in docs]
+        texts = [c.encode_text for doc_chunks in chunks for c in doc_chunks]
+        vectors = np.asarray(embed(texts), dtype=np.float32)
+        if vectors.ndim != 2 or vectors.shape != (len(texts), self.manifest.dimension):
+            raise InputError(
+                f"the embedder returned shape {tuple(vectors.shape)}, expected "
+                f"({len(texts)}, {self.manifest.dimension})"
+            )
+        with self._lock:
+            existing = set(self.store.documents([d.id for d in docs]))
+            needs_build = self.vectors.needs_training and self.vectors._index is None
+            new_ids, removed, _ = self.store.upsert(docs, chunks, vectors)
+            if needs_build:
+                self._rebuild()
+            else:
+                self.vectors.remove(removed)
+                self.vectors.add(vectors, new_ids)
+            self._unsaved += len(docs)
+        return {"inserted": len(docs) - len(existing), "replaced": len(existing), "chunks": len(texts)}
+
+    def add(self, docs: Sequence[Document], embed: Embed, *, progress: bool = False) -> dict[str, int]:
+        """Insert new documents; refuses ids that already exist (use :meth:`upsert` to replace)."""
+        docs = validate_documents(docs)
+        with self._lock:
+            clash = sorted(self.store.documents([d.id for d in docs]))
+        if clash:
+            raise InputError(f"{len(clash)} document ids already exist (e.g. {clash[0]!r}); use upsert to replace")
+        return self.upsert(docs, embed, progress=progress)
+
+    def delete(self, doc_ids: Sequence[str]) -> dict[str, Any]:
+        """Delete documents by id; unknown ids are reported, not fatal."""
+        with self._lock:
+            removed, missing, _ = self.store.delete(list(doc_ids))
+            self.vectors.remove(removed)
+            self._unsaved += len(doc_ids)
+        return {"deleted": len(doc_ids) - len(missing), "missing": missing, "chunks": int(len(removed))}
+
+    def save(self) -> None:
+        """Persist the faiss structure (atomically) and the manifest; compacts HNSW tombstones first."""
+        with self._lock:
+            if self.vectors.needs_compaction:
+                self._rebuild()
+            generation = self.store.generation()
+            next_chunk_id = self.store._next_chunk_id()
+            state: dict[str, Any] = {"generation": generation, "next_chunk_id": next_chunk_id}
+            if self.vectors._index is not None:
+                name = f"index.{generation}.faiss"
+                fd, tmp = tempfile.mkstemp(prefix=".index.", suffix=".tmp", dir=self.folder)
+                os.close(fd)
+                try:
+                    self.vectors.write(Path(tmp))
+                    with open(tmp, "rb+") as handle:
+                        os.fsync(handle.fileno())
+                    os.replace(tmp, self.folder / name)
+                    fsync_dir(self.folder)
+                except BaseException:
+                    Path(tmp).unlink(missing_ok=True)
+                    raise
+                state.update(file=name, tombstones=sorted(self.vectors.tombstones()))
+            atomic_write_bytes(self.folder / _STATE, json.dumps(state).encode())
+            for old in self.folder.glob("index.*.faiss"):
+                if old.name != state.get("file"):
+                    old.unlink(missing_ok=True)
+            self.manifest.counts = {**self.store.counts(), "vectors": self.vectors.ntotal}
+            self.manifest.write(self.folder)
+            self._unsaved = 0
+
+    # ------------------------------------------------------------------ searching
+    def search(
+        self,
+        queries: np.ndarray,
+        k: int = 10,
+        *,
+        filters: dict[str, Any] | None = None,
+        include_text: bool = False,
+    ) -> list[list[Hit]]:
+        """The ``k`` best documents for each query vector (in this index's teacher space)."""
+        queries = np.asarray(queries, dtype=np.float32)
+        if queries.ndim == 1:
+            queries = queries[None, :]
+        if queries.ndim != 2 or queries.shape[1] != self.manifest.dimension:
+            raise InputError(
+                f"query vectors have dimension {queries.shape[-1]}, this index holds "
+                f"{self.manifest.dimension}-d vectors of teacher {self.teacher.name}"
+            )
+        if k < 1:
+            raise InputError("k must be at least 1")
+        with self._lock:
+            allowed = self.store.chunk_ids_matching(filters) if filters else None
+            if allowed is not None and len(allowed) == 0:
+                return [[] for _ in range(len(queries))]
+            total = self.vectors.ntotal if allowed is None else len(allowed)
+            fetch = min(total, k * 4)
+            while True:
+                scores, ids = self._search_chunks(queries, fetch, allowed)
+                grouped = self._group(scores, ids, k)
+                if fetch >= total or all(len(g) >= k for g in grouped):
+                    break
+                fetch = min(total, fetch * 4)
+            return self._hits(grouped, include_text)
+
+    def _search_chunks(
+        self, queries: np.ndarray, fetch: int, allowed: np.ndarray | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        if allowed is not None and (len(allowed) <= _EXACT_FILTER_LIMIT or self.params.kind is IndexKind.HNSW):
+            vectors = self.vectors.prepare(self.store.vectors_for(allowed))
+            scores, rows = exact_search(self.vectors.prepare(queries), vectors, fetch)
+            return scores, allowed[rows]
+        return self.vectors.search(queries, fetch, allowed=allowed, rescore=self.store.vectors_for)
+
+    def _group(self, scores: np.ndarray, ids: np.ndarray, k: int) -> list[list[tuple[int, float]]]:
+        """Per query, up to ``k`` (chunk id, score) pairs: the best chunk of each distinct document."""
+        all_ids = np.unique(ids[ids >= 0])
+        doc_of = {cid: chunk.doc_id for cid, chunk in self.store.chunks(all_ids.tolist()).items()}
+        grouped = []
+        for q in range(ids.shape[0]):
+            seen: set[str] = set()
+            best: list[tuple[int, float]] = []
+            for cid, score in zip(ids[q], scores[q], strict=True):
+                doc = doc_of.get(int(cid))
+                if cid < 0 or doc is None or doc in seen:
+                    continue
+                seen.add(doc)
+                best.append((int(cid), float(score)))
+                if len(best) == k:
+                    break
+            grouped.append(best)
+        return grouped
+
+    def _hits(self, grouped: list[list[tuple[int, float]]], include_text: bool) -> list[list[Hit]]:
+        chunk_rows = self.store.chunks([cid for group in grouped for cid, _ in group])
+        docs = self.store.documents(sorted({c.doc_id for c in chunk_rows.values()}))
+        out = []
+        for group in grouped:
+            hits = []
+            for cid, score in group:
+                chunk = chunk_rows[cid]
+                doc = docs[chunk.doc_id]
+                hits.append(
+                    Hit(
+                        id=doc.id,
+                        score=score,
+                        title=doc.title,
+                        passage=chunk.passage,
+                        chunk=chunk.ordinal,
+                        metadata=doc.metadata,
+                        text=doc.text if include_text else None,
+                    )
+                )
+            out.append(hits)
+        return out
+
+
+def _full_text(doc: Document) -> str:
+    from embedkd.data.beir import doc_text
+
+    return doc_text(doc.title, doc.text)
+
+
+def build_index(
+    folder: Path,
+    docs: Sequence[Document],
+    *,
+    teacher: TeacherRef,
+    embed: Embed,
+    params: IndexParams | None = None,
+    chunking: bool = True,
+    chunk_tokens: int | None = None,
+    overlap: int = 64,
+    batch_docs: int = 2048,
+    progress: bool = True,
+    device: str = "cpu",
+) -> Index:
+    """Build a new index folder atomically: everything is written to a temp folder, then renamed."""
+    folder = Path(folder)
+    if folder.exists() and any(folder.iterdir()):
+        raise InputError(f"{folder} exists and is not empty; choose a new folder or delete it first")
+    docs = validate_documents(docs)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.building-", dir=folder.parent))
+    try:
+        index = Index.create(
+            tmp,
+            teacher=teacher,
+            params=params,
+            chunking=chunking,
+            chunk_tokens=chunk_tokens,
+            overlap=overlap,
+            device=device,
+        )
+        chunks = [index.chunk(doc) for doc in tqdm(docs, desc="chunking", unit="doc", disable=not progress)]
+        texts = [c.encode_text for doc_chunks in chunks for c in doc_chunks]
+        vectors = np.asarray(embed(texts), dtype=np.float32)  # cached and resumable on the teacher's side
+        offset = 0
+        for start in range(0, len(docs), batch_docs):
+            batch_chunks = chunks[start : start + batch_docs]
+            n = sum(len(c) for c in batch_chunks)
+            index.store.upsert(docs[start : start + batch_docs], batch_chunks, vectors[offset : offset + n])
+            offset += n
+        index._rebuild()
+        index.save()
+        index.store.close()
+        if folder.exists():
+            folder.rmdir()
+        os.rename(tmp, folder)
+        fsync_dir(folder.parent)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return Index.open(folder, device=device)

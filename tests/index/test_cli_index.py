@@ -1,0 +1,76 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def test_index_lifecycle_through_the_cli(run_cli, teacher, tiny_model_factory, tmp_path: Path) -> None:
+    teacher_dir = str(teacher.model_path)
+    docs = write_jsonl(
+        tmp_path / "docs.jsonl",
+        [
+            {"_id": "a", "title": "Apples", "text": "apple orchard harvest apple", "metadata": {"kind": "fruit"}},
+            {"_id": "b", "title": "Rivers", "text": "river delta water flow", "metadata": {"kind": "geo"}},
+            {"_id": "c", "title": "Music", "text": "violin concert music hall", "metadata": {"kind": "art"}},
+        ],
+    )
+    out = tmp_path / "idx"
+    code, stdout, err = run_cli(
+        "index", "build", "--teacher", teacher_dir, "--docs", docs, "--out", out, "--no-progress"
+    )
+    assert code == 0, err
+    assert "3 documents" in stdout
+
+    code, stdout, err = run_cli("index", "info", "--index", out, "--json")
+    info = json.loads(stdout)
+    assert code == 0 and info["counts"]["documents"] == 3 and info["teacher"]["dimension"] == 48
+
+    more = write_jsonl(tmp_path / "more.jsonl", [{"id": "d", "text": "desert sand dune"}])
+    code, stdout, err = run_cli("index", "add", "--index", out, "--docs", more, "--no-progress")
+    assert code == 0 and json.loads(stdout)["inserted"] == 1, err
+    code, _, err = run_cli("index", "add", "--index", out, "--docs", more, "--no-progress")
+    assert code == 2 and "already exist" in err
+    code, stdout, err = run_cli("index", "upsert", "--index", out, "--docs", more, "--no-progress")
+    assert code == 0 and json.loads(stdout)["replaced"] == 1
+    code, stdout, err = run_cli("index", "delete", "--index", out, "b", "zz")
+    assert code == 0 and json.loads(stdout) == {"deleted": 1, "missing": ["zz"], "chunks": 1}
+
+    # Teacher mode needs no student; the teacher is found from the index manifest.
+    code, stdout, err = run_cli("search", "--index", out, "--mode", "teacher", "apple orchard", "--json")
+    assert code == 0, err
+    hits = json.loads(stdout)[0]
+    assert hits[0]["id"] == "a" and {h["id"] for h in hits} == {"a", "c", "d"}
+    code, stdout, _ = run_cli("search", "-x", out, "--mode", "teacher", "--filter", "kind=art", "apple", "--json")
+    assert [h["id"] for h in json.loads(stdout)[0]] == ["c"]
+
+    # A student aligned to another teacher is refused with a clear message, unless forced.
+    student = tiny_model_factory(hidden=48, seed=9)
+    (student / "embedkd.json").write_text(
+        json.dumps({"teacher": {"name": "other", "fingerprint": "0" * 64, "dimension": 48}, "base": "x"})
+    )
+    code, _, err = run_cli("search", "-x", out, "--student", student, "apple")
+    assert code == 5 and "other" in err and "Traceback" not in err
+    code, stdout, err = run_cli("search", "-x", out, "--student", student, "--force", "apple")
+    assert code == 0, err
+
+
+def test_cli_index_errors(run_cli, teacher, tmp_path: Path) -> None:
+    teacher_dir = str(teacher.model_path)
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    code, _, err = run_cli("index", "build", "--teacher", teacher_dir, "--docs", empty, "--out", tmp_path / "i")
+    assert code == 2 and "no documents" in err
+    code, _, err = run_cli(
+        "index", "build", "--teacher", teacher_dir, "--docs", empty, "--out", tmp_path / "i", "--type", "annoy"
+    )
+    assert code == 2
+    code, _, err = run_cli("index", "info", "--index", tmp_path)
+    assert code == 2 and "not an embedkd index" in err
+    code, _, err = run_cli("search", "--index", tmp_path / "nope", "q")
+    assert code == 2
+    assert not (tmp_path / "i").exists()

@@ -1,0 +1,198 @@
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from embedkd.data.documents import Document, read_documents
+from embedkd.errors import InputError
+from embedkd.index import Index, IndexKind, IndexParams, build_index
+from embedkd.index import collection as collection_module
+from embedkd.index.exact import exact_search
+
+from .conftest import make_docs
+
+ALL_KINDS = ["flat", "hnsw", "ivf-flat", "ivf-pq", "sq8", "binary"]
+
+
+def params_for(kind: str) -> IndexParams:
+    if kind.startswith("ivf"):
+        return IndexParams(kind=kind, nlist=8, nprobe=8, pq_m=8)  # type: ignore[arg-type]
+    return IndexParams(kind=kind)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("kind", ALL_KINDS)
+def test_build_save_reopen_search_round_trip(kind: str, teacher, embed, tmp_path: Path) -> None:
+    docs = make_docs(300)
+    folder = tmp_path / kind
+    index = build_index(folder, docs, teacher=teacher.ref, embed=embed, params=params_for(kind), progress=False)
+    queries = embed(["apple river music", "tiger violin"])
+    before = [[h.id for h in hits] for hits in index.search(queries, 5)]
+    info = index.info()
+    index.close()
+    assert info["counts"]["documents"] == 300 and info["counts"]["vectors"] == info["counts"]["chunks"]
+    assert info["params"]["kind"] == kind and info["teacher"]["fingerprint"] == teacher.ref.fingerprint
+
+    reopened = Index.open(folder)
+    after = [[h.id for h in hits] for hits in reopened.search(queries, 5)]
+    assert after == before and all(len(ids) == 5 for ids in after)
+    hit = reopened.search(queries[:1], 1, include_text=True)[0][0]
+    stored = reopened.store.document(hit.id)
+    assert stored is not None and hit.text == stored.text and hit.passage in stored.text
+    reopened.close()
+
+
+def test_flat_matches_numpy_exactly(teacher, embed, tmp_path: Path) -> None:
+    docs = make_docs(200, max_words=20)  # one chunk per document
+    index = build_index(tmp_path / "flat", docs, teacher=teacher.ref, embed=embed, chunking=False, progress=False)
+
+    def unit(x: np.ndarray) -> np.ndarray:
+        return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+    doc_vectors = unit(embed([f"{d.title} {d.text}" for d in docs]))  # float16 storage, renormalised
+    queries = unit(embed([d.text for d in make_docs(20, seed=5)]))
+    scores, rows = exact_search(queries, doc_vectors, 100)
+    hits = index.search(queries, 100)
+    reference = {d.id: v for d, v in zip(docs, doc_vectors, strict=True)}
+    for q in range(len(queries)):
+        np.testing.assert_allclose([h.score for h in hits[q]], scores[q], atol=1e-5)
+        expected = [docs[r].id for r in rows[q]]
+        for got, want in zip([h.id for h in hits[q]], expected, strict=True):
+            if got != want:  # only exact ties may swap (tiny random models make many)
+                assert abs(float(reference[got] @ queries[q]) - float(reference[want] @ queries[q])) < 1e-6
+    index.close()
+
+
+@pytest.mark.parametrize("kind", ["flat", "hnsw"])
+def test_upsert_and_delete_keep_ids_consistent(kind: str, teacher, embed, tmp_path: Path) -> None:
+    docs = make_docs(50)
+    folder = tmp_path / "idx"
+    index = build_index(folder, docs, teacher=teacher.ref, embed=embed, params=IndexParams(kind=kind), progress=False)  # type: ignore[arg-type]
+    q = embed(["zebra quartz"])
+    new = Document(id="d7", title="zebra", text="zebra quartz zebra quartz", metadata={"lang": "xx"})
+    assert index.upsert([new], embed) == {"inserted": 0, "replaced": 1, "chunks": 1}
+    top = index.search(q, 3)[0]
+    assert top[0].id == "d7" and top[0].metadata == {"lang": "xx"}
+    assert sum(h.id == "d7" for h in index.search(q, 50)[0]) == 1  # old chunks of d7 are gone
+    result = index.delete(["d7", "d3", "nope"])
+    assert result["deleted"] == 2 and result["missing"] == ["nope"]
+    ids = {h.id for h in index.search(q, 100)[0]}
+    assert "d7" not in ids and "d3" not in ids
+    assert len(ids) == 48 if kind == "flat" else len(ids) >= 45  # hnsw is approximate even at k = all
+    with pytest.raises(InputError, match="already exist"):
+        index.add([Document(id="d1", text="x")], embed)
+    assert index.add([Document(id="brand-new", text="zebra quartz")], embed)["inserted"] == 1
+    index.save()
+    index.close()
+    reopened = Index.open(folder)
+    assert len(reopened) == 49 and reopened.store.document("d3") is None
+    assert reopened.search(q, 1)[0][0].id in {"brand-new"}
+    assert reopened.info()["counts"]["vectors"] == reopened.info()["counts"]["chunks"]
+    reopened.close()
+
+
+def test_unsaved_changes_are_replayed_after_a_crash(teacher, embed, tmp_path: Path) -> None:
+    folder = tmp_path / "idx"
+    index = build_index(folder, make_docs(40), teacher=teacher.ref, embed=embed, progress=False)
+    index.upsert([Document(id="late", text="zebra quartz zebra")], embed)
+    index.delete(["d0"])
+    # No save(): simulate a kill -9 by dropping the object without closing it.
+    index.store.db.close()
+    reopened = Index.open(folder)
+    assert reopened.store.document("late") is not None and reopened.store.document("d0") is None
+    hit_ids = [h.id for h in reopened.search(embed(["zebra quartz"]), 40)[0]]
+    assert hit_ids[0] == "late" and "d0" not in hit_ids
+    reopened.close()
+
+
+def test_crash_between_write_and_rename_leaves_a_readable_index(
+    teacher, embed, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = tmp_path / "idx"
+    index = build_index(folder, make_docs(40), teacher=teacher.ref, embed=embed, progress=False)
+    index.upsert([Document(id="late", text="zebra quartz")], embed)
+
+    real_replace = os.replace
+
+    def crash(src: object, dst: object) -> None:
+        if str(dst).endswith(".faiss"):
+            raise OSError("simulated power cut before rename")
+        real_replace(src, dst)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(collection_module.os, "replace", crash)
+    with pytest.raises(OSError, match="power cut"):
+        index.save()
+    monkeypatch.undo()
+    index.store.db.close()
+    assert not list(folder.glob(".index.*.tmp"))
+    reopened = Index.open(folder)
+    assert len(reopened) == 41
+    assert reopened.search(embed(["zebra quartz"]), 1)[0][0].id == "late"
+    reopened.close()
+
+
+def test_metadata_filters(teacher, embed, tmp_path: Path) -> None:
+    index = build_index(tmp_path / "i", make_docs(60), teacher=teacher.ref, embed=embed, progress=False)
+    q = embed(["apple"])
+    french = index.search(q, 10, filters={"lang": "fr"})[0]
+    assert len(french) == 10 and all(h.metadata["lang"] == "fr" for h in french)
+    both = index.search(q, 50, filters={"lang": "en", "group": 1})[0]
+    assert both and all(h.metadata == {"lang": "en", "group": 1} for h in both)
+    assert index.search(q, 5, filters={"lang": "de"})[0] == []
+    with pytest.raises(InputError):
+        index.search(q, 5, filters={"bad key'": 1})
+    index.close()
+
+
+def test_bad_input_leaves_the_index_unchanged(teacher, embed, tmp_path: Path) -> None:
+    folder = tmp_path / "idx"
+    index = build_index(folder, make_docs(20), teacher=teacher.ref, embed=embed, progress=False)
+    generation = index.store.generation()
+    bad_batches = {
+        "no documents": [],
+        "duplicate": [Document(id="x", text="a"), Document(id="x", text="b")],
+        "neither title nor text": [Document(id="y", text="  ")],
+    }
+    for message, batch in bad_batches.items():
+        with pytest.raises(InputError, match=message):
+            index.upsert(batch, embed)
+    with pytest.raises(InputError, match="embedder returned shape"):
+        index.upsert([Document(id="z", text="hello")], lambda texts: np.ones((len(texts), 7), np.float32))
+    with pytest.raises(InputError, match="dimension"):
+        index.search(np.ones((1, 7), np.float32), 3)
+    assert index.store.generation() == generation and len(index) == 20
+    index.close()
+
+
+def test_document_readers_reject_bad_files(tmp_path: Path) -> None:
+    missing_text = tmp_path / "a.jsonl"
+    missing_text.write_text('{"_id": "1", "title": "t"}\n')
+    with pytest.raises(InputError, match="no string field 'text'"):
+        read_documents(missing_text)
+    dup = tmp_path / "b.jsonl"
+    dup.write_text('{"id": 1, "text": "a"}\n{"id": "1", "text": "b"}\n')
+    with pytest.raises(InputError, match="duplicate document id '1'"):
+        read_documents(dup)
+    folder = tmp_path / "notes"
+    folder.mkdir()
+    (folder / "good.md").write_text("# Heading\nbody text")
+    (folder / "bad.txt").write_bytes(b"\xff\xfe caf\xe9")
+    with pytest.raises(InputError, match="not valid UTF-8"):
+        read_documents(folder)
+    (folder / "bad.txt").unlink()
+    docs = read_documents(folder)
+    assert [(d.id, d.title) for d in docs] == [("good.md", "Heading")]
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    with pytest.raises(InputError, match="no documents"):
+        read_documents(empty)
+
+
+def test_ivf_refuses_too_few_vectors(teacher, embed, tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="needs at least 256 vectors"):
+        build_index(
+            tmp_path / "i", make_docs(10), teacher=teacher.ref, embed=embed, params=IndexParams(kind=IndexKind.IVF_PQ)
+        )
+    assert not (tmp_path / "i").exists() and not list(tmp_path.glob(".i.building-*"))
