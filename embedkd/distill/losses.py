@@ -63,7 +63,8 @@ def anchor_score_loss(student: Tensor, teacher: Tensor, anchors: Tensor) -> Tens
 
     With ``anchors`` the teacher's document embeddings, this is the quantity asymmetric retrieval ranks
     by: ``cos(student_query, doc)`` against ``cos(teacher_query, doc)``. It weights the embedding error by
-    the directions the documents actually span.
+    the directions the documents actually span. Centre the anchors to ignore the common direction, which
+    shifts every document's score alike.
     """
     s = F.normalize(student, dim=-1)
     t = F.normalize(teacher, dim=-1)

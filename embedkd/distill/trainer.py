@@ -256,6 +256,8 @@ class _Distiller:
         if len(docs) > config.max_anchors:
             docs = rng.sample(docs, config.max_anchors)
         emb = teacher.embeddings(docs, role="document", progress=config.progress)
+        # Centred: the mean document direction moves every score alike and carries no ranking signal.
+        emb = emb - emb.mean(0, keepdims=True)
         return torch.from_numpy(emb).to(self.device)
 
     def _student(

@@ -1,0 +1,191 @@
+"""The FastAPI app factory.
+
+``create_app(settings)`` builds an app; its lifespan loads the index and models once, starts the
+micro-batchers and a periodic index save, and shuts everything down cleanly. Settings are read here,
+never at import time, so ``uvicorn service.app:create_app --factory`` and tests both work.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+
+from embedkd._version import __version__
+from embedkd.device import resolve_device
+from embedkd.distill.teacher import Teacher
+from embedkd.errors import AlignmentError, EmbedkdError, InputError, ModelNotFoundError
+from embedkd.index.collection import Index
+from embedkd.models.encoder import Encoder
+from embedkd.retrieval import RetrievalMode, check_alignment
+from service.batching import MicroBatcher, Overloaded
+from service.encoding import EncoderStages
+from service.metrics import Metrics
+from service.middleware import AuthMiddleware, BodyLimitMiddleware, MetricsMiddleware, error_body
+from service.routes import documents, embed, health, models, openai, search
+from service.settings import Settings
+from service.state import AppState
+
+__all__ = ["create_app"]
+
+logger = logging.getLogger("embedkd.service")
+
+
+def _load(state: AppState) -> None:
+    """Load the index and models (blocking; runs in a worker thread during start-up)."""
+    settings = state.settings
+    device = resolve_device(settings.device)
+    index = Index.open(settings.index_dir, device=device)
+    state.index = index
+    if settings.student:
+        student = Encoder.load(settings.student, device=device)
+        mode = RetrievalMode.STUDENT if student.fingerprint == index.teacher.fingerprint else RetrievalMode.ASYM
+        check_alignment(student, index, mode, force=settings.force_alignment)
+        state.student = student
+    if settings.load_teacher:
+        teacher = Encoder.load(settings.teacher or index.teacher.name, device=device)
+        check_alignment(teacher, index, RetrievalMode.TEACHER, force=settings.force_alignment)
+        state.teacher = teacher
+        cache = Teacher.from_model(str(teacher.path), device=device)
+        cache._encoder = teacher  # share the loaded weights
+        state.teacher_cache = cache
+    counts = index.store.counts()
+    state.metrics.index_documents.set(counts["documents"])
+    state.metrics.index_chunks.set(counts["chunks"])
+
+
+def _batchers(state: AppState) -> dict[str, MicroBatcher]:
+    settings = state.settings
+    out: dict[str, MicroBatcher] = {}
+    for role, encoder in (("student", state.student), ("teacher", state.teacher)):
+        if encoder is None:
+            continue
+
+        def make(input_type: str, encoder: Encoder = encoder, role: str = role) -> MicroBatcher:
+            return MicroBatcher(
+                EncoderStages(encoder, role=input_type),
+                name=role,
+                max_batch_size=settings.max_batch_size,
+                max_wait_ms=settings.max_wait_ms,
+                max_queue=settings.max_queue,
+                metrics=state.metrics,
+            )
+
+        out[f"{role}:query"] = make("query")
+        prompts = encoder.prompts
+        same = prompts.get("query", "") == prompts.get("document", "")
+        out[f"{role}:document"] = out[f"{role}:query"] if same else make("document")
+    return out
+
+
+async def _save_periodically(state: AppState) -> None:
+    while True:
+        await asyncio.sleep(state.settings.save_interval_s)
+        if state.index is not None and state.index._unsaved:
+            try:
+                await run_in_threadpool(state.index.save)
+            except OSError:
+                logger.exception("saving the index failed; committed writes stay safe in the store")
+
+
+def _startup_summary(state: AppState) -> str:
+    assert state.index is not None
+    info = state.index.info()
+    parts = [
+        f"index {info['folder']} ({info['counts']['documents']} documents, {info['counts']['chunks']} chunks, "
+        f"{info['params']['kind']}, teacher {info['teacher']['name']})"
+    ]
+    if state.student is not None:
+        alignment = state.student.manifest.alignment if state.student.manifest else None
+        aligned = f", mean cosine to teacher {alignment.mean_cosine:.3f}" if alignment else ""
+        parts.append(f"student {state.student.name} ({state.student.dimension}-d{aligned})")
+    if state.teacher is not None:
+        parts.append(f"teacher {state.teacher.name} ({state.teacher.dimension}-d)")
+    loaded = state.student or state.teacher
+    parts.append(f"device {loaded.device if loaded is not None else 'cpu'}")
+    parts.append(f"auth {'on' if state.settings.api_keys else 'off'}")
+    return "embedkd ready: " + "; ".join(parts) + f" at http://{state.settings.host}:{state.settings.port}"
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the embedkd service. ``settings`` defaults to ``Settings()`` (``EMBEDKD_*`` variables)."""
+    settings = settings or Settings()  # type: ignore[call-arg]  # index_dir comes from the environment
+    state = AppState(settings=settings, metrics=Metrics(), writes=None)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await run_in_threadpool(_load, state)
+        state.batchers = _batchers(state)
+        for batcher in {id(b): b for b in state.batchers.values()}.values():
+            await batcher.start()
+        saver = asyncio.create_task(_save_periodically(state))
+        state.ready = True
+        logger.info(_startup_summary(state))
+        try:
+            yield
+        finally:
+            state.ready = False
+            saver.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await saver
+            for batcher in {id(b): b for b in state.batchers.values()}.values():
+                await batcher.stop()
+            if state.index is not None:
+                await run_in_threadpool(state.index.close)
+
+    app = FastAPI(
+        title="embedkd",
+        version=__version__,
+        summary="Asymmetric embedding search: student queries against a teacher's index.",
+        lifespan=lifespan,
+    )
+    app.state.embedkd = state
+    for module in (embed, openai, search, documents, models, health):
+        app.include_router(module.router)
+    _install_error_handlers(app)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(AuthMiddleware, api_keys=settings.api_keys)
+    app.add_middleware(MetricsMiddleware, metrics=state.metrics, routes=app.routes)
+    return app
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    def reply(request: Request, status: int, message: str, kind: str, headers: dict[str, str] | None = None) -> Any:
+        return JSONResponse(error_body(request.url.path, status, message, kind), status_code=status, headers=headers)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException) -> Any:
+        kind = "invalid_request_error" if exc.status_code < 500 else "server_error"
+        return reply(request, exc.status_code, str(exc.detail), kind, dict(exc.headers or {}))
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> Any:
+        if request.url.path.startswith("/v1/"):
+            first = exc.errors()[0] if exc.errors() else {}
+            where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
+            return reply(request, 422, f"{where}: {first.get('msg', 'invalid request')}", "invalid_request_error")
+        return JSONResponse({"detail": jsonable_errors(exc)}, status_code=422)
+
+    @app.exception_handler(Overloaded)
+    async def overloaded(request: Request, exc: Overloaded) -> Any:
+        return reply(request, 503, f"server overloaded: {exc}; retry shortly", "overloaded", {"Retry-After": "1"})
+
+    @app.exception_handler(EmbedkdError)
+    async def library_error(request: Request, exc: EmbedkdError) -> Any:
+        status = 404 if isinstance(exc, ModelNotFoundError) else 409 if isinstance(exc, AlignmentError) else 422
+        if not isinstance(exc, InputError | ModelNotFoundError | AlignmentError):
+            status = 500
+        return reply(request, status, str(exc), "invalid_request_error" if status < 500 else "server_error")
+
+
+def jsonable_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
+    """Validation errors without the raw input (which may be huge or not JSON-serialisable)."""
+    return [{k: v for k, v in error.items() if k in {"loc", "msg", "type"}} for error in exc.errors()]

@@ -1,0 +1,148 @@
+"""An async micro-batcher: concurrent requests share forward passes, and the event loop never blocks.
+
+Requests put their texts on a queue. A collector takes what is waiting, up to ``max_batch_size`` texts;
+when the model is busy it keeps gathering until the model frees up or the batch is full (so batches grow
+with load and an idle server adds no delay), and it waits at most ``max_wait_ms`` for stragglers.
+Tokenising runs in a thread pool while the previous batch is in the forward pass, which runs on a single
+dedicated thread. Past ``max_queue`` queued texts, new requests are refused with :class:`Overloaded`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from service.encoding import EncoderStages, Tokens
+from service.metrics import Metrics
+
+__all__ = ["MicroBatcher", "Overloaded"]
+
+
+class Overloaded(Exception):
+    """The queue is full; the caller should answer 503 and ask the client to retry."""
+
+
+@dataclass
+class _Request:
+    texts: list[str]
+    future: asyncio.Future[tuple[np.ndarray, list[int]]]
+    rows: list[np.ndarray] = field(default_factory=list)
+    counts: list[int] = field(default_factory=list)
+
+
+class MicroBatcher:
+    def __init__(
+        self,
+        stages: EncoderStages,
+        *,
+        name: str,
+        max_batch_size: int,
+        max_wait_ms: float,
+        max_queue: int,
+        metrics: Metrics,
+    ) -> None:
+        self.stages = stages
+        self.name = name
+        self.max_batch_size = max_batch_size
+        self.max_wait = max_wait_ms / 1000
+        self.max_queue = max_queue
+        self.metrics = metrics
+        self.pending = 0  # texts accepted and not yet answered
+        self._queue: asyncio.Queue[tuple[_Request, int]] = asyncio.Queue()
+        self._ready: asyncio.Queue[tuple[list[tuple[_Request, int]], Tokens]] = asyncio.Queue(maxsize=1)
+        self._core_idle = asyncio.Event()
+        self._core_idle.set()
+        self._pre_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"{name}-pre")
+        self._core_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"{name}-core")
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def start(self) -> None:
+        self._tasks = [asyncio.create_task(self._collect()), asyncio.create_task(self._run_core())]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._pre_pool.shutdown(wait=False, cancel_futures=True)
+        self._core_pool.shutdown(wait=False, cancel_futures=True)
+
+    async def encode(self, texts: list[str]) -> tuple[np.ndarray, list[int]]:
+        """Raw (un-normalised) embeddings of ``texts`` and their token counts."""
+        if self.pending + len(texts) > self.max_queue:
+            self.metrics.rejected.labels(self.name).inc()
+            raise Overloaded(f"{self.pending} texts are queued for the {self.name} model (limit {self.max_queue})")
+        request = _Request(texts, asyncio.get_running_loop().create_future())
+        self.pending += len(texts)
+        self.metrics.queue_depth.labels(self.name).set(self.pending)
+        for position in range(len(texts)):
+            self._queue.put_nowait((request, position))
+        try:
+            return await request.future
+        finally:
+            self.pending -= len(texts)
+            self.metrics.queue_depth.labels(self.name).set(self.pending)
+
+    async def _collect(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            batch = [await self._queue.get()]
+            deadline = loop.time() + self.max_wait
+            while len(batch) < self.max_batch_size:
+                while len(batch) < self.max_batch_size and not self._queue.empty():
+                    batch.append(self._queue.get_nowait())
+                if len(batch) >= self.max_batch_size:
+                    break
+                remaining = deadline - loop.time()
+                if self._core_idle.is_set() and remaining <= 0:
+                    break  # the model is free: do not hold the batch back
+                try:
+                    timeout = remaining if remaining > 0 else 0.0005  # model busy: keep gathering
+                    batch.append(await asyncio.wait_for(self._queue.get(), timeout))
+                except TimeoutError:
+                    if self._core_idle.is_set():
+                        break
+            batch = [(r, p) for r, p in batch if not r.future.done()]
+            if not batch:
+                continue
+            texts = [request.texts[position] for request, position in batch]
+            tokens = await loop.run_in_executor(self._pre_pool, self.stages.pre, texts)
+            await self._ready.put((batch, tokens))
+
+    async def _run_core(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            batch, tokens = await self._ready.get()
+            self._core_idle.clear()
+            started = time.perf_counter()
+            try:
+                raw = await loop.run_in_executor(self._core_pool, self.stages.core, tokens)
+            except Exception as exc:  # noqa: BLE001 - hand the failure to every waiting request
+                for request, _ in batch:
+                    if not request.future.done():
+                        request.future.set_exception(exc)
+                continue
+            finally:
+                self._core_idle.set()
+            self.metrics.encode_seconds.labels(self.name).observe(time.perf_counter() - started)
+            self.metrics.batch_size.labels(self.name).observe(len(batch))
+            self._post(batch, raw, tokens.counts)
+
+    @staticmethod
+    def _post(batch: list[tuple[_Request, int]], raw: np.ndarray, counts: list[int]) -> None:
+        for (request, position), row, count in zip(batch, raw, counts, strict=True):
+            if request.future.done():
+                continue
+            if not request.rows:
+                request.rows = [np.empty(0)] * len(request.texts)
+                request.counts = [0] * len(request.texts)
+            request.rows[position] = row
+            request.counts[position] = count
+            if all(r.size for r in request.rows):
+                request.future.set_result((np.stack(request.rows), request.counts))

@@ -1,0 +1,72 @@
+"""Encoding in three stages, so a batcher can overlap them: pre (tokenise), core (forward), post.
+
+- ``pre``: texts -> token tensors (+ token counts for usage reporting); CPU-only, releases the GIL.
+- ``core``: the model's modules up to, not including, a final ``Normalize``: one batch at a time.
+- ``post``: per request: truncate to ``dimensions``, normalise if asked, encode as float or base64.
+"""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from embedkd.models.encoder import Encoder
+
+__all__ = ["EncoderStages", "Tokens", "postprocess", "to_base64"]
+
+
+@dataclass
+class Tokens:
+    features: dict[str, Any]
+    counts: list[int]
+
+
+class EncoderStages:
+    def __init__(self, encoder: Encoder, *, role: str) -> None:
+        from sentence_transformers.sentence_transformer.modules import Normalize
+
+        self.encoder = encoder
+        self.role = role
+        self.prompt = encoder.prompts.get(role, "") or None
+        modules = list(encoder.model)
+        if modules and isinstance(modules[-1], Normalize):
+            modules = modules[:-1]  # normalisation is a post-processing choice of each request
+        self._modules = modules
+
+    @property
+    def dimension(self) -> int:
+        return self.encoder.dimension
+
+    def pre(self, texts: list[str]) -> Tokens:
+        features = self.encoder.model.preprocess(texts, prompt=self.prompt)
+        mask = features.get("attention_mask")
+        counts = mask.sum(dim=1).tolist() if isinstance(mask, torch.Tensor) else [len(t.split()) for t in texts]
+        return Tokens(features=features, counts=[int(c) for c in counts])
+
+    def core(self, tokens: Tokens) -> np.ndarray:
+        device = self.encoder.model.device
+        features = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in tokens.features.items()}
+        with self.encoder._lock, torch.inference_mode():
+            for module in self._modules:
+                features = module(features)
+        return features["sentence_embedding"].float().cpu().numpy()
+
+
+def postprocess(raw: np.ndarray, *, normalize: bool = True, dimensions: int | None = None) -> np.ndarray:
+    """Truncate to the first ``dimensions`` coordinates, then L2-normalise if asked (Matryoshka order)."""
+    out = np.asarray(raw, dtype=np.float32)
+    if dimensions is not None:
+        out = out[:, :dimensions]
+    if normalize:
+        out = out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
+    return np.ascontiguousarray(out, dtype=np.float32)
+
+
+def to_base64(rows: np.ndarray) -> list[str]:
+    """OpenAI's base64 encoding: little-endian float32 bytes of each row."""
+    little = np.ascontiguousarray(rows, dtype="<f4")
+    return [base64.b64encode(row.tobytes()).decode("ascii") for row in little]

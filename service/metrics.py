@@ -1,0 +1,37 @@
+"""Prometheus metrics of one app instance (its own registry, so several apps can live in one process)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+__all__ = ["Metrics"]
+
+_LATENCY_BUCKETS = (0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 30)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "embedkd_requests", "HTTP requests", ["route", "method", "status"], registry=self.registry
+        )
+        self.latency = Histogram(
+            "embedkd_request_seconds", "HTTP request latency", ["route", "method"],
+            buckets=_LATENCY_BUCKETS, registry=self.registry,
+        )  # fmt: skip
+        self.queue_depth = Gauge(
+            "embedkd_queue_depth", "Texts waiting to be encoded", ["model"], registry=self.registry
+        )
+        self.batch_size = Histogram(
+            "embedkd_batch_size", "Texts per forward pass", ["model"],
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512), registry=self.registry,
+        )  # fmt: skip
+        self.encode_seconds = Histogram(
+            "embedkd_encode_seconds", "Forward pass time per batch", ["model"],
+            buckets=_LATENCY_BUCKETS, registry=self.registry,
+        )  # fmt: skip
+        self.rejected = Counter(
+            "embedkd_rejected", "Requests refused because the queue was full", ["model"], registry=self.registry
+        )
+        self.index_documents = Gauge("embedkd_index_documents", "Documents in the index", registry=self.registry)
+        self.index_chunks = Gauge("embedkd_index_chunks", "Chunks (vectors) in the index", registry=self.registry)

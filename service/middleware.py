@@ -1,0 +1,171 @@
+"""Pure-ASGI middleware: bearer-token auth, request-size limits and per-route Prometheus metrics.
+
+Pure ASGI (not ``BaseHTTPMiddleware``) so that a request body larger than the limit is refused while it is
+being read, without buffering it, and so that streaming stays cheap.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import time
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from service.metrics import Metrics
+
+__all__ = ["AuthMiddleware", "BodyLimitMiddleware", "MetricsMiddleware"]
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+PUBLIC_PATHS = frozenset({"/health"})
+
+
+async def send_json(
+    send: Send, status: int, body: dict[str, Any], headers: list[tuple[bytes, bytes]] | None = None
+) -> None:
+    payload = json.dumps(body).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]
+            + (headers or []),
+        }
+    )
+    await send({"type": "http.response.body", "body": payload})
+
+
+def error_body(path: str, status: int, message: str, kind: str) -> dict[str, Any]:
+    """OpenAI-shaped errors under /v1, FastAPI's ``{"detail": ...}`` elsewhere."""
+    if path.startswith("/v1/"):
+        return {"error": {"message": message, "type": kind, "param": None, "code": status}}
+    return {"detail": message}
+
+
+class AuthMiddleware:
+    """Every route but /health needs ``Authorization: Bearer <key>``: missing -> 401, wrong -> 403."""
+
+    def __init__(self, app: ASGIApp, *, api_keys: list[str]) -> None:
+        self.app = app
+        self.keys = [k.encode() for k in api_keys]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not self.keys or scope["path"] in PUBLIC_PATHS:
+            await self.app(scope, receive, send)
+            return
+        header = dict(scope.get("headers") or []).get(b"authorization", b"")
+        scheme, _, token = header.partition(b" ")
+        if not header or scheme.lower() != b"bearer" or not token:
+            body = error_body(
+                scope["path"], 401, "missing bearer token (Authorization: Bearer <key>)", "authentication_error"
+            )
+            await send_json(send, 401, body, [(b"www-authenticate", b"Bearer")])
+            return
+        if not any(hmac.compare_digest(token.strip(), key) for key in self.keys):
+            await send_json(send, 403, error_body(scope["path"], 403, "invalid API key", "permission_error"))
+            return
+        await self.app(scope, receive, send)
+
+
+class BodyLimitMiddleware:
+    """Refuse request bodies over ``max_bytes`` with 413, by Content-Length or while streaming."""
+
+    def __init__(self, app: ASGIApp, *, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        message = f"request body larger than {self.max_bytes} bytes"
+        length = dict(scope.get("headers") or []).get(b"content-length")
+        if length is not None and length.isdigit() and int(length) > self.max_bytes:
+            await send_json(send, 413, error_body(scope["path"], 413, message, "invalid_request_error"))
+            return
+        received = 0
+        started = False
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            msg = await receive()
+            if msg["type"] == "http.request":
+                received += len(msg.get("body", b""))
+                if received > self.max_bytes:
+                    raise _TooLarge
+            return msg
+
+        async def tracking_send(msg: Message) -> None:
+            nonlocal started
+            if msg["type"] == "http.response.start":
+                started = True
+            await send(msg)
+
+        try:
+            await self.app(scope, limited_receive, tracking_send)
+        except _TooLarge:
+            if not started:
+                await send_json(send, 413, error_body(scope["path"], 413, message, "invalid_request_error"))
+
+
+class _TooLarge(Exception):
+    pass
+
+
+class MetricsMiddleware:
+    """Count requests and time them per route template (``/documents/{doc_id}``, not each id).
+
+    It sits outside auth and size limits, so refused requests are counted too; the template is found by
+    matching the app's routes, which also works for requests that never reach a route.
+    """
+
+    def __init__(self, app: ASGIApp, *, metrics: Metrics, routes: list[Any]) -> None:
+        self.app = app
+        self.metrics = metrics
+        self.routes = routes
+
+    def _template(self, scope: Scope) -> str:
+        return _find_template(self.routes, scope) or "unmatched"
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        status = 500
+        started = time.perf_counter()
+
+        async def capture(msg: Message) -> None:
+            nonlocal status
+            if msg["type"] == "http.response.start":
+                status = int(msg["status"])
+            await send(msg)
+
+        try:
+            await self.app(scope, receive, capture)
+        finally:
+            template = self._template(scope)
+            method = scope.get("method", "GET")
+            self.metrics.requests.labels(template, method, str(status)).inc()
+            self.metrics.latency.labels(template, method).observe(time.perf_counter() - started)
+
+
+def _find_template(routes: list[Any], scope: Scope) -> str | None:
+    """The path template of the route that serves ``scope``, looking inside included routers."""
+    from starlette.routing import Match
+
+    for route in routes:
+        inner = getattr(route, "original_router", None)  # FastAPI >= 0.120 wraps included routers
+        if inner is not None:
+            found = _find_template(list(inner.routes), scope)
+            if found:
+                return found
+            continue
+        match, _ = route.matches(scope)
+        if match is Match.FULL:
+            return str(getattr(route, "path", "")) or None
+    return None

@@ -1,0 +1,68 @@
+"""/documents: upsert (durable before the response), fetch and delete documents of the index."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, HTTPException
+from starlette.concurrency import run_in_threadpool
+
+from embedkd.data.documents import Document
+from service.routes._deps import State
+from service.schemas import DeleteResponse, DocumentOut, DocumentsRequest, DocumentsResponse
+
+router = APIRouter(prefix="/documents", tags=["documents"])
+
+
+@router.post("", response_model=DocumentsResponse)
+async def upsert_documents(body: DocumentsRequest, state: State) -> DocumentsResponse:
+    settings = state.settings
+    if len(body.documents) > settings.max_documents:
+        raise HTTPException(
+            status_code=413, detail=f"{len(body.documents)} documents; at most {settings.max_documents} per request"
+        )
+    for doc in body.documents:
+        if len(doc.text) + len(doc.title) > settings.max_document_chars:
+            raise HTTPException(
+                status_code=413, detail=f"document {doc.id!r} exceeds {settings.max_document_chars} characters"
+            )
+    ids = [doc.id for doc in body.documents]
+    if len(set(ids)) != len(ids):
+        raise HTTPException(status_code=422, detail="duplicate document ids in one request")
+    if state.teacher_cache is None or state.index is None:
+        raise HTTPException(status_code=503, detail="document writes need the teacher, which is not loaded")
+    if state.pending_writes >= settings.max_pending_writes:
+        raise HTTPException(status_code=503, detail="too many document writes in flight; retry shortly",
+                            headers={"Retry-After": "1"})  # fmt: skip
+    docs = [Document(id=d.id, text=d.text, title=d.title, metadata=dict(d.metadata)) for d in body.documents]
+    teacher, index = state.teacher_cache, state.index
+    state.pending_writes += 1
+    try:
+        result = await run_in_threadpool(
+            index.upsert, docs, lambda texts: teacher.embeddings(texts, role="document", progress=False)
+        )
+    finally:
+        state.pending_writes -= 1
+    counts = index.store.counts()
+    state.metrics.index_documents.set(counts["documents"])
+    state.metrics.index_chunks.set(counts["chunks"])
+    return DocumentsResponse(upserted=len(docs), documents=counts["documents"], **result)
+
+
+@router.get("/{doc_id:path}", response_model=DocumentOut)
+async def get_document(doc_id: str, state: State) -> DocumentOut:
+    assert state.index is not None
+    doc = await run_in_threadpool(state.index.store.document, doc_id)
+    if doc is None:
+        raise HTTPException(status_code=404, detail=f"no document with id {doc_id!r}")
+    return DocumentOut(**doc.__dict__)
+
+
+@router.delete("/{doc_id:path}", response_model=DeleteResponse)
+async def delete_document(doc_id: str, state: State) -> DeleteResponse:
+    assert state.index is not None
+    result = await run_in_threadpool(state.index.delete, [doc_id])
+    if result["missing"]:
+        raise HTTPException(status_code=404, detail=f"no document with id {doc_id!r}")
+    counts = state.index.store.counts()
+    state.metrics.index_documents.set(counts["documents"])
+    state.metrics.index_chunks.set(counts["chunks"])
+    return DeleteResponse(deleted=doc_id)

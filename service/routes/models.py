@@ -1,0 +1,38 @@
+"""GET /models: what is loaded, which teacher everything is aligned to, and how well."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any
+
+from fastapi import APIRouter
+
+from embedkd.models.encoder import Encoder
+from service.routes._deps import State
+
+router = APIRouter(tags=["models"])
+
+
+def describe(encoder: Encoder) -> dict[str, Any]:
+    info: dict[str, Any] = {
+        "name": encoder.name,
+        "path": str(encoder.path),
+        "dimension": encoder.dimension,
+        "fingerprint": encoder.fingerprint,
+        "max_seq_length": encoder.max_seq_length,
+        "parameters": encoder.parameters(),
+        "device": encoder.device,
+    }
+    if encoder.manifest is not None:
+        info["aligned_to"] = asdict(encoder.manifest.teacher)
+        info["alignment"] = asdict(encoder.manifest.alignment) if encoder.manifest.alignment else None
+    return info
+
+
+@router.get("/models")
+async def models(state: State) -> dict[str, Any]:
+    return {
+        "student": describe(state.student) if state.student else None,
+        "teacher": describe(state.teacher) if state.teacher else None,
+        "index": state.index.info() if state.index else None,
+    }

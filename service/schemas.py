@@ -1,0 +1,139 @@
+"""Request and response bodies of every route."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = [
+    "DeleteResponse",
+    "DocumentIn",
+    "DocumentOut",
+    "DocumentsRequest",
+    "DocumentsResponse",
+    "EmbedRequest",
+    "EmbedResponse",
+    "Hit",
+    "OpenAIEmbedding",
+    "OpenAIEmbeddingsRequest",
+    "OpenAIEmbeddingsResponse",
+    "SearchRequest",
+    "SearchResponse",
+    "SearchResult",
+    "Usage",
+]
+
+Metadata = dict[str, str | int | float | bool | None]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Usage(BaseModel):
+    prompt_tokens: int
+    total_tokens: int
+
+
+class EmbedRequest(_Strict):
+    inputs: str | list[str] = Field(description="One text or a list of texts.")
+    model: Literal["student", "teacher"] = "student"
+    input_type: Literal["query", "document"] = "query"
+    normalize: bool = True
+    dimensions: int | None = Field(default=None, ge=1, description="Keep the first N dimensions.")
+    encoding_format: Literal["float", "base64"] = "float"
+
+
+class EmbedResponse(BaseModel):
+    model: str
+    dimensions: int
+    embeddings: list[list[float]] | list[str]
+    usage: Usage
+
+
+class OpenAIEmbeddingsRequest(BaseModel):
+    """OpenAI's embeddings request; unknown fields (``user``, ...) are accepted and ignored."""
+
+    input: str | list[str] | list[int] | list[list[int]]
+    model: str
+    dimensions: int | None = Field(default=None, ge=1)
+    encoding_format: Literal["float", "base64"] = "float"
+    user: str | None = None
+
+
+class OpenAIEmbedding(BaseModel):
+    object: Literal["embedding"] = "embedding"
+    index: int
+    embedding: list[float] | str
+
+
+class OpenAIEmbeddingsResponse(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[OpenAIEmbedding]
+    model: str
+    usage: Usage
+
+
+class SearchRequest(_Strict):
+    query: str | None = None
+    queries: list[str] | None = None
+    k: int = Field(default=10, ge=1)
+    mode: Literal["asym", "teacher"] = "asym"
+    filter: Metadata | None = Field(default=None, description="Metadata equality on every key.")
+    include_text: bool = True
+
+
+class Hit(BaseModel):
+    id: str
+    score: float
+    title: str
+    passage: str
+    chunk: int
+    metadata: dict[str, Any]
+    text: str | None = None
+
+
+class SearchResult(BaseModel):
+    query: str
+    hits: list[Hit]
+
+
+class SearchResponse(BaseModel):
+    mode: str
+    model: str
+    results: list[SearchResult]
+    took_ms: float
+
+
+class DocumentIn(_Strict):
+    id: str = Field(min_length=1, max_length=512)
+    text: str
+    title: str = ""
+    metadata: Metadata = Field(default_factory=dict)
+
+
+class DocumentsRequest(_Strict):
+    documents: list[DocumentIn] = Field(min_length=1)
+
+
+class DocumentsResponse(BaseModel):
+    upserted: int
+    inserted: int
+    replaced: int
+    chunks: int
+    documents: int
+
+
+class DocumentOut(BaseModel):
+    id: str
+    title: str
+    text: str
+    metadata: dict[str, Any]
+    chunks: int
+    created_at: float
+    updated_at: float
+
+
+class DeleteResponse(BaseModel):
+    deleted: str

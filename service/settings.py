@@ -1,0 +1,51 @@
+"""Service settings, read from ``EMBEDKD_*`` environment variables (or a .env file) inside ``create_app``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+__all__ = ["Settings"]
+
+
+class Settings(BaseSettings):
+    """Everything the server needs; every field can be set as ``EMBEDKD_<FIELD>``."""
+
+    model_config = SettingsConfigDict(env_prefix="EMBEDKD_", env_file=".env", extra="ignore")
+
+    index_dir: Path = Field(description="Index folder built by `embedkd index build`.")
+    student: str | None = Field(default=None, description="Student folder for asymmetric queries.")
+    teacher: str | None = Field(
+        default=None, description="Teacher model; defaults to the one named in the index manifest."
+    )
+    load_teacher: bool = Field(default=True, description="Load the teacher for /documents and mode=teacher.")
+    force_alignment: bool = Field(default=False, description="Serve a student aligned to another teacher.")
+    device: str = "auto"
+
+    max_batch_size: int = Field(default=32, ge=1, le=4096, description="Texts per forward pass.")
+    max_wait_ms: float = Field(default=5.0, ge=0, le=1000, description="How long a batch waits to fill.")
+    max_queue: int = Field(default=2048, ge=1, description="Queued texts per model before answering 503.")
+    max_inputs: int = Field(default=256, ge=1, description="Texts per /embed or /v1/embeddings request.")
+    max_input_chars: int = Field(default=16_384, ge=1, description="Characters per input text.")
+    max_documents: int = Field(default=256, ge=1, description="Documents per /documents request.")
+    max_document_chars: int = Field(default=1_000_000, ge=1)
+    max_body_bytes: int = Field(default=8 * 2**20, ge=1024, description="Largest request body accepted.")
+    max_k: int = Field(default=1000, ge=1)
+    max_pending_writes: int = Field(default=4, ge=1, description="Concurrent /documents writes before 503.")
+    save_interval_s: float = Field(default=30.0, gt=0, description="How often the faiss file is re-saved.")
+
+    api_keys: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Comma-separated bearer tokens; empty disables auth."
+    )
+    host: str = "127.0.0.1"
+    port: int = 8000
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _split_keys(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [k.strip() for k in value.split(",") if k.strip()]
+        return value

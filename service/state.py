@@ -1,0 +1,39 @@
+"""What the app loads once at start-up and shares between requests."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Any
+
+from embedkd.distill.teacher import Teacher
+from embedkd.index.collection import Index
+from embedkd.models.encoder import Encoder
+from service.batching import MicroBatcher
+from service.metrics import Metrics
+from service.settings import Settings
+
+__all__ = ["AppState"]
+
+
+@dataclass
+class AppState:
+    settings: Settings
+    metrics: Metrics
+    index: Index | None = None
+    student: Encoder | None = None
+    teacher: Encoder | None = None
+    teacher_cache: Teacher | None = None  # teacher embeddings through the shared disk cache
+    batchers: dict[str, MicroBatcher] = field(default_factory=dict)  # "student", "teacher"
+    writes: asyncio.Semaphore | None = None
+    pending_writes: int = 0
+    ready: bool = False
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def model_names(self) -> dict[str, str]:
+        names: dict[str, str] = {}
+        if self.student is not None:
+            names["student"] = self.student.name
+        if self.teacher is not None:
+            names["teacher"] = self.teacher.name
+        return names

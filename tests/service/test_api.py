@@ -1,0 +1,204 @@
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+
+
+def test_health_ready_models_metrics(client: TestClient) -> None:
+    assert client.get("/health").json() == {"status": "ok"}
+    ready = client.get("/ready")
+    assert ready.status_code == 200 and ready.json()["ready"] is True
+    models = client.get("/models").json()
+    assert models["student"]["dimension"] == 48 and models["teacher"]["dimension"] == 48
+    assert models["student"]["aligned_to"]["fingerprint"] == models["teacher"]["fingerprint"]
+    assert models["student"]["alignment"]["mean_cosine"] == pytest.approx(0.93)
+    assert models["index"]["counts"]["documents"] == 5
+    client.post("/embed", json={"inputs": "warm"})
+    text = client.get("/metrics").text
+    assert 'embedkd_requests_total{method="POST",route="/embed",status="200"}' in text
+    assert "embedkd_batch_size_bucket" in text and "embedkd_index_documents 5.0" in text
+    assert "embedkd_encode_seconds_count" in text and "embedkd_queue_depth" in text
+
+
+def test_embed_shapes_options_and_formats(client: TestClient) -> None:
+    one = client.post("/embed", json={"inputs": "hello world"}).json()
+    assert one["dimensions"] == 48 and len(one["embeddings"]) == 1 and one["usage"]["prompt_tokens"] > 0
+    vec = np.array(one["embeddings"][0])
+    assert np.linalg.norm(vec) == pytest.approx(1.0, abs=1e-5)
+
+    many = client.post("/embed", json={"inputs": ["hello world", "other text", "third"]}).json()
+    np.testing.assert_allclose(many["embeddings"][0], vec, atol=1e-5)  # batching does not change results
+
+    short = client.post("/embed", json={"inputs": ["hello world"], "dimensions": 16}).json()
+    assert short["dimensions"] == 16
+    np.testing.assert_allclose(short["embeddings"][0], vec[:16] / np.linalg.norm(vec[:16]), atol=1e-5)
+
+    raw = client.post("/embed", json={"inputs": "hello world", "normalize": False}).json()
+    raw_vec = np.array(raw["embeddings"][0])
+    np.testing.assert_allclose(raw_vec / np.linalg.norm(raw_vec), vec, atol=1e-5)
+
+    packed = client.post("/embed", json={"inputs": "hello world", "encoding_format": "base64"}).json()
+    decoded = np.frombuffer(base64.b64decode(packed["embeddings"][0]), dtype="<f4")
+    np.testing.assert_allclose(decoded, vec, atol=1e-6)
+
+    teacher = client.post("/embed", json={"inputs": "hello world", "model": "teacher", "input_type": "document"})
+    assert teacher.status_code == 200 and teacher.json()["model"] != one["model"]
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "fragment"),
+    [
+        ({"inputs": []}, 422, "at least one"),
+        ({"inputs": ["x"] * 300}, 413, "at most 256"),
+        ({"inputs": "x" * 20_000}, 413, "characters"),
+        ({"inputs": "x", "dimensions": 49}, 422, "between 1 and 48"),
+        ({"inputs": "x", "dimensions": 0}, 422, ""),
+        ({"inputs": "x", "model": "gpt-4"}, 422, ""),
+        ({"inputs": "x", "encoding_format": "int8"}, 422, ""),
+        ({"inputs": 5}, 422, ""),
+        ({"inputs": "x", "surprise": 1}, 422, ""),
+    ],
+)
+def test_embed_rejects_bad_input(client: TestClient, body: dict, status: int, fragment: str) -> None:
+    response = client.post("/embed", json=body)
+    assert response.status_code == status, response.text
+    assert fragment in response.text
+
+
+def test_openai_contract(client: TestClient) -> None:
+    # The payload the official `openai` Python client sends (it asks for base64 by default).
+    response = client.post(
+        "/v1/embeddings", json={"input": ["first text", "second"], "model": "student", "encoding_format": "base64"}
+    )
+    assert response.status_code == 200
+    body = response.json()
+    assert body["object"] == "list" and body["model"] == "student"
+    assert [d["index"] for d in body["data"]] == [0, 1] and body["data"][0]["object"] == "embedding"
+    assert body["usage"]["prompt_tokens"] == body["usage"]["total_tokens"] > 0
+    first = np.frombuffer(base64.b64decode(body["data"][0]["embedding"]), dtype="<f4")
+    floats = client.post("/v1/embeddings", json={"input": "first text", "model": "student"}).json()
+    np.testing.assert_allclose(floats["data"][0]["embedding"], first, atol=1e-6)
+    name = client.get("/models").json()["teacher"]["name"]
+    by_name = client.post("/v1/embeddings", json={"input": "x", "model": name, "dimensions": 8, "user": "u1"})
+    assert by_name.status_code == 200 and len(by_name.json()["data"][0]["embedding"]) == 8
+
+    missing = client.post("/v1/embeddings", json={"input": "x", "model": "text-embedding-3-large"})
+    assert missing.status_code == 404
+    assert "text-embedding-3-large" in missing.json()["error"]["message"]
+    tokens = client.post("/v1/embeddings", json={"input": [1, 2, 3], "model": "student"})
+    assert tokens.status_code == 422 and "token-id" in tokens.json()["error"]["message"]
+    invalid = client.post("/v1/embeddings", json={"model": "student"})
+    assert invalid.status_code == 422 and "error" in invalid.json()
+
+
+def test_search_modes_filters_and_limits(client: TestClient) -> None:
+    body = client.post("/search", json={"query": "apple orchard", "k": 3}).json()
+    assert body["mode"] == "asym" and len(body["results"]) == 1
+    hits = body["results"][0]["hits"]
+    assert len(hits) == 3 and hits[0]["text"] and {"id", "score", "title", "passage", "metadata"} <= set(hits[0])
+    exact = ["Apples apple orchard harvest apple pie", "Space rocket launch orbit planet engine"]  # title + text
+    teacher = client.post("/search", json={"queries": exact, "mode": "teacher", "k": 1}).json()
+    assert [r["hits"][0]["id"] for r in teacher["results"]] == ["apple", "rocket"]
+    geo = client.post("/search", json={"query": "water", "k": 5, "filter": {"kind": "geo"}}).json()
+    assert {h["id"] for h in geo["results"][0]["hits"]} == {"river", "desert"}
+    both = client.post("/search", json={"query": "water", "filter": {"kind": "geo", "year": 2022}}).json()
+    assert [h["id"] for h in both["results"][0]["hits"]] == ["desert"]
+    lean = client.post("/search", json={"query": "water", "include_text": False}).json()
+    assert lean["results"][0]["hits"][0]["text"] is None
+
+    for bad in (
+        {"query": "x", "k": 0},
+        {"query": "x", "k": 5000},
+        {"query": "x", "queries": ["y"]},
+        {},
+        {"query": "x", "mode": "bm25"},
+        {"query": "x", "filter": {"kind": ["geo"]}},
+    ):
+        assert client.post("/search", json=bad).status_code == 422, bad
+
+
+def test_documents_upsert_get_delete_and_search_visibility(client: TestClient) -> None:
+    doc = {"id": "zebra", "title": "Zebras", "text": "zebra stripes savanna zebra", "metadata": {"kind": "animal"}}
+    written = client.post("/documents", json={"documents": [doc]})
+    assert written.status_code == 200 and written.json()["inserted"] == 1 and written.json()["documents"] == 6
+    exact = "Zebras zebra stripes savanna zebra"
+    found = client.post("/search", json={"query": exact, "mode": "teacher", "k": 1}).json()
+    assert found["results"][0]["hits"][0]["id"] == "zebra"
+    fetched = client.get("/documents/zebra").json()
+    assert fetched["metadata"] == {"kind": "animal"} and fetched["chunks"] == 1
+
+    replaced = client.post("/documents", json={"documents": [{**doc, "metadata": {"kind": "mammal"}}]}).json()
+    assert replaced["replaced"] == 1 and replaced["documents"] == 6
+    assert client.get("/documents/zebra").json()["metadata"] == {"kind": "mammal"}
+
+    assert client.delete("/documents/zebra").json() == {"deleted": "zebra"}
+    assert client.get("/documents/zebra").status_code == 404
+    assert client.delete("/documents/zebra").status_code == 404
+    after = client.post("/search", json={"query": "zebra stripes", "k": 10}).json()
+    assert "zebra" not in {h["id"] for h in after["results"][0]["hits"]}
+
+    assert client.post("/documents", json={"documents": []}).status_code == 422
+    assert client.post("/documents", json={"documents": [doc, doc]}).status_code == 422
+    assert client.post("/documents", json={"documents": [{"id": "x"}]}).status_code == 422
+    assert client.post("/documents", json={"documents": [{**doc, "id": ""}]}).status_code == 422
+
+
+def test_documents_survive_a_restart(make_client) -> None:
+    first = make_client()
+    doc = {"id": "persist", "text": "persistent document about glaciers"}
+    assert first.post("/documents", json={"documents": [doc]}).status_code == 200
+    first.__exit__(None, None, None)
+    second = make_client()
+    assert second.get("/documents/persist").json()["text"] == doc["text"]
+
+
+def test_auth(make_client) -> None:
+    client = make_client(api_keys="k1,k2")
+    assert client.get("/health").status_code == 200
+    missing = client.post("/embed", json={"inputs": "x"})
+    assert missing.status_code == 401 and missing.headers["www-authenticate"] == "Bearer"
+    assert client.post("/embed", json={"inputs": "x"}, headers={"Authorization": "Bearer nope"}).status_code == 403
+    assert client.get("/metrics", headers={"Authorization": "Basic k1"}).status_code == 401
+    ok = client.post("/embed", json={"inputs": "x"}, headers={"Authorization": "Bearer k2"})
+    assert ok.status_code == 200
+    openai = client.post("/v1/embeddings", json={"input": "x", "model": "student"})
+    assert openai.status_code == 401 and openai.json()["error"]["type"] == "authentication_error"
+    for path in ("/models", "/ready", "/metrics", "/documents/apple"):
+        assert client.get(path).status_code == 401, path
+        assert client.get(path, headers={"Authorization": "Bearer k1"}).status_code == 200, path
+
+
+def test_body_limit_and_overload(make_client) -> None:
+    client = make_client(max_body_bytes=2048, max_queue=2)
+    big = client.post(
+        "/embed", content=b'{"inputs": "' + b"x" * 5000 + b'"}', headers={"content-type": "application/json"}
+    )
+    assert big.status_code == 413
+    busy = client.post("/embed", json={"inputs": ["a", "b", "c"]})
+    assert busy.status_code == 503 and busy.headers["retry-after"] == "1"
+    assert "overloaded" in busy.json()["detail"]
+
+
+def test_malformed_json_is_422(client: TestClient) -> None:
+    response = client.post("/embed", content=b"{not json", headers={"content-type": "application/json"})
+    assert response.status_code == 422
+
+
+def test_student_aligned_to_another_teacher_is_refused(service_files: dict[str, Path], tmp_path: Path) -> None:
+    from embedkd.errors import AlignmentError
+    from service.app import create_app
+    from service.settings import Settings
+
+    other = tmp_path / "student"
+    import shutil
+
+    shutil.copytree(service_files["student"], other)
+    text = (other / "embedkd.json").read_text().replace('"fingerprint": "', '"fingerprint": "0000')
+    (other / "embedkd.json").write_text(text)
+    app = create_app(Settings(index_dir=service_files["index"], student=str(other), load_teacher=False))
+    with pytest.raises(AlignmentError), TestClient(app):
+        pass
