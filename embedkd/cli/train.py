@@ -39,6 +39,10 @@ def train_command(
     anchor_data: Annotated[Path | None, typer.Option(help="Documents whose embeddings are the anchors.")] = None,
     epochs: Annotated[float, typer.Option(min=0.0)] = 1.0,
     max_steps: Annotated[int | None, typer.Option(min=1)] = None,
+    max_minutes: Annotated[
+        float | None, typer.Option(min=0.1, help="Fit the schedule into this many minutes of training.")
+    ] = None,
+    freeze_embeddings: Annotated[bool, typer.Option(help="Keep the word-embedding matrix fixed.")] = True,
     batch_size: Annotated[int, typer.Option(min=1)] = 64,
     grad_accum: Annotated[int, typer.Option(min=1, help="Micro-batches per optimiser step.")] = 1,
     lr: Annotated[float, typer.Option(help="Backbone learning rate.")] = 1e-4,
@@ -78,6 +82,8 @@ def train_command(
         anchor_data=anchor_data,
         epochs=epochs,
         max_steps=max_steps,
+        max_minutes=max_minutes,
+        freeze_embeddings=freeze_embeddings,
         batch_size=batch_size,
         grad_accum=grad_accum,
         lr=lr,

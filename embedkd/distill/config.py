@@ -43,6 +43,8 @@ class DistillConfig:
 
     epochs: float = 1.0
     max_steps: int | None = None
+    max_minutes: float | None = None  # shorten the schedule so training ends within this budget
+    freeze_embeddings: bool = True  # keep the word-embedding matrix fixed (half of MiniLM's weights)
     batch_size: int = 64
     grad_accum: int = 1
     lr: float = 1e-4  # backbone

@@ -169,6 +169,7 @@ class _Distiller:
         beir: tuple[BeirDataset, np.ndarray] | None,
     ) -> dict[str, Any]:
         metrics: dict[str, Any] = {}
+        started = time.perf_counter()
         if holdout:
             scores = alignment_scores(
                 self._encode(model, [t.text for t in holdout]),
@@ -180,6 +181,7 @@ class _Distiller:
             dataset, doc_embeddings = beir
             queries = self._encode(model, list(dataset.queries.values()))
             metrics["ndcg_at_10"] = score_retrieval(dataset, queries, doc_embeddings).ndcg_at_10
+        metrics["eval_seconds"] = round(time.perf_counter() - started, 2)
         model.train()
         return metrics
 
@@ -315,7 +317,12 @@ class _Distiller:
         head = list(model)[2]
         head_params = list(head.parameters())
         head_ids = {id(p) for p in head_params}
-        backbone = [p for p in model.parameters() if id(p) not in head_ids]
+        if config.freeze_embeddings:
+            transformer: Any = model[0]
+            embeddings = transformer.auto_model.get_input_embeddings()
+            for param in embeddings.parameters():
+                param.requires_grad_(False)
+        backbone = [p for p in model.parameters() if id(p) not in head_ids and p.requires_grad]
         optimizer = torch.optim.AdamW(
             [
                 {"params": backbone, "lr": config.lr},
@@ -325,7 +332,7 @@ class _Distiller:
         )
         warmup = int(config.warmup_ratio * total_steps)
 
-        def schedule(step: int) -> float:
+        def schedule(step: int) -> float:  # reads total_steps late: a time budget may shorten it
             if step < warmup:
                 return (step + 1) / (warmup + 1)
             return max(0.0, (total_steps - step) / max(1, total_steps - warmup))
@@ -342,6 +349,7 @@ class _Distiller:
             if scaler is not None and state.get("scaler"):
                 scaler.load_state_dict(state["scaler"])
             step, epoch, cursor = state["step"], state["epoch"], state["cursor"]
+            total_steps = int(state.get("total_steps", total_steps))
             best_value = state.get("best_value", -math.inf)
             self.history = list(state.get("history", []))
             set_rng_state(state["rng"])
@@ -364,6 +372,8 @@ class _Distiller:
                 "history": self.history,
                 "metrics": metrics,
                 "kept_layers": self._kept_layers,
+                "train_seconds": resumed_seconds + time.perf_counter() - start,
+                "total_steps": total_steps,
                 "base_max_seq_length": self._base_max_len,
                 "config": config.to_dict(),
             }
@@ -377,6 +387,8 @@ class _Distiller:
             summary = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if isinstance(v, float))
             logger.info("step %d: %s", step, summary)
 
+        resumed_seconds = float(state.get("train_seconds", 0.0)) if state else 0.0
+        budget_check = step + 20  # measure the speed over 20 steps, then fit the plan to the budget
         start = time.perf_counter()
         if state is None:
             metrics = self._evaluate(model, holdout, holdout_targets, beir)
@@ -426,6 +438,9 @@ class _Distiller:
             step += 1
             loss_ema = step_loss if loss_ema is None else 0.95 * loss_ema + 0.05 * step_loss
             elapsed = time.perf_counter() - start
+            if config.max_minutes and step == budget_check:
+                total_steps = self._fit_budget(total_steps, step, elapsed, resumed_seconds)
+                bar.total = total_steps
             bar.set_postfix(loss=f"{loss_ema:.4f}", texts_s=f"{seen_texts / max(elapsed, 1e-9):.0f}")
             bar.update(1)
             if step % config.eval_every == 0 or step == total_steps:
@@ -435,6 +450,24 @@ class _Distiller:
                 checkpoint(metrics)
         bar.close()
         return time.perf_counter() - start
+
+    def _fit_budget(self, total_steps: int, step: int, elapsed: float, already: float) -> int:
+        """Fewer steps if the measured speed would overrun ``max_minutes`` (evaluations included)."""
+        budget = float(self.config.max_minutes or 0) * 60 - already
+        evals = max(1, total_steps // self.config.eval_every)
+        per_step = elapsed / step
+        eval_seconds = float(self.history[0].get("eval_seconds", 0.0)) if self.history else 0.0
+        affordable = int((budget - evals * eval_seconds) / per_step)
+        if affordable < total_steps:
+            logger.info(
+                "time budget %.0f min: %d of %d planned steps fit (%.2f s/step)",
+                self.config.max_minutes,
+                affordable,
+                total_steps,
+                per_step,
+            )
+            return max(step + 1, affordable)
+        return total_steps
 
     def _batch_loss(
         self,

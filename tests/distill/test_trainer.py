@@ -32,6 +32,7 @@ def bow_config(bow: BowData, student: Path, out: Path, **overrides: object) -> D
         eval_texts=40,
         progress=False,
         seed=0,
+        freeze_embeddings=False,  # a tiny random BERT must learn its token vectors to fit a bag of words
     )
     settings.update(overrides)
     return DistillConfig(**settings)  # type: ignore[arg-type]
@@ -136,3 +137,20 @@ def test_dse_with_pair_scores_and_pruned_student(
     assert result.manifest.layers == [1]
     config = json.loads((result.out / "config.json").read_text())
     assert config["num_hidden_layers"] == 1
+
+
+def test_frozen_embeddings_do_not_move_and_a_time_budget_caps_the_steps(
+    bow_teacher: BowData, tiny_model_dir: Path, tmp_path: Path, isolated_cache: Path
+) -> None:
+    from safetensors.numpy import load_file
+
+    config = bow_config(
+        bow_teacher, tiny_model_dir, tmp_path / "s", freeze_embeddings=True, max_steps=10_000, max_minutes=0.05
+    )
+    result = distill(config)
+    assert result.history[-1]["step"] < 10_000  # the 3-second budget cut the plan short
+    before = load_file(str(tiny_model_dir / "model.safetensors"))
+    after = load_file(str(result.out / "model.safetensors"))
+    key = next(k for k in before if "word_embeddings" in k)
+    np.testing.assert_array_equal(before[key], after[key])
+    assert any(not np.array_equal(before[k], after[k]) for k in before if "layer.0" in k)
