@@ -13,4 +13,7 @@ RUN pip install ".[models]" \
  && embedkd models --prepare
 
 EXPOSE 8000
-CMD ["embedkd", "models"]
+VOLUME /data
+# The main job: index the stdlib docstrings, align a student (cached in /data), serve.
+# For your own index: docker run ... embedkd serve --index /data/index --student /data/student --host 0.0.0.0
+CMD ["embedkd", "demo", "--workdir", "/data/demo", "--host", "0.0.0.0", "--port", "8000"]

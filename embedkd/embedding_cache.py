@@ -199,8 +199,11 @@ class EmbeddingCache:
         return self._vectors()
 
     # ------------------------------------------------------------------ writing
-    def add(self, texts: Sequence[str], embeddings: np.ndarray) -> int:
-        """Append embeddings for texts not yet cached; returns how many rows were added."""
+    def add(self, texts: Sequence[str], embeddings: np.ndarray, *, overwrite: bool = False) -> int:
+        """Append embeddings for texts not yet cached (or for all, with ``overwrite``); returns rows added.
+
+        Overwriting appends new rows and points the keys at them (the last row of a key wins on load).
+        """
         embeddings = np.asarray(embeddings)
         if embeddings.ndim != 2 or embeddings.shape[0] != len(texts):
             raise InputError(f"got {embeddings.shape[0] if embeddings.ndim else 0} embeddings for {len(texts)} texts")
@@ -216,7 +219,7 @@ class EmbeddingCache:
             fresh: dict[str, int] = {}
             for i, text in enumerate(texts):
                 key = text_key(text)
-                if key not in self._rows and key not in fresh:
+                if (overwrite or key not in self._rows) and key not in fresh:
                     fresh[key] = i
             if not fresh:
                 return 0

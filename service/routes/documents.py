@@ -30,8 +30,9 @@ async def upsert_documents(body: DocumentsRequest, state: State) -> DocumentsRes
     if state.teacher_cache is None or state.index is None:
         raise HTTPException(status_code=503, detail="document writes need the teacher, which is not loaded")
     if state.pending_writes >= settings.max_pending_writes:
-        raise HTTPException(status_code=503, detail="too many document writes in flight; retry shortly",
-                            headers={"Retry-After": "1"})  # fmt: skip
+        raise HTTPException(
+            status_code=503, detail="too many document writes in flight; retry shortly", headers={"Retry-After": "1"}
+        )
     docs = [Document(id=d.id, text=d.text, title=d.title, metadata=dict(d.metadata)) for d in body.documents]
     teacher, index = state.teacher_cache, state.index
     state.pending_writes += 1

@@ -77,3 +77,11 @@ def test_rejects_other_model_and_bad_rows(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="NaN"):
         cache.add(["a"], np.full((1, 4), np.nan))
     assert len(cache) == 0
+
+
+def test_overwrite_replaces_rows_and_survives_reopening(tmp_path: Path) -> None:
+    cache = make(tmp_path / "c")
+    cache.add(["a", "b"], np.eye(2, 4, dtype=np.float32))
+    assert cache.add(["a"], np.ones((1, 4), dtype=np.float32)) == 0
+    assert cache.add(["a"], np.ones((1, 4), dtype=np.float32), overwrite=True) == 1
+    np.testing.assert_allclose(make(tmp_path / "c").get(["a", "b"]), [[0.5] * 4, [0, 1, 0, 0]], atol=1e-3)

@@ -29,9 +29,6 @@ def service_files(tiny_model_factory: Callable[..., Path], tmp_path_factory: pyt
     root = tmp_path_factory.mktemp("service")
     teacher_dir = tiny_model_factory(hidden=48, seed=1)
     student_dir = tiny_model_factory(hidden=48, seed=3)
-    import os
-
-    os.environ["EMBEDKD_CACHE_DIR"] = str(root / "cache")
     teacher = Teacher.from_model(str(teacher_dir))
     StudentManifest(
         teacher=teacher.ref,

@@ -1,0 +1,322 @@
+"""Speed/quality frontier: which student to use, in one table and one plot.
+
+    python benchmarks/frontier.py --student-l6 STUDENT --student-l3 STUDENT3 [--out benchmarks/results]
+    python benchmarks/frontier.py --smoke --out /tmp/frontier       # tiny models, seconds, for CI
+
+Rows: the teacher; the default student (L6); the 3-layer pruned student; undistilled MiniLM; the teacher
+index truncated to 512/256/128 dimensions (Matryoshka-style) and int8 (sq8) and binary indexes, all
+queried by the default student. For each: SciFact nDCG@10 asymmetric (student queries, teacher index)
+and symmetric (one model for both sides), STS-B Spearman, query-encode latency at batch 1 (p50/p99) and
+throughput at batch 64 on this machine, model size and index memory. The plot is nDCG@10 against batch-1
+query latency with the Pareto frontier drawn through the best points.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from embedkd.data import load_beir
+from embedkd.data.beir import BeirDataset
+from embedkd.distill.teacher import Teacher, read_aligned_texts
+from embedkd.evaluation import evaluate_run, load_sts, sts_spearman
+from embedkd.index import FaissIndex, IndexKind, IndexParams
+from embedkd.models import Encoder
+
+LATENCY_QUERIES = 200
+
+
+@dataclass
+class Row:
+    name: str
+    ndcg_asym: float | None
+    ndcg_sym: float | None
+    sts: float | None
+    p50_ms: float
+    p99_ms: float
+    qps_b64: float
+    params_m: float
+    index_mib: float
+    is_teacher: bool = False
+
+
+def encode_latency(encoder: Encoder, queries: list[str]) -> tuple[float, float, float]:
+    """Batch-1 p50/p99 in ms and batch-64 throughput in queries/s."""
+    encoder.encode_query(queries[:8], batch_size=8)
+    times = []
+    for q in queries[:LATENCY_QUERIES]:
+        start = time.perf_counter()
+        encoder.encode_query([q], batch_size=1)
+        times.append(time.perf_counter() - start)
+    batch = (queries * (512 // max(1, len(queries)) + 1))[:512]
+    start = time.perf_counter()
+    encoder.encode_query(batch, batch_size=64)
+    qps = len(batch) / (time.perf_counter() - start)
+    return float(np.percentile(times, 50) * 1000), float(np.percentile(times, 99) * 1000), qps
+
+
+def ndcg(dataset: BeirDataset, queries: np.ndarray, index: FaissIndex, docs: np.ndarray) -> float:
+    doc_ids = dataset.doc_ids()
+    _, ids = index.search(queries, 100, rescore=lambda rows: docs[rows])
+    run = {
+        qid: {doc_ids[i]: float(100 - rank) for rank, i in enumerate(row) if i >= 0}
+        for qid, row in zip(dataset.queries, ids, strict=True)
+    }
+    return evaluate_run(dataset.qrels, run).ndcg_at_10
+
+
+def make_index(docs: np.ndarray, params: IndexParams) -> FaissIndex:
+    index = FaissIndex(docs.shape[1], params)
+    index.build(docs, np.arange(len(docs)))
+    return index
+
+
+def frontier(
+    dataset: BeirDataset,
+    sts_path: Path,
+    teacher: Encoder,
+    teacher_docs: np.ndarray,
+    students: dict[str, Encoder],
+    baseline: Encoder | None,
+) -> list[Row]:
+    queries = list(dataset.queries.values())
+    sts = load_sts(sts_path)
+    flat = make_index(teacher_docs, IndexParams())
+    flat_mib = flat.memory_bytes() / 2**20
+
+    def sts_of(encoder: Encoder) -> float:
+        return sts_spearman(encoder.encode(sts.left), encoder.encode(sts.right), sts.gold)
+
+    def sym(encoder: Encoder) -> tuple[float, float]:
+        docs = encoder.encode_cached(dataset.doc_texts(), role="document", progress=False)
+        index = make_index(docs, IndexParams())
+        return ndcg(dataset, encoder.encode_query(queries), index, docs), index.memory_bytes() / 2**20
+
+    rows: list[Row] = []
+    q_t = teacher.encode_query(queries)
+    p50, p99, qps = encode_latency(teacher, queries)
+    teacher_ndcg = ndcg(dataset, q_t, flat, teacher_docs)
+    rows.append(
+        Row(
+            f"teacher ({teacher.name})",
+            teacher_ndcg,
+            teacher_ndcg,
+            sts_of(teacher),
+            p50,
+            p99,
+            qps,
+            teacher.parameters() / 1e6,
+            flat_mib,
+            is_teacher=True,
+        )
+    )
+    default = next(iter(students.values()))
+    for name, student in students.items():
+        q_s = student.encode_query(queries)
+        p50, p99, qps = encode_latency(student, queries)
+        sym_ndcg, _ = sym(student)
+        rows.append(
+            Row(
+                name,
+                ndcg(dataset, q_s, flat, teacher_docs),
+                sym_ndcg,
+                sts_of(student),
+                p50,
+                p99,
+                qps,
+                student.parameters() / 1e6,
+                flat_mib,
+            )
+        )
+    if baseline is not None:
+        p50, p99, qps = encode_latency(baseline, queries)
+        sym_ndcg, mib = sym(baseline)
+        rows.append(
+            Row(
+                f"undistilled {baseline.name}",
+                None,
+                sym_ndcg,
+                sts_of(baseline),
+                p50,
+                p99,
+                qps,
+                baseline.parameters() / 1e6,
+                mib,
+            )
+        )
+
+    # Index variants, queried by the default student (its latency is what a query costs).
+    q_s = default.encode_query(queries)
+    base = rows[1]
+    dims = teacher_docs.shape[1]
+    sizes = [d for d in (512, 256, 128) if d < dims] or [dims // 2, dims // 4]  # tiny smoke teachers
+    lead = next(iter(students))
+    variants = [(f"{lead} + teacher index @{d} dims", IndexParams(dims=d)) for d in sizes]
+    variants += [
+        (f"{lead} + int8 (sq8) index", IndexParams(kind=IndexKind.SQ8)),
+        (f"{lead} + binary index (rescored)", IndexParams(kind=IndexKind.BINARY)),
+    ]
+    for name, params in variants:
+        index = make_index(teacher_docs, params)
+        truncated_teacher = make_index(teacher_docs, IndexParams(dims=params.dims)) if params.dims else None
+        sym_ndcg = ndcg(dataset, q_t, truncated_teacher, teacher_docs) if truncated_teacher else None
+        rows.append(
+            Row(
+                name,
+                ndcg(dataset, q_s, index, teacher_docs),
+                sym_ndcg,
+                base.sts,
+                base.p50_ms,
+                base.p99_ms,
+                base.qps_b64,
+                base.params_m,
+                index.memory_bytes() / 2**20,
+            )
+        )
+    return rows
+
+
+def plot(rows: list[Row], path: Path, stamp: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    points = [(r.p50_ms, r.ndcg_asym if r.ndcg_asym is not None else r.ndcg_sym, r) for r in rows]
+    points = [(x, y, r) for x, y, r in points if y is not None]
+    fig, ax = plt.subplots(figsize=(10, 6.5), dpi=120)
+    for x, y, r in points:
+        marker, color = ("*", "crimson") if r.is_teacher else ("o", "tab:blue") if r.ndcg_asym else ("s", "gray")
+        ax.scatter([x], [y], marker=marker, s=220 if r.is_teacher else 60, color=color, zorder=3)
+        ax.annotate(
+            r.name + (" (teacher)" if r.is_teacher and "teacher" not in r.name else ""),
+            (x, y),
+            textcoords="offset points",
+            xytext=(7, 4),
+            fontsize=8,
+        )
+    best: list[tuple[float, float]] = []
+    for x, y, _ in sorted(points, key=lambda p: (p[0], -p[1])):
+        if not best or y > best[-1][1]:
+            best.append((x, y))
+    ax.step(
+        [p[0] for p in best], [p[1] for p in best], where="post", color="tab:green", alpha=0.6, label="Pareto frontier"
+    )
+    ax.set_xscale("log")
+    ax.set_xlabel("query-encode latency, batch 1, p50 (ms, log scale)")
+    ax.set_ylabel("SciFact nDCG@10 (asymmetric; symmetric for models without a teacher index)")
+    ax.set_title("embedkd speed / quality frontier")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(loc="lower right")
+    fig.text(0.01, 0.01, stamp, fontsize=7, color="dimgray")
+    fig.tight_layout(rect=(0, 0.03, 1, 1))
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def write_table(rows: list[Row], path: Path, stamp: str) -> None:
+    def f(value: float | None, spec: str) -> str:
+        return "–" if value is None else format(value, spec)
+
+    lines = [
+        "# Speed / quality frontier",
+        "",
+        stamp,
+        "",
+        "| model / index | nDCG@10 asym | nDCG@10 sym | STS-B Spearman | b1 p50 ms | b1 p99 ms | b64 q/s | "
+        "params (M) | index MiB |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r.name} | {f(r.ndcg_asym, '.4f')} | {f(r.ndcg_sym, '.4f')} | {f(r.sts, '.4f')} | "
+            f"{r.p50_ms:.1f} | {r.p99_ms:.1f} | {r.qps_b64:.0f} | {r.params_m:.1f} | {r.index_mib:.1f} |"
+        )
+    lines += [
+        "",
+        "asym: queries by the model, documents by the teacher (its index). sym: one model for both. "
+        "Index rows are queried by the default student; their 'sym' column is the teacher's own queries "
+        "on that index. Latency is query encoding only; index search adds well under a millisecond "
+        "at this size (see index.md).",
+        "",
+    ]
+    path.write_text("\n".join(lines) + "\n")
+
+
+def stamp_line(smoke: bool) -> str:
+    import faiss
+    import sentence_transformers
+    import torch
+
+    from benchmarks.index_bench import machine
+    from embedkd import __version__
+
+    return (
+        f"{'SMOKE RUN (tiny random models) — ' if smoke else ''}Machine: {machine()}; embedkd {__version__}, "
+        f"sentence-transformers {sentence_transformers.__version__}, faiss {faiss.__version__}, "
+        f"torch {torch.__version__}; no GPU available to this run."
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data-root", type=Path, default=Path("../shared/data"))
+    parser.add_argument("--student-l6", type=Path)
+    parser.add_argument("--student-l3", type=Path)
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+    parser.add_argument("--smoke", action="store_true", help="Tiny random models and data, for CI.")
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+
+    if args.smoke:
+        from embedkd.distill.teacher import Teacher as _Teacher
+        from embedkd.models.manifest import StudentManifest
+        from embedkd.testing import build_tiny_beir, build_tiny_encoder, build_tiny_sts
+
+        work = Path(tempfile.mkdtemp(prefix="frontier-smoke-"))
+        beir = build_tiny_beir(work / "beir")
+        sts_path = build_tiny_sts(work / "sts.tsv")
+        teacher_dir = build_tiny_encoder(work / "teacher", hidden=48, seed=1)
+        student_dirs = {
+            "student (L2)": build_tiny_encoder(work / "student", hidden=32, seed=2, dense_to=48),
+            "student (L1)": build_tiny_encoder(work / "student1", hidden=32, layers=1, seed=3, dense_to=48),
+        }
+        ref = _Teacher.from_model(str(teacher_dir)).ref
+        for folder in student_dirs.values():
+            StudentManifest(teacher=ref, base="tiny").write(folder)
+        baseline_dir = build_tiny_encoder(work / "baseline", hidden=32, seed=4)
+    else:
+        beir = args.data_root / "beir" / "scifact"
+        sts_path = args.data_root / "sts" / "stsb-test.tsv"
+        teacher_dir = None
+        student_dirs = {"default student (L6)": args.student_l6}
+        if args.student_l3:
+            student_dirs["pruned student (3 layers)"] = args.student_l3
+        baseline_dir = None
+
+    dataset = load_beir(beir, "test")
+    teacher = Encoder.load(str(teacher_dir) if teacher_dir else "mpnet-base", device="cpu")
+    cache = Teacher.from_model(str(teacher.path))
+    precomputed = args.data_root / "embeddings" / "scifact-mpnet-base" / "corpus.f16.npy"
+    if not args.smoke and precomputed.is_file():
+        cache.import_embeddings(read_aligned_texts(beir, precomputed), precomputed)
+    teacher_docs = cache.embeddings(dataset.doc_texts(), role="document", progress=False)
+    students = {name: Encoder.load(path, device="cpu") for name, path in student_dirs.items() if path}
+    baseline = Encoder.load(str(baseline_dir) if baseline_dir else "minilm-l6", device="cpu")
+    rows = frontier(dataset, sts_path, teacher, teacher_docs, students, baseline)
+
+    stamp = stamp_line(args.smoke)
+    (args.out / "frontier.json").write_text(json.dumps({"stamp": stamp, "rows": [asdict(r) for r in rows]}, indent=2))
+    write_table(rows, args.out / "frontier.md", stamp)
+    plot(rows, args.out / "frontier.png", stamp)
+    print((args.out / "frontier.md").read_text())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,3 @@
+from embedkd.cli import main
+
+main()

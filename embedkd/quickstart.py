@@ -1,0 +1,140 @@
+"""The main job in one call: models, a teacher index over a default corpus, an aligned student.
+
+Every step is cached: the models are assembled once, the index folder is keyed by a hash of the corpus,
+teacher embeddings live in the shared embedding cache, and a student is trained only when none aligned to
+this teacher exists. A second run therefore goes straight to serving.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from embedkd.data.documents import Document, read_documents
+from embedkd.data.stdlib import stdlib_corpus
+from embedkd.distill import DataOptions, DistillConfig, Teacher, distill
+from embedkd.index import Index, IndexKind, IndexParams, build_index
+from embedkd.models.manifest import StudentManifest
+from embedkd.models.registry import find_spec
+
+__all__ = ["QuickstartPaths", "default_data_root", "prepare"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class QuickstartPaths:
+    workdir: Path
+    index: Path
+    student: Path
+    corpus_size: int
+    trained: bool
+    built: bool
+
+
+def default_data_root() -> Path | None:
+    """``../shared/data`` next to the current directory, used only when it is there."""
+    for candidate in (Path.cwd().parent / "shared" / "data", Path.cwd() / "shared" / "data"):
+        if (candidate / "train" / "queries.jsonl").is_file():
+            return candidate
+    return None
+
+
+def _corpus_key(docs: list[Document], teacher_fingerprint: str) -> str:
+    digest = hashlib.sha256(teacher_fingerprint.encode())
+    for doc in docs:
+        digest.update(json.dumps([doc.id, doc.title, doc.text, doc.metadata], sort_keys=True).encode())
+    return digest.hexdigest()[:12]
+
+
+def _write_corpus(docs: list[Document], path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", encoding="utf-8") as handle:
+        for doc in docs:
+            handle.write(json.dumps({"_id": doc.id, "title": doc.title, "text": doc.text}) + "\n")
+    return path
+
+
+def prepare(
+    workdir: Path,
+    *,
+    teacher: str = "mpnet-base",
+    student_base: str = "minilm-l6",
+    student: Path | None = None,
+    corpus: Path | None = None,
+    max_docs: int | None = None,
+    train_minutes: float = 5.0,
+    generic_texts: int = 10_000,
+    data_root: Path | None = None,
+    progress: bool = True,
+) -> QuickstartPaths:
+    """Run steps 1-3 of the main job and return where everything is."""
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+
+    # 1. models: assemble / locate the teacher and the student base once.
+    for name in (teacher, student_base):
+        spec = find_spec(name)
+        if spec is not None:
+            logger.info("model %s: %s", spec.name, spec.path())
+    teacher_source = Teacher.from_model(teacher)
+    logger.info("teacher %s (sha256 %s…)", teacher_source.ref.name, teacher_source.ref.fingerprint[:12])
+
+    # 2. a teacher index over the corpus, keyed by the corpus content.
+    docs = read_documents(corpus) if corpus else stdlib_corpus(max_docs)
+    if corpus is None:
+        logger.info("default corpus: %d docstrings of the installed Python standard library", len(docs))
+    index_dir = workdir / f"index-{_corpus_key(docs, teacher_source.ref.fingerprint)}"
+    built = False
+    if (index_dir / "manifest.json").is_file():
+        logger.info("index %s already built: reusing it", index_dir)
+    else:
+        build_index(
+            index_dir,
+            docs,
+            teacher=teacher_source.ref,
+            embed=lambda texts: teacher_source.embeddings(texts, role="document", progress=progress),
+            params=IndexParams(kind=IndexKind.FLAT),
+            progress=progress,
+        ).close()
+        built = True
+
+    # 3. a student aligned to this teacher: the given one, a cached one, or a short recipe.
+    student_dir = Path(student) if student else workdir / "student"
+    manifest = StudentManifest.read(student_dir) if (student_dir / "modules.json").is_file() else None
+    trained = False
+    if manifest is not None and manifest.teacher.fingerprint == teacher_source.ref.fingerprint:
+        logger.info("student %s is aligned to %s: reusing it", student_dir, manifest.teacher.name)
+    elif student is not None:
+        raise ValueError(f"{student} is not a student aligned to {teacher_source.ref.name}")
+    else:
+        data = [_write_corpus(docs, workdir / "corpus.jsonl")]
+        data_root = data_root if data_root is not None else default_data_root()
+        if data_root is not None:
+            data.append(data_root / "train" / "queries.jsonl")
+            logger.info("adding generic query-like text from %s", data_root)
+        distill(
+            DistillConfig(
+                out=student_dir,
+                data=data,
+                teacher=teacher,
+                student=student_base,
+                epochs=2,
+                batch_size=32,
+                lr=2e-4,
+                head_lr=2e-3,
+                max_minutes=train_minutes,
+                eval_every=250,
+                eval_texts=500,
+                precision="auto",  # type: ignore[arg-type]
+                data_options=DataOptions(max_texts_per_source=generic_texts, seed=0),
+                progress=progress,
+            )
+        )
+        trained = True
+    with Index.open(index_dir) as index:
+        size = len(index)
+    return QuickstartPaths(workdir, index_dir, student_dir, size, trained, built)

