@@ -42,13 +42,15 @@ def query_latency_ms(encoder: Encoder, queries: list[str], repeats: int = 100) -
 
 
 def recipe(out: Path, data_root: Path, **overrides: Any) -> DistillConfig:
-    """The default recipe: what `make demo`-style training and the README describe."""
+    """The default recipe: `embedkd train`'s defaults (3 epochs, batch 32, lr 2e-4 / 2e-3, bf16 where native)
+    on the SciFact corpus's titles and sentences plus 40k generic queries, in at most 30 minutes of training."""
     settings: dict[str, Any] = dict(
         out=out,
         data=[data_root / "train" / "queries.jsonl", data_root / "beir" / "scifact"],
         teacher="mpnet-base",
         student="minilm-l6",
         data_options=DataOptions(max_texts_per_source=40_000, seed=0),
+        max_minutes=30,  # the training-step budget on a 2-core CPU; a GPU finishes the 3 epochs sooner
         progress=False,
     )
     settings.update(overrides)

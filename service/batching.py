@@ -2,7 +2,8 @@
 
 Requests put their texts on a queue. A collector takes what is waiting, up to ``max_batch_size`` texts;
 when the model is busy it keeps gathering until the model frees up or the batch is full (so batches grow
-with load and an idle server adds no delay), and it waits at most ``max_wait_ms`` for stragglers.
+with load), and when the model is idle it waits at most ``max_wait_ms`` for more (default 0: an idle server
+adds no delay). It sleeps on events, never polls.
 Tokenising runs in a thread pool while the previous batch is in the forward pass, which runs on a single
 dedicated thread. Past ``max_queue`` queued texts, new requests are refused with :class:`Overloaded`.
 """
@@ -57,6 +58,7 @@ class MicroBatcher:
         self._ready: asyncio.Queue[tuple[list[tuple[_Request, int]], Tokens]] = asyncio.Queue(maxsize=1)
         self._core_idle = asyncio.Event()
         self._core_idle.set()
+        self._arrived = asyncio.Event()
         self._pre_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"{name}-pre")
         self._core_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"{name}-core")
         self._tasks: list[asyncio.Task[None]] = []
@@ -83,6 +85,7 @@ class MicroBatcher:
         self.metrics.queue_depth.labels(self.name).set(self.pending)
         for position in range(len(texts)):
             self._queue.put_nowait((request, position))
+        self._arrived.set()
         try:
             return await request.future
         finally:
@@ -101,13 +104,17 @@ class MicroBatcher:
                     break
                 remaining = deadline - loop.time()
                 if self._core_idle.is_set() and remaining <= 0:
-                    break  # the model is free: do not hold the batch back
-                try:
-                    timeout = remaining if remaining > 0 else 0.0005  # model busy: keep gathering
-                    batch.append(await asyncio.wait_for(self._queue.get(), timeout))
-                except TimeoutError:
-                    if self._core_idle.is_set():
-                        break
+                    break  # the model is free and the wait is over: do not hold the batch back
+                # Sleep until a text arrives, the model frees up, or the wait ends; never poll.
+                self._arrived.clear()
+                waits = [asyncio.ensure_future(self._arrived.wait())]
+                if not self._core_idle.is_set():
+                    waits.append(asyncio.ensure_future(self._core_idle.wait()))
+                _, pending = await asyncio.wait(
+                    waits, timeout=remaining if remaining > 0 else None, return_when=asyncio.FIRST_COMPLETED
+                )
+                for waiter in pending:
+                    waiter.cancel()
             batch = [(r, p) for r, p in batch if not r.future.done()]
             if not batch:
                 continue

@@ -26,7 +26,9 @@ class Settings(BaseSettings):
     device: str = "auto"
 
     max_batch_size: int = Field(default=32, ge=1, le=4096, description="Texts per forward pass.")
-    max_wait_ms: float = Field(default=5.0, ge=0, le=1000, description="How long a batch waits to fill.")
+    max_wait_ms: float = Field(
+        default=0.0, ge=0, le=1000, description="Extra wait for a batch to fill while the model is idle."
+    )
     max_queue: int = Field(default=2048, ge=1, description="Queued texts per model before answering 503.")
     max_inputs: int = Field(default=256, ge=1, description="Texts per /embed or /v1/embeddings request.")
     max_input_chars: int = Field(default=16_384, ge=1, description="Characters per input text.")

@@ -22,7 +22,7 @@ def serve_command(
     device: Annotated[str, typer.Option()] = "auto",
     api_key: Annotated[list[str] | None, typer.Option("--api-key", help="Require this bearer token.")] = None,
     max_batch_size: Annotated[int, typer.Option(min=1)] = 32,
-    max_wait_ms: Annotated[float, typer.Option(min=0)] = 5.0,
+    max_wait_ms: Annotated[float, typer.Option(min=0, help="Extra wait for a batch while the model is idle.")] = 0.0,
     force: Annotated[bool, typer.Option("--force", help="Serve a student aligned to another teacher.")] = False,
     log_level: Annotated[str, typer.Option()] = "info",
 ) -> None:

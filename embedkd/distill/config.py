@@ -15,7 +15,7 @@ __all__ = ["DistillConfig", "Precision"]
 
 
 class Precision(str, Enum):
-    AUTO = "auto"  # bf16 autocast on CUDA GPUs that support it, fp32 elsewhere
+    AUTO = "auto"  # bf16 autocast where the hardware has native bf16 (most GPUs, AVX512-BF16/AMX CPUs), else fp32
     FP32 = "fp32"
     BF16 = "bf16"
     FP16 = "fp16"  # CUDA only, with a gradient scaler
@@ -41,14 +41,14 @@ class DistillConfig:
     anchor_data: Path | None = None  # BEIR folder / jsonl whose teacher document embeddings are the anchors
     max_anchors: int = 4096
 
-    epochs: float = 1.0
+    epochs: float = 3.0
     max_steps: int | None = None
     max_minutes: float | None = None  # shorten the schedule so training ends within this budget
     freeze_embeddings: bool = True  # keep the word-embedding matrix fixed (half of MiniLM's weights)
-    batch_size: int = 64
+    batch_size: int = 32
     grad_accum: int = 1
-    lr: float = 1e-4  # backbone
-    head_lr: float = 1e-3  # projection
+    lr: float = 2e-4  # backbone
+    head_lr: float = 2e-3  # projection
     weight_decay: float = 0.01
     warmup_ratio: float = 0.05
     max_grad_norm: float = 1.0
@@ -60,7 +60,7 @@ class DistillConfig:
     init_sample: int = 4096  # texts for the ridge fit of the initial projection
     ridge: float = 0.01
 
-    eval_every: int = 200
+    eval_every: int = 500
     eval_texts: int = 1000  # held-out texts for the alignment measurement
     eval_beir: Path | None = None  # optional BEIR folder for dev nDCG@10 during training
     eval_split: str = "dev"

@@ -66,6 +66,16 @@ def _role(kind: TextKind) -> str:
     return "document" if kind is TextKind.DOCUMENT else "query"
 
 
+def _native_bf16(device: str) -> bool:
+    """Whether bf16 autocast is fast here: a bf16-capable GPU, or a CPU with AVX512-BF16 or AMX."""
+    if device.startswith("cuda"):
+        return bool(torch.cuda.is_bf16_supported())
+    if device == "cpu":
+        checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+        return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
+    return False
+
+
 def _load_teacher(config: DistillConfig) -> Teacher:
     try:
         return Teacher.from_model(config.teacher, device=config.device)
@@ -143,10 +153,7 @@ class _Distiller:
     def _autocast(self) -> Any:
         precision = self.config.precision
         if precision is Precision.AUTO:
-            if self.device.startswith("cuda") and torch.cuda.is_bf16_supported():
-                precision = Precision.BF16
-            else:
-                return nullcontext()
+            precision = Precision.BF16 if _native_bf16(self.device) else Precision.FP32
         if precision is Precision.FP32:
             return nullcontext()
         if precision is Precision.FP16 and not self.device.startswith("cuda"):
