@@ -90,13 +90,17 @@ def _texts(inputs: DataLoader[Any]) -> list[str]:
 
 
 def _encode(encoder: Encoder, texts: list[str], prompt_type: PromptType | None, batch_size: int) -> np.ndarray:
-    """Queries and documents with the model's query/document prompt; anything else (STS) without one."""
+    """Queries and documents with the model's query/document prompt; anything else (STS) without one.
+
+    Documents go through the embedding cache that training, indexing and ``embedkd eval`` share.
+    """
     if not texts:
         return np.zeros((0, encoder.dimension), dtype=np.float32)
     if prompt_type == PromptType.query:
         return encoder.encode_query(texts, batch_size=batch_size)
     if prompt_type == PromptType.document:
-        return encoder.encode_document(texts, batch_size=batch_size)
+        # Through embedkd's shared embedding cache: a corpus is embedded once per model, whoever asks.
+        return encoder.encode_cached(texts, role="document", batch_size=batch_size, progress=False)
     return encoder.encode(texts, batch_size=batch_size)
 
 

@@ -22,6 +22,9 @@ app.add_typer(index_app, name="index")
 
 IndexDir = Annotated[Path, typer.Option("--index", "-x", help="Index folder.")]
 Docs = Annotated[Path, typer.Option("--docs", help=".jsonl, BEIR folder, or folder of .txt/.md files.")]
+BatchSize = Annotated[int, typer.Option(min=1, help="Texts per teacher forward pass.")]
+Device = Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")]
+Progress = Annotated[bool, typer.Option(help="Show progress bars.")]
 
 
 def teacher_embedder(index_or_teacher: Index | str, *, device: str, batch_size: int, progress: bool) -> Embed:
@@ -54,9 +57,9 @@ def build_command(
     chunking: Annotated[bool, typer.Option(help="Split long documents into overlapping chunks.")] = True,
     chunk_tokens: Annotated[int | None, typer.Option(min=16, help="Tokens per chunk (default: teacher max).")] = None,
     overlap: Annotated[int, typer.Option(min=0)] = 64,
-    batch_size: Annotated[int, typer.Option(min=1)] = 64,
-    device: Annotated[str, typer.Option()] = "auto",
-    progress: Annotated[bool, typer.Option()] = True,
+    batch_size: BatchSize = 64,
+    device: Device = "auto",
+    progress: Progress = True,
 ) -> None:
     """Embed documents with the teacher (cached, resumable) and write a new index folder."""
     documents = read_documents(docs)
@@ -105,11 +108,7 @@ def _update(index_dir: Path, docs: Path, *, replace: bool, device: str, batch_si
 
 @index_app.command("add")
 def add_command(
-    index: IndexDir,
-    docs: Docs,
-    batch_size: Annotated[int, typer.Option(min=1)] = 64,
-    device: Annotated[str, typer.Option()] = "auto",
-    progress: Annotated[bool, typer.Option()] = True,
+    index: IndexDir, docs: Docs, batch_size: BatchSize = 64, device: Device = "auto", progress: Progress = True
 ) -> None:
     """Add new documents (ids must not exist yet)."""
     _update(index, docs, replace=False, device=device, batch_size=batch_size, progress=progress)
@@ -117,11 +116,7 @@ def add_command(
 
 @index_app.command("upsert")
 def upsert_command(
-    index: IndexDir,
-    docs: Docs,
-    batch_size: Annotated[int, typer.Option(min=1)] = 64,
-    device: Annotated[str, typer.Option()] = "auto",
-    progress: Annotated[bool, typer.Option()] = True,
+    index: IndexDir, docs: Docs, batch_size: BatchSize = 64, device: Device = "auto", progress: Progress = True
 ) -> None:
     """Insert or replace documents by id."""
     _update(index, docs, replace=True, device=device, batch_size=batch_size, progress=progress)

@@ -1,0 +1,59 @@
+"""GPU paths: run with CUDA present (`pytest -m gpu`); skipped on CPU-only machines such as CI."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from embedkd.index import FaissIndex, IndexParams
+
+pytestmark = [
+    pytest.mark.gpu,
+    pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device"),
+]
+
+
+@pytest.mark.parametrize("kind", ["flat", "ivf-flat", "sq8"])
+def test_gpu_search_matches_cpu(kind: str) -> None:
+    rng = np.random.default_rng(0)
+    docs = rng.standard_normal((5000, 64)).astype(np.float32)
+    queries = rng.standard_normal((50, 64)).astype(np.float32)
+    params = IndexParams(kind=kind, nlist=32, nprobe=32)  # type: ignore[arg-type]  # nprobe = nlist: exhaustive
+    cpu = FaissIndex(64, params, device="cpu")
+    cpu.build(docs, np.arange(5000))
+    gpu = FaissIndex(64, params, device="cuda")
+    gpu.build(docs, np.arange(5000))
+    cpu_scores, cpu_ids = cpu.search(queries, 10)
+    gpu_scores, gpu_ids = gpu.search(queries, 10)
+    np.testing.assert_allclose(gpu_scores, cpu_scores, atol=2e-2 if kind == "sq8" else 1e-4)
+    overlap = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(cpu_ids, gpu_ids, strict=True)])
+    assert overlap >= (0.9 if kind == "sq8" else 0.999)
+
+
+def test_bf16_training_on_gpu(tiny_model_dir: Path, tmp_path: Path, isolated_cache: Path) -> None:
+    from embedkd.distill import DistillConfig, distill
+
+    texts = [f"text {i} about {w}" for i, w in enumerate(["apples", "rivers", "music", "stone"] * 50)]
+    (tmp_path / "t.txt").write_text("\n".join(texts))
+    teacher = np.random.default_rng(0).standard_normal((len(texts), 24)).astype(np.float32)
+    np.save(tmp_path / "t.npy", teacher)
+    result = distill(
+        DistillConfig(
+            out=tmp_path / "s",
+            teacher="random-teacher",
+            student=str(tiny_model_dir),
+            teacher_embeddings=[tmp_path / "t.npy"],
+            teacher_texts=[tmp_path / "t.txt"],
+            precision="bf16",  # type: ignore[arg-type]
+            device="cuda",
+            max_steps=20,
+            eval_every=10,
+            eval_texts=20,
+            progress=False,
+        )
+    )
+    assert result.manifest.training["device"].startswith("cuda")
+    assert result.history[-1]["mse"] < result.history[0]["mse"] + 1e-6
