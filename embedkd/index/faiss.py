@@ -5,7 +5,8 @@ Kinds and their defaults (recall@10 against ``flat`` is measured in ``benchmarks
 =========  ======================================================================================
 flat       exact inner product (``IndexFlatIP``)
 hnsw       ``IndexHNSWFlat``, M=32, efConstruction=200, efSearch=128; removals are tombstoned
-ivf-flat   ``IndexIVFFlat``, nlist ~ 4*sqrt(n) (at least 39 training points per list), nprobe=32
+ivf-flat   ``IndexIVFFlat``, nlist ~ 4*sqrt(n) (at least 39 training points per list), nprobe=32,
+           k-means trained on a seeded sample of at most 64 points per list
 ivf-pq     ``IndexIVFPQ``, same lists, d/8 sub-quantisers of 8 bits, candidates rescored exactly
 sq8        ``IndexScalarQuantizer`` with 8-bit codes per dimension (int8-like, 4x smaller)
 binary     one bit per dimension (sign), Hamming search, top ``rescore * k`` rescored exactly
@@ -170,9 +171,18 @@ class FaissIndex:
                     f"a {self.kind.value} index needs at least {minimum} vectors to train, got "
                     f"{len(prepared)}; use flat or hnsw for small collections"
                 )
-            self._index.train(prepared)
+            self._index.train(self._training_sample(prepared))
         self._tombstones.clear()
         self._add_prepared(prepared, ids)
+
+    def _training_sample(self, prepared: np.ndarray) -> np.ndarray:
+        """At most 64 points per IVF list (faiss advises 30-256): k-means cost grows with the sample."""
+        limit = 64 * getattr(self._index, "nlist", 0) if self.kind is not IndexKind.SQ8 else 262_144
+        limit = max(limit, 2**self.params.pq_bits * 64 if self.kind is IndexKind.IVF_PQ else 0)
+        if len(prepared) <= limit:
+            return prepared
+        rows = np.random.default_rng(0).choice(len(prepared), size=limit, replace=False)
+        return prepared[np.sort(rows)]
 
     def _ensure_built(self, vectors: np.ndarray) -> None:
         if self._index is None:
