@@ -34,9 +34,38 @@ from service.routes import documents, embed, health, models, openai, search
 from service.settings import Settings
 from service.state import AppState
 
-__all__ = ["create_app"]
+__all__ = ["create_app", "preflight"]
 
 logger = logging.getLogger("embedkd.service")
+
+
+def preflight(settings: Settings) -> None:
+    """Cheap checks before a server starts (no model weights loaded), so a bad setting ends with a
+    clear message instead of a failed start-up: the index exists, the student resolves and is aligned
+    to the index's teacher."""
+    from embedkd.index.manifest import IndexManifest
+    from embedkd.models.info import fingerprint
+    from embedkd.models.loading import resolve_model_path
+    from embedkd.models.manifest import StudentManifest
+
+    manifest = IndexManifest.read(settings.index_dir)
+    if settings.student:
+        path = resolve_model_path(settings.student)
+        student = StudentManifest.read(path)
+        own = fingerprint(path)
+        if student is None and own != manifest.teacher.fingerprint and not settings.force_alignment:
+            raise AlignmentError(
+                f"{settings.student} has no embedkd.json, so it is not aligned to the index's teacher "
+                f"{manifest.teacher.name}; train one with `embedkd train` (or pass --force)"
+            )
+        if student is not None and student.teacher.fingerprint != manifest.teacher.fingerprint:
+            if not settings.force_alignment:
+                raise AlignmentError(
+                    f"student {settings.student} is aligned to {student.teacher.name}, but the index was built "
+                    f"with {manifest.teacher.name}; use a matching student or index (or pass --force)"
+                )
+    if settings.teacher:
+        resolve_model_path(settings.teacher)
 
 
 def _load(state: AppState) -> None:

@@ -64,9 +64,10 @@ def demo_command(
         return
     import uvicorn
 
-    from service.app import create_app
+    from service.app import create_app, preflight
     from service.settings import Settings
 
     settings = Settings(index_dir=paths.index, student=str(paths.student), teacher=teacher, host=host, port=port)
+    preflight(settings)
     typer.echo(curl_examples(host, port))
     uvicorn.run(create_app(settings), host=host, port=port, log_level="info", access_log=False)

@@ -29,7 +29,7 @@ def serve_command(
     """Serve /embed, /v1/embeddings, /search, /documents, /models, /health, /ready and /metrics."""
     import uvicorn
 
-    from service.app import create_app
+    from service.app import create_app, preflight
     from service.settings import Settings
 
     settings = Settings(
@@ -46,4 +46,5 @@ def serve_command(
         force_alignment=force,
     )
     logging.getLogger("embedkd").setLevel(log_level.upper())
+    preflight(settings)
     uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level, access_log=False)
