@@ -484,9 +484,43 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def embedkd_scores(query_model: str, doc_model: str | None, beir_folders: list[Path], split: str) -> dict[str, float]:
+    """nDCG@10 from embedkd's own BEIR evaluator for the same models, keyed like the mteb tasks."""
+    from embedkd.evaluation import score_retrieval
+
+    query = Encoder.load(query_model, device="cpu")
+    docs = Encoder.load(doc_model, device="cpu") if doc_model else query
+    out = {}
+    for folder in beir_folders:
+        dataset = load_beir(Path(folder), split)
+        q = query.encode_query(list(dataset.queries.values()))
+        d = docs.encode_cached(dataset.doc_texts(), role="document", progress=False)
+        out[beir_task(Path(folder), split).metadata.name] = score_retrieval(dataset, q, d).ndcg_at_10
+    return out
+
+
+def record_agreement(
+    out: Path, query_model: str, doc_model: str | None, mteb: dict[str, float], own: dict[str, float]
+) -> None:
+    """Append the mteb-vs-embedkd comparison to ``<out>/agreement.md`` (one row per model pair and task)."""
+    table = Path(out) / "agreement.md"
+    if not table.is_file():
+        table.write_text(
+            "# MTEB 2.x (local tasks) against embedkd's own BEIR evaluator\n\n"
+            "| query model | doc model | task | mteb nDCG@10 | embedkd nDCG@10 | difference |\n"
+            "|---|---|---|---|---|---|\n"
+        )
+    with table.open("a") as handle:
+        for task, score in own.items():
+            handle.write(
+                f"| {query_model} | {doc_model or query_model} | {task} | {mteb[task]:.4f} | {score:.4f} | "
+                f"{abs(mteb[task] - score):.4f} |\n"
+            )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    run(
+    scores = run(
         args.query_model,
         args.doc_model,
         list(args.beir),
@@ -497,6 +531,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         batch_size=args.batch_size,
         verbose=True,
     )
+    own = embedkd_scores(args.query_model, args.doc_model, list(args.beir), args.split)
+    for task, score in own.items():
+        print(f"{task}: mteb {scores[task]:.4f} vs embedkd {score:.4f} (difference {abs(scores[task] - score):.4f})")
+    record_agreement(args.out, args.query_model, args.doc_model, scores, own)
+    sts_scores = {k: v for k, v in scores.items() if k not in own}
+    if sts_scores:
+        with (Path(args.out) / "agreement.md").open("a") as handle:
+            for task, score in sts_scores.items():
+                handle.write(f"| {args.query_model} | (STS) | {task} | Spearman {score:.4f} | | |\n")
     return 0
 
 

@@ -3,6 +3,7 @@ teacher), saved, and queries an index of those embeddings. Needs ../shared/data 
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +31,8 @@ def test_packaged_student_aligns_to_a_black_box_teacher_and_searches(tmp_path: P
     texts = read_aligned_texts(BEIR, EMBEDDINGS)
     vectors = np.load(EMBEDDINGS)
     keep = 400  # the first 400 abstracts: enough for a real run, quick on a CPU
-    (tmp_path / "docs.txt").write_text("\n".join(t.replace("\n", " ") for t in texts[:keep]) + "\n")
+    # jsonl keeps each text byte for byte (abstracts contain newlines), so the cache keys match the index's
+    (tmp_path / "docs.jsonl").write_text("".join(json.dumps({"text": t}) + "\n" for t in texts[:keep]))
     np.save(tmp_path / "docs.npy", vectors[:keep])
 
     result = distill(
@@ -39,7 +41,7 @@ def test_packaged_student_aligns_to_a_black_box_teacher_and_searches(tmp_path: P
             teacher="mpnet-precomputed",  # not a model here: a black box known only by its embeddings
             student="minilm-l6",
             teacher_embeddings=[tmp_path / "docs.npy"],
-            teacher_texts=[tmp_path / "docs.txt"],
+            teacher_texts=[tmp_path / "docs.jsonl"],
             max_steps=4,
             batch_size=8,
             max_seq_length=64,

@@ -289,8 +289,10 @@ class _Distiller:
         )
         rng = np.random.default_rng(config.seed)
         sample = rng.choice(len(train), size=min(config.init_sample, len(train)), replace=False)
-        model.max_seq_length = min(config.max_seq_length, model.max_seq_length or config.max_seq_length)
+        base_max_len = model.max_seq_length  # the caller truncates for training and restores this on save
+        model.max_seq_length = min(config.max_seq_length, base_max_len or config.max_seq_length)
         x = pooled_embeddings(model, [train[i].text for i in sample])
+        model.max_seq_length = base_max_len
         weight, bias = fit_ridge_projection(x, targets[sample].astype(np.float32), ridge=config.ridge)
         set_projection(model, weight, bias)
         logger.info(
