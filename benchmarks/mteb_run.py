@@ -499,23 +499,32 @@ def embedkd_scores(query_model: str, doc_model: str | None, beir_folders: list[P
     return out
 
 
+AGREEMENT_HEADER = (
+    "# MTEB 2.x (local tasks) against embedkd's own BEIR evaluator\n\n"
+    "| query model | doc model | task | mteb | embedkd nDCG@10 | difference |\n"
+    "|---|---|---|---|---|---|\n"
+)
+
+
 def record_agreement(
     out: Path, query_model: str, doc_model: str | None, mteb: dict[str, float], own: dict[str, float]
 ) -> None:
-    """Append the mteb-vs-embedkd comparison to ``<out>/agreement.md`` (one row per model pair and task)."""
+    """Write the mteb-vs-embedkd comparison into ``<out>/agreement.md``: one row per model pair and task,
+    replacing the rows of an earlier run of the same pair. Tasks embedkd does not score (STS) show mteb's
+    Spearman alone."""
     table = Path(out) / "agreement.md"
-    if not table.is_file():
-        table.write_text(
-            "# MTEB 2.x (local tasks) against embedkd's own BEIR evaluator\n\n"
-            "| query model | doc model | task | mteb nDCG@10 | embedkd nDCG@10 | difference |\n"
-            "|---|---|---|---|---|---|\n"
-        )
-    with table.open("a") as handle:
-        for task, score in own.items():
-            handle.write(
-                f"| {query_model} | {doc_model or query_model} | {task} | {mteb[task]:.4f} | {score:.4f} | "
-                f"{abs(mteb[task] - score):.4f} |\n"
-            )
+    pair = f"| {query_model} | {doc_model or query_model} |"
+    kept = []
+    if table.is_file():
+        kept = [line for line in table.read_text().splitlines()[4:] if line and not line.startswith(pair)]
+    rows = []
+    for task, score in mteb.items():
+        if task in own:
+            rows.append(f"{pair} {task} | nDCG@10 {score:.4f} | {own[task]:.4f} | {abs(score - own[task]):.4f} |")
+        else:
+            rows.append(f"{pair} {task} | Spearman {score:.4f} | | |")
+    table.parent.mkdir(parents=True, exist_ok=True)
+    table.write_text(AGREEMENT_HEADER + "".join(line + "\n" for line in kept + rows))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -535,11 +544,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     for task, score in own.items():
         print(f"{task}: mteb {scores[task]:.4f} vs embedkd {score:.4f} (difference {abs(scores[task] - score):.4f})")
     record_agreement(args.out, args.query_model, args.doc_model, scores, own)
-    sts_scores = {k: v for k, v in scores.items() if k not in own}
-    if sts_scores:
-        with (Path(args.out) / "agreement.md").open("a") as handle:
-            for task, score in sts_scores.items():
-                handle.write(f"| {args.query_model} | (STS) | {task} | Spearman {score:.4f} | | |\n")
     return 0
 
 

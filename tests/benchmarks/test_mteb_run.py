@@ -175,3 +175,16 @@ def test_cli_runs_sts_and_retrieval(
     assert math.isfinite(sts["cosine_spearman"]) and -1.0 <= sts["cosine_spearman"] <= 1.0
     assert sts["main_score"] == sts["cosine_spearman"]
     assert len(mteb_run.read_sts(sts_file)) == 10
+
+
+def test_agreement_table_replaces_the_rows_of_an_earlier_run(tmp_path: Path) -> None:
+    mteb_run.record_agreement(tmp_path, "student", "teacher", {"SciFact": 0.61, "STSB": 0.8}, {"SciFact": 0.6102})
+    mteb_run.record_agreement(tmp_path, "teacher", None, {"SciFact": 0.65}, {"SciFact": 0.65})
+    mteb_run.record_agreement(tmp_path, "student", "teacher", {"SciFact": 0.62, "STSB": 0.8}, {"SciFact": 0.6202})
+    rows = [line for line in (tmp_path / "agreement.md").read_text().splitlines() if line.startswith("| student")]
+    assert rows == [
+        "| student | teacher | SciFact | nDCG@10 0.6200 | 0.6202 | 0.0002 |",
+        "| student | teacher | STSB | Spearman 0.8000 | | |",
+    ]
+    teacher_row = "| teacher | teacher | SciFact | nDCG@10 0.6500 | 0.6500 | 0.0000 |"
+    assert teacher_row in (tmp_path / "agreement.md").read_text()
