@@ -483,7 +483,7 @@ class _Distiller:
         per_eval = eval_s / max(1, len(self.history) - 1) if len(self.history) > 1 else 0.0
         if not per_eval and self.history:
             per_eval = float(self.history[0].get("eval_seconds", 0.0))
-        remaining = budget - train_s - eval_s
+        remaining = budget - train_s - eval_s - per_eval  # the final evaluation always runs
         steps_left = remaining / (per_step + per_eval / self.config.eval_every)
         affordable = min(planned, max(step + 1, step + int(steps_left)))
         if affordable < planned:
