@@ -217,6 +217,9 @@ def write_markdown(results: dict[str, Any], path: Path) -> None:
                 f"| {row['set']} | {row['type']} | {row['recall@10 vs flat']:.4f} | {row['p50 ms']:.3f} | "
                 f"{row['p99 ms']:.3f} | {row['memory MiB']:.1f} | {row['build s']:.1f} |"
             )
+        skipped = [k for k in KINDS if k not in {row["type"] for row in results[key]}]
+        if skipped:
+            lines += ["", f"Not measured on this set (left out with --synthetic-kinds): {', '.join(skipped)}."]
         lines.append("")
     if "build_throughput" in results:
         t = results["build_throughput"]

@@ -151,6 +151,9 @@ class FaissIndex:
             if d % m:
                 raise InputError(f"ivf-pq needs the dimension ({d}) to be divisible by pq_m ({m})")
             index = faiss.IndexIVFPQ(quantizer, d, nlist, m, p.pq_bits, ip)
+            # faiss warns once per sub-quantiser (d/8 times) below 39 points per code; small collections are
+            # measured to keep recall (benchmarks/results/index.md), so one warning-free minimum is enough
+            index.pq.cp.min_points_per_centroid = 1
         index.nprobe = min(p.nprobe, nlist)
         return index  # faiss's wrapper keeps a reference to the quantizer
 
