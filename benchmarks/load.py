@@ -237,6 +237,30 @@ def fuzz(url: str, max_examples: int) -> dict[str, Any]:
     return {"exit code": proc.returncode, "summary": out[-3000:], "generated": int(total.group(1)) if total else None}
 
 
+SUBJECTS = (
+    "glacier", "volcano", "orchid", "falcon", "violin", "lighthouse", "cactus", "submarine", "saffron", "comet",
+    "tundra", "bamboo", "meteorite", "coral reef", "harpsichord", "pelican", "obsidian", "monsoon", "tapestry",
+    "walrus",
+)  # fmt: skip
+ASPECTS = (
+    "ice core drilling", "lava temperature", "pollination", "migration routes", "string tension", "fog signals",
+    "water storage", "sonar mapping", "harvest prices", "orbital period", "permafrost thaw", "growth rate",
+    "impact craters", "bleaching events", "keyboard repair", "fishing habits", "blade knapping", "rainfall records",
+    "dye chemistry", "tusk length",
+)  # fmt: skip
+
+
+def durable_document(i: int) -> dict[str, str]:
+    """Document ``i`` of the ingest loop: 400 distinct subject/aspect pairs, so a search for its own text finds it
+    (documents that differ only by a number are near-duplicates to an embedding model)."""
+    subject, aspect = SUBJECTS[i % len(SUBJECTS)], ASPECTS[(i // len(SUBJECTS)) % len(ASPECTS)]
+    return {
+        "id": f"durable-{i}",
+        "title": f"{subject}: {aspect}",
+        "text": f"Field note {i} on the {aspect} of the {subject}, recorded during the survey.",
+    }
+
+
 def durability(index: Path, student: Path, seconds: float) -> dict[str, Any]:
     port = free_port()
     server = Server(index, student, port)
@@ -247,11 +271,7 @@ def durability(index: Path, student: Path, seconds: float) -> dict[str, Any]:
         i = 0
         with httpx.Client(base_url=server.url, timeout=30) as client:
             while not stop.is_set():
-                doc = {
-                    "id": f"durable-{i}",
-                    "title": f"glacier note {i}",
-                    "text": f"Field note {i}: ice core sample {i * 7} from the northern glacier.",
-                }
+                doc = durable_document(i)
                 try:
                     if client.post("/documents", json={"documents": [doc]}).status_code == 200:
                         acked.append(doc["id"])
@@ -271,8 +291,8 @@ def durability(index: Path, student: Path, seconds: float) -> dict[str, Any]:
         for doc_id in acked:
             present += client.get(f"/documents/{doc_id}").status_code == 200
         for doc_id in acked[-20:]:
-            number = doc_id.split("-")[1]
-            body = {"query": f"glacier note {number} Field note {number}", "mode": "teacher", "k": 5}
+            doc = durable_document(int(doc_id.split("-")[1]))
+            body = {"query": f"{doc['title']} {doc['text']}", "mode": "teacher", "k": 5}
             hits = client.post("/search", json=body).json()["results"][0]["hits"]
             searchable += any(h["id"] == doc_id for h in hits)
     restarted.stop()
@@ -290,7 +310,7 @@ def main() -> None:
     parser.add_argument("--beir", type=Path, default=Path("../shared/data/beir/scifact"))
     parser.add_argument("--work", type=Path, default=Path(".embedkd/load"))
     parser.add_argument("--seconds", type=int, default=20)
-    parser.add_argument("--fuzz-examples", type=int, default=100)
+    parser.add_argument("--fuzz-examples", type=int, default=150)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     args = parser.parse_args()
     results: dict[str, Any] = {"machine": machine()}
