@@ -182,6 +182,33 @@ def frontier(
     return rows
 
 
+def spread_labels(points: list[tuple[float, float]], min_gap: float) -> list[float]:
+    """Label heights for ``points`` (x, y) such that labels of points in the same column (x within 10%)
+    are at least ``min_gap`` apart, each as close to its point as that allows."""
+    heights = [y for _, y in points]
+    order = sorted(range(len(points)), key=lambda i: (points[i][0], points[i][1]))
+    columns: list[list[int]] = []
+    for i in order:
+        if columns and points[i][0] <= points[columns[-1][0]][0] * 1.1:
+            columns[-1].append(i)
+        else:
+            columns.append([i])
+    for column in columns:
+        column.sort(key=lambda i: points[i][1])
+        for _ in range(len(column)):  # push up, then centre each cluster on its points; a few passes settle
+            for below, above in zip(column, column[1:], strict=False):
+                if heights[above] - heights[below] < min_gap:
+                    heights[above] = heights[below] + min_gap
+            shift = (sum(heights[i] for i in column) - sum(points[i][1] for i in column)) / len(column)
+            if shift > 0:
+                for i in column:
+                    heights[i] -= shift
+                for below, above in zip(column, column[1:], strict=False):
+                    if heights[above] - heights[below] < min_gap - 1e-12:
+                        heights[above] = heights[below] + min_gap
+    return heights
+
+
 def plot(rows: list[Row], path: Path, stamp: str) -> None:
     import matplotlib
 
@@ -191,15 +218,18 @@ def plot(rows: list[Row], path: Path, stamp: str) -> None:
     points = [(r.p50_ms, r.ndcg_asym if r.ndcg_asym is not None else r.ndcg_sym, r) for r in rows]
     points = [(x, y, r) for x, y, r in points if y is not None]
     fig, ax = plt.subplots(figsize=(10, 6.5), dpi=120)
-    for x, y, r in points:
+    ys = [y for _, y, _ in points]
+    labels = spread_labels([(x, y) for x, y, _ in points], min_gap=0.04 * (max(ys) - min(ys) or 1.0))
+    for (x, y, r), label_y in zip(points, labels, strict=True):
         marker, color = ("*", "crimson") if r.is_teacher else ("o", "tab:blue") if r.ndcg_asym else ("s", "gray")
         ax.scatter([x], [y], marker=marker, s=220 if r.is_teacher else 60, color=color, zorder=3)
         ax.annotate(
             r.name + (" (teacher)" if r.is_teacher and "teacher" not in r.name else ""),
             (x, y),
-            textcoords="offset points",
-            xytext=(7, 4),
+            xytext=(x * 1.05, label_y),
             fontsize=8,
+            va="center",
+            arrowprops={"arrowstyle": "-", "color": "gray", "lw": 0.5} if abs(label_y - y) > 1e-9 else None,
         )
     best: list[tuple[float, float]] = []
     for x, y, _ in sorted(points, key=lambda p: (p[0], -p[1])):
@@ -209,6 +239,10 @@ def plot(rows: list[Row], path: Path, stamp: str) -> None:
         [p[0] for p in best], [p[1] for p in best], where="post", color="tab:green", alpha=0.6, label="Pareto frontier"
     )
     ax.set_xscale("log")
+    xs = [x for x, _, _ in points]
+    ax.set_xlim(min(xs) / 1.3, max(xs) * 2.2)  # room for the rightmost label
+    ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}" if str(v)[0] in "25" else ""))
     ax.set_xlabel("query-encode latency, batch 1, p50 (ms, log scale)")
     ax.set_ylabel("SciFact nDCG@10 (asymmetric; symmetric for models without a teacher index)")
     ax.set_title("embedkd speed / quality frontier")

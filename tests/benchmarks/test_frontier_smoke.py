@@ -33,3 +33,14 @@ def test_frontier_smoke(tmp_path: Path) -> None:
     png = (tmp_path / "frontier.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
     assert "| model / index |" in (tmp_path / "frontier.md").read_text()
+
+
+def test_labels_of_coincident_points_are_spread_apart() -> None:
+    from benchmarks.frontier import spread_labels
+
+    points = [(12.4, 0.6214), (12.4, 0.6214), (12.5, 0.6202), (57.0, 0.6557), (6.9, 0.5985)]
+    heights = spread_labels(points, min_gap=0.004)
+    column = sorted(heights[:3])
+    assert all(b - a >= 0.004 - 1e-9 for a, b in zip(column, column[1:], strict=False))
+    assert heights[3] == 0.6557 and heights[4] == 0.5985  # alone in their columns: labels stay on the point
+    assert abs(sum(heights[:3]) / 3 - (0.6214 * 2 + 0.6202) / 3) < 1e-9  # the cluster stays centred on its points
