@@ -154,12 +154,27 @@ def main() -> None:
     parser.add_argument("--synthetic-kinds", default=",".join(KINDS))
     parser.add_argument("--throughput-docs", type=int, default=300)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+    parser.add_argument(
+        "--add-synthetic",
+        action="store_true",
+        help="Only run the synthetic set for --synthetic-kinds and merge its rows into an existing index.json.",
+    )
     args = parser.parse_args()
 
     dataset = load_beir(args.beir, "test")
     teacher = Teacher.from_model(args.teacher)
     docs = teacher.embeddings(dataset.doc_texts(), role="document")
     queries = teacher.embeddings(list(dataset.queries.values()), role="query")
+    if args.add_synthetic:
+        results = json.loads((args.out / "index.json").read_text())
+        kinds = [k for k in args.synthetic_kinds.split(",") if k]
+        big = synthetic(docs, args.synthetic)
+        rows = bench_types(big, queries, kinds, f"synthetic {args.synthetic // 1000}k x 768")
+        kept = [r for r in results.get("synthetic", []) if r["type"] not in kinds]
+        results["synthetic"] = sorted(kept + rows, key=lambda r: KINDS.index(r["type"]))
+        (args.out / "index.json").write_text(json.dumps(results, indent=2))
+        write_markdown(results, args.out / "index.md")
+        return
     results: dict[str, Any] = {"machine": machine()}
 
     # 1. exactness of flat against numpy on SciFact
