@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.index_bench import machine
+from benchmarks._report import machine, markdown_table
 from embedkd.data import load_beir
 from embedkd.distill import DataOptions, DistillConfig, Teacher, distill
 from embedkd.distill.teacher import read_aligned_texts
@@ -145,7 +145,7 @@ def main() -> None:
     results["teacher_encode_estimate"] = teacher_cost(args.data_root, teacher)
     print(json.dumps(results["teacher_encode_estimate"]), flush=True)
 
-    variants = [("default student (L6)", {})]
+    variants: list[tuple[str, dict[str, Any]]] = [("default student (L6)", {})]
     if not args.skip_pruned:
         variants.append(("pruned student (3 layers)", {"layers": 3}))
     teacher_encoder = teacher.encoder()
@@ -185,24 +185,26 @@ def write_markdown(results: dict[str, Any], path: Path) -> None:
     lines = [
         "# Distillation on SciFact (test split, BEIR-exact nDCG@10)",
         "",
-        f"Machine: {results['machine']}. No GPU was available to this run.",
+        f"Machine: {results['machine']}.",
         "",
-        "| run | mode | nDCG@10 | x teacher | Recall@100 | test-query cosine | train s | batch-1 p50 ms | speedup |",
-        "|---|---|---|---|---|---|---|---|---|",
     ]
+    header = ["run", "mode", "nDCG@10", "x teacher", "Recall@100", "test-query cosine", "train s"]
+    rows = []
     for r in results["rows"]:
-        cells = [
-            r["run"],
-            r["mode"],
-            _fmt(r["ndcg@10"], ".4f"),
-            _fmt(r["vs teacher"], ".3f"),
-            _fmt(r["recall@100"], ".4f"),
-            _fmt(r.get("test-query cosine"), ".3f"),
-            _fmt(r.get("train s"), ".0f"),
-            _fmt(r.get("batch-1 p50 ms"), ".1f"),
-            _fmt(r.get("speedup vs teacher"), ".1f", "x"),
-        ]
-        lines.append("| " + " | ".join(cells) + " |")
+        rows.append(
+            [
+                r["run"],
+                r["mode"],
+                _fmt(r["ndcg@10"], ".4f"),
+                _fmt(r["vs teacher"], ".3f"),
+                _fmt(r["recall@100"], ".4f"),
+                _fmt(r.get("test-query cosine"), ".3f"),
+                _fmt(r.get("train s"), ".0f"),
+                _fmt(r.get("batch-1 p50 ms"), ".1f"),
+                _fmt(r.get("speedup vs teacher"), ".1f", "x"),
+            ]
+        )
+    lines += markdown_table([*header, "batch-1 p50 ms", "speedup"], rows)
     lines += ["", f"Teacher batch-1 query latency: p50 {results['teacher_latency_ms']['p50']:.1f} ms.", ""]
     cost = results.get("teacher_encode_estimate")
     if cost:

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks._report import machine, markdown_table
 from embedkd.data import load_beir
 from embedkd.data.beir import BeirDataset
 from embedkd.distill.teacher import Teacher, read_aligned_texts
@@ -120,6 +121,7 @@ def frontier(
     for name, student in students.items():
         q_s = student.encode_query(queries)
         p50, p99, qps = encode_latency(student, queries)
+        sym_ndcg: float | None
         sym_ndcg, _ = sym(student)
         rows.append(
             Row(
@@ -215,8 +217,11 @@ def plot(rows: list[Row], path: Path, stamp: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    points = [(r.p50_ms, r.ndcg_asym if r.ndcg_asym is not None else r.ndcg_sym, r) for r in rows]
-    points = [(x, y, r) for x, y, r in points if y is not None]
+    points: list[tuple[float, float, Row]] = []
+    for r in rows:
+        y = r.ndcg_asym if r.ndcg_asym is not None else r.ndcg_sym
+        if y is not None:
+            points.append((r.p50_ms, y, r))
     fig, ax = plt.subplots(figsize=(10, 6.5), dpi=120)
     ys = [y for _, y, _ in points]
     labels = spread_labels([(x, y) for x, y, _ in points], min_gap=0.04 * (max(ys) - min(ys) or 1.0))
@@ -263,15 +268,16 @@ def write_table(rows: list[Row], path: Path, stamp: str) -> None:
         "",
         stamp,
         "",
-        "| model / index | nDCG@10 asym | nDCG@10 sym | STS-B Spearman | b1 p50 ms | b1 p99 ms | b64 q/s | "
-        "params (M) | index MiB |",
-        "|---|---|---|---|---|---|---|---|---|",
     ]
-    for r in rows:
-        lines.append(
-            f"| {r.name} | {f(r.ndcg_asym, '.4f')} | {f(r.ndcg_sym, '.4f')} | {f(r.sts, '.4f')} | "
-            f"{r.p50_ms:.1f} | {r.p99_ms:.1f} | {r.qps_b64:.0f} | {r.params_m:.1f} | {r.index_mib:.1f} |"
-        )
+    lines += markdown_table(
+        ["model / index", "nDCG@10 asym", "nDCG@10 sym", "STS-B Spearman", "b1 p50 ms", "b1 p99 ms", "b64 q/s"]
+        + ["params (M)", "index MiB"],
+        (
+            [r.name, f(r.ndcg_asym, ".4f"), f(r.ndcg_sym, ".4f"), f(r.sts, ".4f"), f"{r.p50_ms:.1f}", f"{r.p99_ms:.1f}"]
+            + [f"{r.qps_b64:.0f}", f"{r.params_m:.1f}", f"{r.index_mib:.1f}"]
+            for r in rows
+        ),
+    )
     lines += [
         "",
         "asym: queries by the model, documents by the teacher (its index). sym: one model for both. "
@@ -286,15 +292,12 @@ def write_table(rows: list[Row], path: Path, stamp: str) -> None:
 def stamp_line(smoke: bool) -> str:
     import faiss
     import sentence_transformers
-    import torch
 
-    from benchmarks.index_bench import machine
     from embedkd import __version__
 
     return (
         f"{'SMOKE RUN (tiny random models) — ' if smoke else ''}Machine: {machine()}; embedkd {__version__}, "
-        f"sentence-transformers {sentence_transformers.__version__}, faiss {faiss.__version__}, "
-        f"torch {torch.__version__}; no GPU available to this run."
+        f"sentence-transformers {sentence_transformers.__version__}, faiss {faiss.__version__}"
     )
 
 

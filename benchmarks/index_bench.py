@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import tempfile
 import time
 from pathlib import Path
@@ -24,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from benchmarks._report import machine, markdown_table
 from embedkd.data import load_beir
 from embedkd.data.documents import Document
 from embedkd.distill.teacher import Teacher
@@ -31,20 +31,6 @@ from embedkd.index import FaissIndex, IndexParams, build_index
 from embedkd.index.exact import exact_search
 
 KINDS = ["flat", "hnsw", "ivf-flat", "ivf-pq", "sq8", "binary"]
-
-
-def machine() -> str:
-    import torch
-
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu}, {torch.get_num_threads()} threads, torch {torch.__version__}, {time.strftime('%Y-%m-%d')}"
 
 
 def latency(index: FaissIndex, queries: np.ndarray, rescore: Any, repeats: int = 3) -> tuple[float, float]:
@@ -166,14 +152,14 @@ def main() -> None:
     docs = teacher.embeddings(dataset.doc_texts(), role="document")
     queries = teacher.embeddings(list(dataset.queries.values()), role="query")
     if args.add_synthetic:
-        results = json.loads((args.out / "index.json").read_text())
+        earlier = json.loads((args.out / "index.json").read_text())
         kinds = [k for k in args.synthetic_kinds.split(",") if k]
         big = synthetic(docs, args.synthetic)
         rows = bench_types(big, queries, kinds, f"synthetic {args.synthetic // 1000}k x 768")
-        kept = [r for r in results.get("synthetic", []) if r["type"] not in kinds]
-        results["synthetic"] = sorted(kept + rows, key=lambda r: KINDS.index(r["type"]))
-        (args.out / "index.json").write_text(json.dumps(results, indent=2))
-        write_markdown(results, args.out / "index.md")
+        kept = [r for r in earlier.get("synthetic", []) if r["type"] not in kinds]
+        earlier["synthetic"] = sorted(kept + rows, key=lambda r: KINDS.index(r["type"]))
+        (args.out / "index.json").write_text(json.dumps(earlier, indent=2))
+        write_markdown(earlier, args.out / "index.md")
         return
     results: dict[str, Any] = {"machine": machine()}
 
@@ -211,7 +197,7 @@ def main() -> None:
 
 
 def write_markdown(results: dict[str, Any], path: Path) -> None:
-    lines = ["# Index benchmark", "", f"Machine: {results['machine']}. No GPU was available to this run.", ""]
+    lines = ["# Index benchmark", "", f"Machine: {results['machine']}.", ""]
     exact = results["flat_vs_numpy"]
     lines += [
         "## Flat search against numpy exact search (SciFact test queries, teacher vectors, top-100)",
@@ -225,13 +211,15 @@ def write_markdown(results: dict[str, Any], path: Path) -> None:
     for key, title in (("scifact", "SciFact, 5,183 documents"), ("synthetic", "Synthetic")):
         if key not in results:
             continue
-        lines += [f"## {title}", "", "| set | type | recall@10 vs flat | p50 ms | p99 ms | memory MiB | build s |"]
-        lines += ["|---|---|---|---|---|---|---|"]
-        for row in results[key]:
-            lines.append(
-                f"| {row['set']} | {row['type']} | {row['recall@10 vs flat']:.4f} | {row['p50 ms']:.3f} | "
-                f"{row['p99 ms']:.3f} | {row['memory MiB']:.1f} | {row['build s']:.1f} |"
-            )
+        lines += [f"## {title}", ""]
+        lines += markdown_table(
+            ["set", "type", "recall@10 vs flat", "p50 ms", "p99 ms", "memory MiB", "build s"],
+            (
+                [r["set"], r["type"], f"{r['recall@10 vs flat']:.4f}", f"{r['p50 ms']:.3f}", f"{r['p99 ms']:.3f}"]
+                + [f"{r['memory MiB']:.1f}", f"{r['build s']:.1f}"]
+                for r in results[key]
+            ),
+        )
         skipped = [k for k in KINDS if k not in {row["type"] for row in results[key]}]
         if skipped:
             lines += ["", f"Not measured on this set (left out with --synthetic-kinds): {', '.join(skipped)}."]

@@ -31,7 +31,7 @@ from typing import Any
 import httpx
 import numpy as np
 
-from benchmarks.index_bench import machine
+from benchmarks._report import machine, markdown_table
 from embedkd.data import load_beir
 from embedkd.data.documents import Document
 from embedkd.distill.teacher import Teacher, read_aligned_texts
@@ -394,26 +394,23 @@ def write_markdown(results: dict[str, Any], path: Path) -> None:
         "",
         "## /embed throughput, 32 concurrent clients, one short query per request",
         "",
-        "| model | server req/s | effective batch | in-process texts/s at that batch | ratio | non-2xx | client |",
-        "|---|---|---|---|---|---|---|",
     ]
-    for name, row in (("student", s), ("teacher", t)):
-        lines.append(
-            f"| {name} | {row['requests/s']:.1f} | {row['effective batch size']:.1f} | "
-            f"{row['in-process texts/s at that batch']:.1f} | {row['ratio']:.2f} | {row['non-2xx']} | {row['client']} |"
-        )
-    lines += [
-        "",
-        "## /search latency at idle (sequential requests, k=10, SciFact flat index)",
-        "",
-        "| mode | p50 ms | p99 ms | in-process encode+search p50 ms | ratio |",
-        "|---|---|---|---|---|",
-    ]
-    for name, row in (("asym (student)", a), ("teacher", ti)):
-        lines.append(
-            f"| {name} | {row['p50 ms']:.2f} | {row['p99 ms']:.2f} | {row['in-process p50 ms']:.2f} | "
-            f"{row['ratio']:.2f} |"
-        )
+    lines += markdown_table(
+        ["model", "server req/s", "effective batch", "in-process texts/s at that batch", "ratio", "non-2xx", "client"],
+        (
+            [name, f"{row['requests/s']:.1f}", f"{row['effective batch size']:.1f}"]
+            + [f"{row['in-process texts/s at that batch']:.1f}", f"{row['ratio']:.2f}", row["non-2xx"], row["client"]]
+            for name, row in (("student", s), ("teacher", t))
+        ),
+    )
+    lines += ["", "## /search latency at idle (sequential requests, k=10, SciFact flat index)", ""]
+    lines += markdown_table(
+        ["mode", "p50 ms", "p99 ms", "in-process encode+search p50 ms", "ratio"],
+        (
+            [name, *(f"{row[key]:.2f}" for key in ("p50 ms", "p99 ms", "in-process p50 ms", "ratio"))]
+            for name, row in (("asym (student)", a), ("teacher", ti))
+        ),
+    )
     lines += [
         "",
         f"End to end, asymmetric search is {ti['p50 ms'] / a['p50 ms']:.1f}x faster than teacher search "
