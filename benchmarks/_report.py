@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import platform
+import sys
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
+from typing import NoReturn
+
+from embedkd.errors import EmbedkdError
 
 
 def machine() -> str:
@@ -29,3 +33,17 @@ def markdown_table(header: Sequence[str], rows: Iterable[Sequence[object]]) -> l
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
     return lines
+
+
+def run_main(main: Callable[[], int | None]) -> NoReturn:
+    """Run a benchmark's ``main``: an expected failure (a missing folder, an unknown model) ends with its
+    message and exit code, not a traceback."""
+    try:
+        code = main()
+    except EmbedkdError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)
+    sys.exit(code or 0)

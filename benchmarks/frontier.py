@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks._report import machine, markdown_table
+from benchmarks._report import machine, markdown_table, run_main
 from embedkd.data import load_beir
 from embedkd.data.beir import BeirDataset
 from embedkd.distill.teacher import Teacher, read_aligned_texts
@@ -356,4 +356,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks._report import machine, markdown_table
+from benchmarks._report import machine, markdown_table, run_main
 from embedkd.data import load_beir
 from embedkd.data.documents import Document
 from embedkd.distill.teacher import Teacher
@@ -244,4 +244,4 @@ def write_markdown(results: dict[str, Any], path: Path) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

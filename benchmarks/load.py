@@ -31,7 +31,7 @@ from typing import Any
 import httpx
 import numpy as np
 
-from benchmarks._report import machine, markdown_table
+from benchmarks._report import machine, markdown_table, run_main
 from embedkd.data import load_beir
 from embedkd.data.documents import Document
 from embedkd.distill.teacher import Teacher, read_aligned_texts
@@ -443,4 +443,4 @@ def write_markdown(results: dict[str, Any], path: Path) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

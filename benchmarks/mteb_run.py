@@ -31,7 +31,6 @@ import datetime  # noqa: E402
 import hashlib  # noqa: E402
 import math  # noqa: E402
 import re  # noqa: E402
-import sys  # noqa: E402
 from collections.abc import Sequence  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import TYPE_CHECKING, Any, get_args  # noqa: E402
@@ -47,7 +46,9 @@ from mteb.models.model_meta import ModelMeta, ScoringFunction  # noqa: E402
 from mteb.types import PromptType  # noqa: E402
 from mteb.types._metadata import Licenses  # noqa: E402
 
+from benchmarks._report import run_main  # noqa: E402
 from embedkd.data import load_beir  # noqa: E402
+from embedkd.errors import InputError  # noqa: E402
 from embedkd.evaluation import load_sts  # noqa: E402
 from embedkd.models import Encoder, find_spec  # noqa: E402
 
@@ -369,7 +370,7 @@ def beir_task(folder: Path, split: str = "test", name: str | None = None) -> Loc
     files = [folder / "corpus.jsonl", folder / "queries.jsonl", folder / "qrels" / f"{split}.tsv"]
     missing = [str(p) for p in files if not p.is_file()]
     if missing:
-        raise FileNotFoundError(f"not a BEIR folder with a {split!r} split; missing: {', '.join(missing)}")
+        raise InputError(f"not a BEIR folder with a {split!r} split; missing: {', '.join(missing)}")
     task_name = name or f"BEIR-{folder.name}"
     metadata = _task_metadata(
         name=task_name,
@@ -388,7 +389,7 @@ def sts_task(tsv_path: Path, name: str | None = None) -> LocalSTS:
     """An STS task (main score: Spearman of cosine similarity against gold scores normalised to 0-1)."""
     tsv_path = Path(tsv_path)
     if not tsv_path.is_file():
-        raise FileNotFoundError(f"{tsv_path} not found")
+        raise InputError(f"{tsv_path} not found")
     task_name = name or f"STS-{tsv_path.stem}"
     metadata = _task_metadata(
         name=task_name,
@@ -548,4 +549,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_main(main)

@@ -1,0 +1,42 @@
+"""benchmarks/_report.py: the pieces every benchmark report shares."""
+
+from __future__ import annotations
+
+import pytest
+
+from benchmarks._report import machine, markdown_table, run_main
+from embedkd.errors import InputError
+
+
+def test_markdown_table_has_a_header_rule_and_one_line_per_row() -> None:
+    assert markdown_table(["type", "recall"], [["flat", "1.0000"], ["hnsw", 0.98]]) == [
+        "| type | recall |",
+        "|---|---|",
+        "| flat | 1.0000 |",
+        "| hnsw | 0.98 |",
+    ]
+
+
+def test_machine_stamp_states_the_gpu_it_measured() -> None:
+    import torch
+
+    stamp = machine()
+    assert f"torch {torch.__version__}" in stamp
+    assert ("no GPU" in stamp) != torch.cuda.is_available()
+
+
+def test_bad_input_ends_with_a_message_and_the_error_exit_code(capsys: pytest.CaptureFixture[str]) -> None:
+    def main() -> None:
+        raise InputError("/nope is not a BEIR folder (no corpus.jsonl)")
+
+    with pytest.raises(SystemExit) as exit_info:
+        run_main(main)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err == "error: /nope is not a BEIR folder (no corpus.jsonl)\n"  # a message, no traceback
+
+
+def test_a_successful_main_exits_with_its_own_code() -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        run_main(lambda: 0)
+    assert exit_info.value.code == 0
