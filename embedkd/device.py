@@ -1,12 +1,22 @@
-"""Pick a torch device from a user-facing string."""
+"""Pick a torch device and a numeric precision from user-facing strings."""
 
 from __future__ import annotations
+
+from contextlib import AbstractContextManager, nullcontext
+from enum import Enum
 
 import torch
 
 from embedkd.errors import InputError
 
-__all__ = ["resolve_device"]
+__all__ = ["Precision", "autocast", "native_bf16", "resolve_device", "resolve_precision"]
+
+
+class Precision(str, Enum):
+    AUTO = "auto"  # bf16 autocast where the hardware has native bf16 (most GPUs, AVX512-BF16/AMX CPUs), else fp32
+    FP32 = "fp32"
+    BF16 = "bf16"
+    FP16 = "fp16"  # CUDA only
 
 
 def resolve_device(device: str | None = None) -> str:
@@ -22,3 +32,36 @@ def resolve_device(device: str | None = None) -> str:
     if device not in {"cpu", "mps"} and not device.startswith("cuda"):
         raise InputError(f"unknown device {device!r}; use auto, cpu, cuda, cuda:N or mps")
     return device
+
+
+def native_bf16(device: str) -> bool:
+    """Whether bf16 autocast is fast here: a bf16-capable GPU, or a CPU with AVX512-BF16 or AMX."""
+    if device.startswith("cuda"):
+        return bool(torch.cuda.is_bf16_supported())
+    if device == "cpu":
+        checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+        return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
+    return False
+
+
+def resolve_precision(precision: Precision | str | None, device: str) -> Precision:
+    """``auto`` becomes bf16 where it is native and fp32 elsewhere; explicit choices are validated."""
+    try:
+        value = Precision(precision or Precision.AUTO)
+    except ValueError as exc:
+        choices = ", ".join(m.value for m in Precision)
+        raise InputError(f"unknown precision {precision!r}; choose one of {choices}") from exc
+    if value is Precision.AUTO:
+        return Precision.BF16 if native_bf16(device) else Precision.FP32
+    if value is Precision.FP16 and not device.startswith("cuda"):
+        raise InputError("fp16 needs a CUDA device; use bf16 or fp32")
+    return value
+
+
+def autocast(precision: Precision | str, device: str) -> AbstractContextManager[object]:
+    """The autocast context for an already resolved precision (a no-op for fp32)."""
+    value = Precision(precision)
+    if value in (Precision.FP32, Precision.AUTO):
+        return nullcontext()
+    dtype = torch.bfloat16 if value is Precision.BF16 else torch.float16
+    return torch.autocast(device_type=device.split(":")[0], dtype=dtype)

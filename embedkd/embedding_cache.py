@@ -2,7 +2,7 @@
 
 Layout of a cache folder::
 
-    manifest.json   model name, fingerprint, dimension, max_seq_length, committed row count
+    manifest.json   model name, fingerprint, dimension, max_seq_length, prompt, precision, committed row count
     vectors.f16     float16 rows, appended in chunks, memory-mapped for reads
     keys.txt        one text hash (blake2b, 32 hex chars) per row, same order
 
@@ -36,11 +36,15 @@ _MANIFEST = "manifest.json"
 _VECTORS = "vectors.f16"
 _KEYS = "keys.txt"
 _FORMAT = 1
+_KEY_LINE = 33  # 32 hex characters and a newline
 
 
 def text_key(text: str) -> str:
     """Stable 128-bit hash of a text, used as its cache key."""
     return hashlib.blake2b(text.encode("utf-8"), digest_size=16).hexdigest()
+
+
+_OPEN: dict[Path, EmbeddingCache] = {}
 
 
 class EmbeddingCache:
@@ -55,6 +59,7 @@ class EmbeddingCache:
         dimension: int,
         max_seq_length: int | None = None,
         prompt: str = "",
+        precision: str = "fp32",
     ) -> None:
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
@@ -64,6 +69,7 @@ class EmbeddingCache:
             "dimension": int(dimension),
             "max_seq_length": max_seq_length,
             "prompt": prompt,
+            "precision": precision,
         }
         self._rows: dict[str, int] = {}
         self._count = 0
@@ -81,6 +87,7 @@ class EmbeddingCache:
         dimension: int,
         max_seq_length: int | None = None,
         prompt: str = "",
+        precision: str = "fp32",
         root: Path | None = None,
     ) -> EmbeddingCache:
         """The cache of a model under ``root`` (default ``<EMBEDKD_CACHE_DIR>/embeddings``)."""
@@ -88,14 +95,25 @@ class EmbeddingCache:
         tag = f"{fingerprint[:16]}-d{dimension}-L{max_seq_length or 'auto'}"
         if prompt:
             tag += "-p" + text_key(prompt)[:8]
-        return cls(
-            root / tag,
+        if precision != "fp32":  # vectors of another precision never share a cache with fp32 ones
+            tag += f"-{precision}"
+        folder = (root / tag).absolute()
+        opened = _OPEN.get(folder)
+        if opened is not None and opened.identity.get("model") == model_name and folder.is_dir():
+            # One instance per process: its key table is read once, then only what others appended since.
+            with opened._lock():
+                opened._load_or_init()
+            return opened
+        _OPEN[folder] = cache = cls(
+            folder,
             model_name=model_name,
             fingerprint=fingerprint,
             dimension=dimension,
             max_seq_length=max_seq_length,
             prompt=prompt,
+            precision=precision,
         )
+        return cache
 
     @property
     def dimension(self) -> int:
@@ -124,8 +142,9 @@ class EmbeddingCache:
         manifest_path = self.folder / _MANIFEST
         if manifest_path.is_file():
             manifest = json.loads(manifest_path.read_text())
-            for key in ("fingerprint", "dimension", "max_seq_length", "prompt"):
-                if manifest.get(key, "") != self.identity[key]:
+            defaults = {"prompt": "", "precision": "fp32"}  # caches written before precision was recorded
+            for key in ("fingerprint", "dimension", "max_seq_length", "prompt", "precision"):
+                if manifest.get(key, defaults.get(key)) != self.identity[key]:
                     raise InputError(
                         f"embedding cache {self.folder} belongs to another model "
                         f"({key}={manifest.get(key)!r}, expected {self.identity[key]!r})"
@@ -139,16 +158,23 @@ class EmbeddingCache:
         keys_path = self.folder / _KEYS
         vectors.touch()
         keys_path.touch()
-        # Drop anything written after the last committed count (a crash mid-append).
-        if vectors.stat().st_size > count * row_bytes:
-            os.truncate(vectors, count * row_bytes)
-        keys = keys_path.read_text().split("\n")[:count] if count else []
-        if len(keys) < count or vectors.stat().st_size < count * row_bytes:
+        # Drop anything written after the last committed count (a crash mid-append). Keys are fixed-width
+        # lines, so both files are cut in place: nothing is rewritten, and a crash here loses nothing.
+        for path, size in ((vectors, count * row_bytes), (keys_path, count * _KEY_LINE)):
+            if path.stat().st_size > size:
+                os.truncate(path, size)
+        if keys_path.stat().st_size < count * _KEY_LINE or vectors.stat().st_size < count * row_bytes:
             raise InputError(f"embedding cache {self.folder} is damaged; delete the folder to rebuild it")
-        keys_path.write_text("".join(k + "\n" for k in keys))
-        self._rows = {k: i for i, k in enumerate(keys)}
+        if count < self._count:  # the cache was replaced behind our back: read it again from the start
+            self._rows, self._count = {}, 0
+        if count > self._count:  # read only the keys appended since the last look
+            with open(keys_path, "rb") as handle:
+                handle.seek(self._count * _KEY_LINE)
+                fresh = handle.read((count - self._count) * _KEY_LINE).decode("ascii").split("\n")
+            for offset, key in enumerate(fresh[: count - self._count]):
+                self._rows[key] = self._count + offset
+            self._memmap = None
         self._count = count
-        self._memmap = None
 
     def _write_manifest(self, count: int) -> None:
         manifest = {
@@ -247,7 +273,7 @@ class EmbeddingCache:
         texts: Sequence[str],
         encode: Callable[[list[str]], np.ndarray],
         *,
-        chunk_size: int = 2048,
+        chunk_size: int = 256,
         progress: bool = True,
         description: str | None = None,
     ) -> np.ndarray:

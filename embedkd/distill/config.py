@@ -7,18 +7,12 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
+from embedkd.device import Precision
 from embedkd.distill.data import DataOptions
 from embedkd.distill.losses import LossName
 from embedkd.errors import InputError
 
 __all__ = ["DistillConfig", "Precision"]
-
-
-class Precision(str, Enum):
-    AUTO = "auto"  # bf16 autocast where the hardware has native bf16 (most GPUs, AVX512-BF16/AMX CPUs), else fp32
-    FP32 = "fp32"
-    BF16 = "bf16"
-    FP16 = "fp16"  # CUDA only, with a gradient scaler
 
 
 @dataclass

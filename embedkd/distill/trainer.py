@@ -14,7 +14,6 @@ import random
 import shutil
 import time
 from collections.abc import Sequence
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,7 +25,7 @@ from tqdm.auto import tqdm
 
 from embedkd.data.beir import BeirDataset, load_beir
 from embedkd.data.jsonl import iter_jsonl
-from embedkd.device import resolve_device
+from embedkd.device import autocast, resolve_device, resolve_precision
 from embedkd.distill import losses
 from embedkd.distill.batching import bucketed_batches
 from embedkd.distill.checkpoint import copy_checkpoint, load_state, save_checkpoint, set_rng_state
@@ -64,16 +63,6 @@ class DistillResult:
 
 def _role(kind: TextKind) -> str:
     return "document" if kind is TextKind.DOCUMENT else "query"
-
-
-def _native_bf16(device: str) -> bool:
-    """Whether bf16 autocast is fast here: a bf16-capable GPU, or a CPU with AVX512-BF16 or AMX."""
-    if device.startswith("cuda"):
-        return bool(torch.cuda.is_bf16_supported())
-    if device == "cpu":
-        checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
-        return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
-    return False
 
 
 def _load_teacher(config: DistillConfig) -> Teacher:
@@ -151,15 +140,7 @@ class _Distiller:
         return targets
 
     def _autocast(self) -> Any:
-        precision = self.config.precision
-        if precision is Precision.AUTO:
-            precision = Precision.BF16 if _native_bf16(self.device) else Precision.FP32
-        if precision is Precision.FP32:
-            return nullcontext()
-        if precision is Precision.FP16 and not self.device.startswith("cuda"):
-            raise InputError("fp16 training needs a CUDA device; use bf16 or fp32")
-        dtype = torch.bfloat16 if precision is Precision.BF16 else torch.float16
-        return torch.autocast(device_type=self.device.split(":")[0], dtype=dtype)
+        return autocast(resolve_precision(self.config.precision, self.device), self.device)
 
     # ------------------------------------------------------------------ evaluation
     @torch.inference_mode()

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from embedkd.device import autocast, resolve_precision
 from embedkd.embedding_cache import EmbeddingCache
 from embedkd.models.info import fingerprint as folder_fingerprint
 from embedkd.models.loading import load_model, resolve_model_path
@@ -37,8 +38,10 @@ class Encoder:
         path: Path,
         fingerprint: str,
         manifest: StudentManifest | None = None,
+        precision: str = "fp32",
     ) -> None:
         self.model = model
+        self.precision = str(resolve_precision(precision, str(model.device)).value)
         self.name = name
         self.path = path
         self.fingerprint = fingerprint
@@ -52,7 +55,9 @@ class Encoder:
         *,
         device: str | None = None,
         max_seq_length: int | None = None,
+        precision: str = "fp32",
     ) -> Encoder:
+        """Load a model; ``precision`` is fp32, bf16 (autocast), fp16 (CUDA) or auto (bf16 where native)."""
         name = str(name_or_path)
         path = resolve_model_path(name)
         model = load_model(path, device=device)
@@ -66,6 +71,7 @@ class Encoder:
             path=path,
             fingerprint=folder_fingerprint(path),
             manifest=StudentManifest.read(path),
+            precision=precision,
         )
 
     # ------------------------------------------------------------------ facts
@@ -115,7 +121,8 @@ class Encoder:
     ) -> np.ndarray:
         """Normalised float32 embeddings; ``role`` is ``"query"``, ``"document"`` or None."""
         prompt = self._prompt(role)
-        with self._lock:  # one forward at a time per model; sentence-transformers is not re-entrant
+        # one forward at a time per model; sentence-transformers is not re-entrant
+        with self._lock, autocast(self.precision, self.device):
             out = self.model.encode(
                 list(texts),
                 prompt=prompt or None,
@@ -141,6 +148,7 @@ class Encoder:
             dimension=self.dimension,
             max_seq_length=self.max_seq_length,
             prompt=self._prompt(role),
+            precision=self.precision,
             root=root,
         )
 

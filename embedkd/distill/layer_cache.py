@@ -1,0 +1,129 @@
+"""Frozen lower layers, computed once: each training step then runs only the student's top layers.
+
+With the embeddings and the lowest ``frozen`` transformer layers frozen, their output for a text never
+changes during training. :class:`LayerCache` computes it once per text (inference mode, autocast) and
+keeps it in memory as float16, one ``(tokens, hidden)`` array per text. A training step gathers a batch,
+pads it, and runs the remaining layers, mean pooling and the projection. On a CPU this removes the
+frozen layers' forward and backward passes from every step, and freezing them also keeps the base
+model's lower-level knowledge intact.
+
+Works with encoders whose Hugging Face model returns ``hidden_states`` and whose layers take
+``(hidden_states, additive_attention_mask)``: BERT-style models such as MiniLM. Others raise
+:class:`~embedkd.errors.InputError` at set-up.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from embedkd.errors import InputError
+from embedkd.models.student import encoder_layers
+
+__all__ = ["LayerCache", "freeze_lower_layers"]
+
+logger = logging.getLogger(__name__)
+
+
+def freeze_lower_layers(model: Any, frozen: int) -> nn.ModuleList:
+    """Freeze the embeddings and the lowest ``frozen`` layers of a student; returns its layer list."""
+    transformer = model[0]
+    layers = encoder_layers(transformer)
+    if not 0 <= frozen < len(layers):
+        raise InputError(f"--frozen-layers must be between 0 and {len(layers) - 1} for a {len(layers)}-layer student")
+    for param in transformer.auto_model.get_input_embeddings().parameters():
+        param.requires_grad_(False)
+    embeddings = getattr(transformer.auto_model, "embeddings", None)
+    if frozen and embeddings is not None:  # position/type embeddings and their LayerNorm too
+        for param in embeddings.parameters():
+            param.requires_grad_(False)
+    for layer in list(layers)[:frozen]:
+        for param in layer.parameters():
+            param.requires_grad_(False)
+    return layers
+
+
+class LayerCache:
+    """The output of a student's lowest ``frozen`` layers for every training text, computed once."""
+
+    def __init__(self, model: Any, texts: Sequence[str], *, frozen: int, device: str, batch_size: int = 128,
+                 autocast: AbstractContextManager[object] | None = None, progress: bool = True) -> None:
+        if frozen < 1:
+            raise InputError("a layer cache needs at least one frozen layer")
+        self.frozen = frozen
+        self.device = device
+        self.layers = freeze_lower_layers(model, frozen)
+        self.hidden: list[np.ndarray] = [np.zeros(0)] * len(texts)
+        transformer = model[0]
+        auto_model = transformer.auto_model
+        was_training = auto_model.training
+        auto_model.eval()
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))  # little padding per batch
+        try:
+            with torch.inference_mode(), tqdm(
+                total=len(texts), desc=f"caching {frozen} frozen layers", unit="text", disable=not progress
+            ) as bar:
+                for start in range(0, len(order), batch_size):
+                    idx = order[start : start + batch_size]
+                    features = model.preprocess([texts[i] for i in idx])
+                    inputs = {
+                        k: v.to(device)
+                        for k, v in features.items()
+                        if isinstance(v, torch.Tensor) and k in ("input_ids", "attention_mask", "token_type_ids")
+                    }
+                    with autocast if autocast is not None else torch.autocast("cpu", enabled=False):
+                        out = auto_model(**inputs, output_hidden_states=True)
+                    states = getattr(out, "hidden_states", None)
+                    if states is None or len(states) <= frozen:
+                        raise InputError(f"{type(auto_model).__name__} does not return hidden states per layer")
+                    hidden = states[frozen].float().cpu().numpy().astype(np.float16)
+                    lengths = inputs["attention_mask"].sum(1).tolist()
+                    for row, i in enumerate(idx):
+                        self.hidden[i] = hidden[row, : int(lengths[row])]
+                    bar.update(len(idx))
+        finally:
+            auto_model.train(was_training)
+        self.tokens = sum(len(h) for h in self.hidden)
+        logger.info(
+            "cached layer-%d outputs of %d texts (%d tokens, %.0f MiB)",
+            frozen,
+            len(texts),
+            self.tokens,
+            self.tokens * self.hidden[0].shape[-1] * 2 / 2**20 if texts else 0,
+        )
+
+    def lengths(self) -> list[int]:
+        return [len(h) for h in self.hidden]
+
+    def forward(self, model: Any, indices: Sequence[int]) -> torch.Tensor:
+        """The student's sentence embedding (before normalisation) of cached texts ``indices``."""
+        rows = [self.hidden[i] for i in indices]
+        width = max(len(r) for r in rows)
+        dim = rows[0].shape[-1]
+        batch = np.zeros((len(rows), width, dim), dtype=np.float16)
+        mask = torch.zeros((len(rows), width), dtype=torch.bool)
+        for j, r in enumerate(rows):
+            batch[j, : len(r)] = r
+            mask[j, : len(r)] = True
+        hidden = torch.from_numpy(batch).to(self.device).float()
+        mask = mask.to(self.device)
+        additive = torch.zeros(mask.shape, dtype=hidden.dtype, device=self.device)
+        additive = additive.masked_fill(~mask, torch.finfo(hidden.dtype).min)[:, None, None, :]
+        for layer in list(self.layers)[self.frozen :]:
+            out = layer(hidden, additive)
+            hidden = out[0] if isinstance(out, tuple) else out
+        weights = mask.unsqueeze(-1).to(hidden.dtype)
+        pooled = (hidden * weights).sum(1) / weights.sum(1).clamp(min=1.0)
+        features = {"sentence_embedding": pooled}
+        for module in list(model)[2:]:
+            if type(module).__name__ == "Normalize":
+                break
+            features = module(features)
+        return features["sentence_embedding"].float()
