@@ -53,8 +53,17 @@ def freeze_lower_layers(model: Any, frozen: int) -> nn.ModuleList:
 class LayerCache:
     """The output of a student's lowest ``frozen`` layers for every training text, computed once."""
 
-    def __init__(self, model: Any, texts: Sequence[str], *, frozen: int, device: str, batch_size: int = 128,
-                 autocast: AbstractContextManager[object] | None = None, progress: bool = True) -> None:
+    def __init__(
+        self,
+        model: Any,
+        texts: Sequence[str],
+        *,
+        frozen: int,
+        device: str,
+        batch_size: int = 128,
+        autocast: AbstractContextManager[object] | None = None,
+        progress: bool = True,
+    ) -> None:
         if frozen < 1:
             raise InputError("a layer cache needs at least one frozen layer")
         self.frozen = frozen
@@ -67,9 +76,12 @@ class LayerCache:
         auto_model.eval()
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))  # little padding per batch
         try:
-            with torch.inference_mode(), tqdm(
-                total=len(texts), desc=f"caching {frozen} frozen layers", unit="text", disable=not progress
-            ) as bar:
+            with (
+                torch.inference_mode(),
+                tqdm(
+                    total=len(texts), desc=f"caching {frozen} frozen layers", unit="text", disable=not progress
+                ) as bar,
+            ):
                 for start in range(0, len(order), batch_size):
                     idx = order[start : start + batch_size]
                     features = model.preprocess([texts[i] for i in idx])

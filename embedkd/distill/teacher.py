@@ -209,9 +209,7 @@ class Teacher:
                 out = np.zeros((len(texts), self.ref.dimension), dtype=np.float32)
                 out[known] = exact.get([texts[i] for i in known])
                 if rest:
-                    out[rest] = self._own(
-                        [texts[i] for i in rest], role=role, batch_size=batch_size, progress=progress
-                    )
+                    out[rest] = self._own([texts[i] for i in rest], role=role, batch_size=batch_size, progress=progress)
                 return out
         return self._own(texts, role=role, batch_size=batch_size, progress=progress)
 

@@ -24,15 +24,15 @@ from sentence_transformers import SentenceTransformer
 from tqdm.auto import tqdm
 
 from embedkd.data.beir import BeirDataset, load_beir
-from embedkd.data.jsonl import iter_jsonl
 from embedkd.device import autocast, resolve_device, resolve_precision
 from embedkd.distill import losses
 from embedkd.distill.batching import bucketed_batches
 from embedkd.distill.checkpoint import copy_checkpoint, load_state, save_checkpoint, set_rng_state
 from embedkd.distill.config import DistillConfig, Precision
 from embedkd.distill.data import TextKind, TrainingText, describe, kind_of, load_training_texts, split_holdout
+from embedkd.distill.targets import load_anchors, load_pairs, load_teacher
 from embedkd.distill.teacher import Teacher, read_aligned_texts
-from embedkd.errors import EmbedkdError, InputError, ModelNotFoundError
+from embedkd.errors import EmbedkdError, InputError
 from embedkd.evaluation import alignment_scores, score_retrieval
 from embedkd.models.manifest import Alignment, StudentManifest
 from embedkd.models.student import (
@@ -63,40 +63,6 @@ class DistillResult:
 
 def _role(kind: TextKind) -> str:
     return "document" if kind is TextKind.DOCUMENT else "query"
-
-
-def _load_teacher(config: DistillConfig) -> Teacher:
-    try:
-        return Teacher.from_model(config.teacher, device=config.device)
-    except ModelNotFoundError:
-        if not config.teacher_embeddings:
-            raise
-    first = np.load(config.teacher_embeddings[0], mmap_mode="r")
-    if first.ndim != 2:
-        raise InputError(f"{config.teacher_embeddings[0]}: expected a 2-d array, got shape {first.shape}")
-    logger.info("teacher %s is a black box: using precomputed embeddings only", config.teacher)
-    return Teacher.black_box(config.teacher, dimension=int(first.shape[1]))
-
-
-def _load_pairs(path: Path) -> list[tuple[str, str, float]]:
-    pairs = []
-    for number, record in iter_jsonl(path):
-        left = record.get("left", record.get("query"))
-        right = record.get("right", record.get("document"))
-        score = record.get("score")
-        if not isinstance(left, str) or not isinstance(right, str) or not isinstance(score, int | float):
-            raise InputError(
-                f"{path}:{number}: a pair needs string 'left'/'right' (or 'query'/'document') and a numeric 'score'"
-            )
-        if not -1.0 <= float(score) <= 1.0:
-            raise InputError(
-                f"{path}:{number}: score {score} is outside the cosine scale [-1, 1]; "
-                "map cross-encoder logits first (for example with a sigmoid)"
-            )
-        pairs.append((left, right, float(score)))
-    if not pairs:
-        raise InputError(f"{path}: no pairs")
-    return pairs
 
 
 class _Distiller:
@@ -186,7 +152,7 @@ class _Distiller:
         np.random.seed(config.seed)
         torch.manual_seed(config.seed)
 
-        teacher = _load_teacher(config)
+        teacher = load_teacher(config)
         texts = self._texts(teacher)
         train, holdout = split_holdout(texts, config.eval_texts, seed=config.seed)
         logger.info("training texts: %s", describe(train)["by_kind"])
@@ -203,8 +169,8 @@ class _Distiller:
             )
         anchors = None
         if config.anchor_weight > 0:
-            anchors = self._anchors(teacher)
-        pairs = _load_pairs(config.pairs) if config.pairs else None
+            anchors = load_anchors(config, teacher, self.device)
+        pairs = load_pairs(config.pairs) if config.pairs else None
         self.timings["teacher_seconds"] = time.perf_counter() - started
 
         state = load_state(self.checkpoints / "last") if config.resume else None
@@ -233,26 +199,6 @@ class _Distiller:
         (config.out / "training_log.jsonl").write_text("".join(json.dumps(h) + "\n" for h in self.history))
         shutil.rmtree(self.checkpoints, ignore_errors=True)
         return DistillResult(out=config.out, manifest=manifest, history=self.history)
-
-    def _anchors(self, teacher: Teacher) -> torch.Tensor:
-        config = self.config
-        source = config.anchor_data or next((p for p in config.data if p.is_dir()), None)
-        if source is None:
-            raise InputError("--anchor-weight needs --anchor-data (a BEIR folder or document file)")
-        from embedkd.data.texts import read_texts
-
-        docs = read_texts(source)
-        rng = random.Random(config.seed)
-        if len(docs) > config.max_anchors:
-            docs = rng.sample(docs, config.max_anchors)
-        emb = teacher.embeddings(docs, role="document", progress=config.progress)
-        # Centred: the mean document direction moves every score alike and carries no ranking signal.
-        emb = emb - emb.mean(0, keepdims=True)
-        # Scaled so the anchors' covariance has trace = dimension: for an isotropic error the anchor loss then
-        # equals the LEAF loss, and --anchor-weight 1 only redistributes emphasis toward the directions along
-        # which documents differ.
-        emb *= np.sqrt(emb.shape[1] * len(emb) / max(float((emb**2).sum()), 1e-12))
-        return torch.from_numpy(emb.astype(np.float32)).to(self.device)
 
     def _student(
         self,

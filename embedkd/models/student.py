@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "build_student",
+    "encoder_layers",
     "evenly_spaced_layers",
     "fit_ridge_projection",
     "pooled_embeddings",
@@ -51,6 +52,13 @@ def _encoder_layers(transformer: Any) -> tuple[Any, str]:
             if isinstance(getattr(owner, attr, None), nn.ModuleList):
                 return owner, attr
     raise InputError(f"cannot find the layer list of {type(auto_model).__name__} to prune it")
+
+
+def encoder_layers(transformer: Any) -> nn.ModuleList:
+    """The layer list of a Transformer module's model."""
+    owner, attr = _encoder_layers(transformer)
+    layers: nn.ModuleList = getattr(owner, attr)
+    return layers
 
 
 def prune_layers(transformer: Any, keep: int | Sequence[int]) -> list[int]:

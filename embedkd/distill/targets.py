@@ -1,0 +1,74 @@
+"""What the trainer reads besides its texts: the teacher, score pairs, and anchor documents."""
+
+from __future__ import annotations
+
+import logging
+import random
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from embedkd.data.jsonl import iter_jsonl
+from embedkd.distill.config import DistillConfig
+from embedkd.distill.teacher import Teacher
+from embedkd.errors import InputError, ModelNotFoundError
+
+__all__ = ["load_anchors", "load_pairs", "load_teacher"]
+
+logger = logging.getLogger(__name__)
+
+
+def load_teacher(config: DistillConfig) -> Teacher:
+    try:
+        return Teacher.from_model(config.teacher, device=config.device)
+    except ModelNotFoundError:
+        if not config.teacher_embeddings:
+            raise
+    first = np.load(config.teacher_embeddings[0], mmap_mode="r")
+    if first.ndim != 2:
+        raise InputError(f"{config.teacher_embeddings[0]}: expected a 2-d array, got shape {first.shape}")
+    logger.info("teacher %s is a black box: using precomputed embeddings only", config.teacher)
+    return Teacher.black_box(config.teacher, dimension=int(first.shape[1]))
+
+
+def load_pairs(path: Path) -> list[tuple[str, str, float]]:
+    pairs = []
+    for number, record in iter_jsonl(path):
+        left = record.get("left", record.get("query"))
+        right = record.get("right", record.get("document"))
+        score = record.get("score")
+        if not isinstance(left, str) or not isinstance(right, str) or not isinstance(score, int | float):
+            raise InputError(
+                f"{path}:{number}: a pair needs string 'left'/'right' (or 'query'/'document') and a numeric 'score'"
+            )
+        if not -1.0 <= float(score) <= 1.0:
+            raise InputError(
+                f"{path}:{number}: score {score} is outside the cosine scale [-1, 1]; "
+                "map cross-encoder logits first (for example with a sigmoid)"
+            )
+        pairs.append((left, right, float(score)))
+    if not pairs:
+        raise InputError(f"{path}: no pairs")
+    return pairs
+
+
+def load_anchors(config: DistillConfig, teacher: Teacher, device: str) -> torch.Tensor:
+    """Teacher document embeddings that the anchor score loss ranks against (centred and scaled)."""
+    source = config.anchor_data or next((p for p in config.data if p.is_dir()), None)
+    if source is None:
+        raise InputError("--anchor-weight needs --anchor-data (a BEIR folder or document file)")
+    from embedkd.data.texts import read_texts
+
+    docs = read_texts(source)
+    rng = random.Random(config.seed)
+    if len(docs) > config.max_anchors:
+        docs = rng.sample(docs, config.max_anchors)
+    emb = teacher.embeddings(docs, role="document", progress=config.progress)
+    # Centred: the mean document direction moves every score alike and carries no ranking signal.
+    emb = emb - emb.mean(0, keepdims=True)
+    # Scaled so the anchors' covariance has trace = dimension: for an isotropic error the anchor loss then
+    # equals the LEAF loss, and --anchor-weight 1 only redistributes emphasis toward the directions along
+    # which documents differ.
+    emb *= np.sqrt(emb.shape[1] * len(emb) / max(float((emb**2).sum()), 1e-12))
+    return torch.from_numpy(emb.astype(np.float32)).to(device)
