@@ -32,6 +32,8 @@ class DistillConfig:
 
     loss: LossName = LossName.LEAF
     anchor_weight: float = 0.0  # weight of the score loss against teacher document anchors
+    rank_weight: float = 0.0  # weight of the listwise KL over the teacher's scores of the anchors
+    rank_temperature: float = 0.05
     anchor_data: Path | None = None  # BEIR folder / jsonl whose teacher document embeddings are the anchors
     max_anchors: int = 4096
 
@@ -39,12 +41,16 @@ class DistillConfig:
     max_steps: int | None = None
     max_minutes: float | None = None  # shorten the schedule so training ends within this budget
     freeze_embeddings: bool = True  # keep the word-embedding matrix fixed (half of MiniLM's weights)
+    # Freeze the lowest N transformer layers and compute their output once per text (embedding/layer_cache.py):
+    # each step then runs only the top layers, and the base keeps its lower-level knowledge.
+    frozen_layers: int = 0
     batch_size: int = 32
     grad_accum: int = 1
     lr: float = 2e-4  # backbone
     head_lr: float = 2e-3  # projection
     weight_decay: float = 0.01
     warmup_ratio: float = 0.05
+    min_lr_ratio: float = 0.0  # the learning rate decays linearly to lr * min_lr_ratio (LEAF: 1e-4 -> 1e-5)
     max_grad_norm: float = 1.0
     max_seq_length: int = 128  # truncation while training; the saved student keeps the base's limit
     precision: Precision = Precision.AUTO
@@ -59,7 +65,8 @@ class DistillConfig:
     eval_beir: Path | None = None  # optional BEIR folder for dev nDCG@10 during training
     eval_split: str = "dev"
     select_by: str = "auto"  # metric that picks the best checkpoint: auto, cosine, ndcg
-    resume: bool = False
+    resume: bool = False  # continue from out/checkpoints/last; a larger --max-minutes starts a new lr cycle
+    keep_checkpoints: bool = False  # keep out/checkpoints after saving, so a later --resume can extend the run
 
     data_options: DataOptions = field(default_factory=DataOptions)
     teacher_batch_size: int = 64
@@ -88,6 +95,12 @@ class DistillConfig:
             raise InputError("--select-by must be auto, cosine or ndcg")
         if self.select_by == "ndcg" and self.eval_beir is None:
             raise InputError("--select-by ndcg needs --eval-beir")
+        if self.frozen_layers < 0:
+            raise InputError("frozen_layers must be 0 or more")
+        if not 0 <= self.min_lr_ratio <= 1:
+            raise InputError("min_lr_ratio must be between 0 and 1")
+        if self.rank_temperature <= 0:
+            raise InputError("rank_temperature must be positive")
         for name in ("batch_size", "grad_accum", "max_seq_length", "eval_every"):
             if getattr(self, name) < 1:
                 raise InputError(f"{name} must be at least 1")

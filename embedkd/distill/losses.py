@@ -17,6 +17,7 @@ __all__ = [
     "cosine_loss",
     "dse_loss",
     "leaf_loss",
+    "listwise_kl_loss",
     "pair_score_loss",
 ]
 
@@ -69,3 +70,15 @@ def anchor_score_loss(student: Tensor, teacher: Tensor, anchors: Tensor) -> Tens
     s = F.normalize(student, dim=-1)
     t = F.normalize(teacher, dim=-1)
     return ((s - t) @ anchors.T).pow(2).mean()
+
+
+def listwise_kl_loss(student: Tensor, teacher: Tensor, documents: Tensor, *, temperature: float = 0.05) -> Tensor:
+    """KL(teacher || student) between softmax distributions over the scores of fixed documents.
+
+    EmbedDistill-style ranking term: ``documents`` are the teacher's document embeddings, so each query's
+    teacher distribution puts its mass on the teacher's top documents, and the student is pushed to rank
+    them the same way. A low ``temperature`` focuses on the top of the list.
+    """
+    s = F.normalize(student, dim=-1) @ documents.T / temperature
+    t = F.normalize(teacher, dim=-1) @ documents.T / temperature
+    return F.kl_div(F.log_softmax(s, dim=-1), F.log_softmax(t, dim=-1), log_target=True, reduction="batchmean")

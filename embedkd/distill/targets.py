@@ -14,7 +14,7 @@ from embedkd.distill.config import DistillConfig
 from embedkd.distill.teacher import Teacher
 from embedkd.errors import InputError, ModelNotFoundError
 
-__all__ = ["load_anchors", "load_pairs", "load_teacher"]
+__all__ = ["centred_anchors", "load_anchors", "load_pairs", "load_teacher"]
 
 logger = logging.getLogger(__name__)
 
@@ -54,7 +54,7 @@ def load_pairs(path: Path) -> list[tuple[str, str, float]]:
 
 
 def load_anchors(config: DistillConfig, teacher: Teacher, device: str) -> torch.Tensor:
-    """Teacher document embeddings that the anchor score loss ranks against (centred and scaled)."""
+    """Teacher document embeddings (normalised) that the anchor and ranking losses score against."""
     source = config.anchor_data or next((p for p in config.data if p.is_dir()), None)
     if source is None:
         raise InputError("--anchor-weight needs --anchor-data (a BEIR folder or document file)")
@@ -65,10 +65,16 @@ def load_anchors(config: DistillConfig, teacher: Teacher, device: str) -> torch.
     if len(docs) > config.max_anchors:
         docs = rng.sample(docs, config.max_anchors)
     emb = teacher.embeddings(docs, role="document", progress=config.progress)
-    # Centred: the mean document direction moves every score alike and carries no ranking signal.
-    emb = emb - emb.mean(0, keepdims=True)
-    # Scaled so the anchors' covariance has trace = dimension: for an isotropic error the anchor loss then
-    # equals the LEAF loss, and --anchor-weight 1 only redistributes emphasis toward the directions along
-    # which documents differ.
-    emb *= np.sqrt(emb.shape[1] * len(emb) / max(float((emb**2).sum()), 1e-12))
     return torch.from_numpy(emb.astype(np.float32)).to(device)
+
+
+def centred_anchors(documents: torch.Tensor) -> torch.Tensor:
+    """Anchors for :func:`~embedkd.distill.losses.anchor_score_loss`: centred, then scaled.
+
+    Centred, because the mean document direction moves every score alike and carries no ranking signal.
+    Scaled so the anchors' covariance has trace = dimension: for an isotropic error the anchor loss then
+    equals the LEAF loss, and --anchor-weight 1 only redistributes emphasis toward the directions along
+    which documents differ.
+    """
+    emb = documents - documents.mean(0, keepdim=True)
+    return emb * (emb.shape[1] * len(emb) / emb.pow(2).sum().clamp(min=1e-12)).sqrt()

@@ -30,7 +30,8 @@ from embedkd.distill.batching import bucketed_batches
 from embedkd.distill.checkpoint import copy_checkpoint, load_state, save_checkpoint, set_rng_state
 from embedkd.distill.config import DistillConfig, Precision
 from embedkd.distill.data import TextKind, TrainingText, describe, kind_of, load_training_texts, split_holdout
-from embedkd.distill.targets import load_anchors, load_pairs, load_teacher
+from embedkd.distill.layer_cache import LayerCache
+from embedkd.distill.targets import centred_anchors, load_anchors, load_pairs, load_teacher
 from embedkd.distill.teacher import Teacher, read_aligned_texts
 from embedkd.errors import EmbedkdError, InputError
 from embedkd.evaluation import alignment_scores, score_retrieval
@@ -74,6 +75,8 @@ class _Distiller:
         self.timings: dict[str, float] = {}
         self._kept_layers: list[int] | None = None
         self._base_max_len: int | None = None
+        self._layer_cache: LayerCache | None = None
+        self._centred: torch.Tensor | None = None
 
     # ------------------------------------------------------------------ set-up
     def _texts(self, teacher: Teacher) -> list[TrainingText]:
@@ -168,7 +171,7 @@ class _Distiller:
                 teacher.embeddings(dataset.doc_texts(), role="document", progress=config.progress),
             )
         anchors = None
-        if config.anchor_weight > 0:
+        if config.anchor_weight > 0 or config.rank_weight > 0:
             anchors = load_anchors(config, teacher, self.device)
         pairs = load_pairs(config.pairs) if config.pairs else None
         self.timings["teacher_seconds"] = time.perf_counter() - started
@@ -197,7 +200,8 @@ class _Distiller:
                     shutil.rmtree(child) if child.is_dir() else child.unlink()
         save_student(best, config.out, manifest)
         (config.out / "training_log.jsonl").write_text("".join(json.dumps(h) + "\n" for h in self.history))
-        shutil.rmtree(self.checkpoints, ignore_errors=True)
+        if not config.keep_checkpoints:
+            shutil.rmtree(self.checkpoints, ignore_errors=True)
         return DistillResult(out=config.out, manifest=manifest, history=self.history)
 
     def _student(
@@ -242,17 +246,33 @@ class _Distiller:
         state: dict[str, Any] | None,
     ) -> float:
         config = self.config
-        tokenizer = model.tokenizer
-        lengths = [
-            len(ids)
-            for ids in tokenizer(
+        self._layer_cache = None
+        if config.frozen_layers:
+            started = time.perf_counter()
+            self._layer_cache = LayerCache(
+                model,
                 [t.text for t in train],
-                truncation=True,
-                max_length=model.max_seq_length,
-            )["input_ids"]
-        ]
+                frozen=config.frozen_layers,
+                device=self.device,
+                autocast=self._autocast(),
+                progress=config.progress,
+            )
+            self.timings["layer_cache_seconds"] = time.perf_counter() - started
+            lengths = self._layer_cache.lengths()
+        else:
+            lengths = [
+                len(ids)
+                for ids in model.tokenizer(
+                    [t.text for t in train],
+                    truncation=True,
+                    max_length=model.max_seq_length,
+                )["input_ids"]
+            ]
+        self._centred = centred_anchors(anchors) if anchors is not None and config.anchor_weight > 0 else None
         batches_per_epoch = math.ceil(len(train) / config.batch_size)
-        total_steps = config.max_steps or max(1, math.ceil(config.epochs * batches_per_epoch / config.grad_accum))
+        cycle_steps = config.max_steps or max(1, math.ceil(config.epochs * batches_per_epoch / config.grad_accum))
+        total_steps = cycle_steps
+        cycle_start = 0
 
         head = list(model)[2]
         head_params = list(head.parameters())
@@ -270,12 +290,15 @@ class _Distiller:
             ],
             weight_decay=config.weight_decay,
         )
-        warmup = int(config.warmup_ratio * total_steps)
 
         def schedule(step: int) -> float:  # reads total_steps late: a time budget may shorten it
+            step -= cycle_start
+            length = total_steps - cycle_start
+            warmup = int(config.warmup_ratio * length)
             if step < warmup:
                 return (step + 1) / (warmup + 1)
-            return max(0.0, (total_steps - step) / max(1, total_steps - warmup))
+            decay = max(0.0, (length - step) / max(1, length - warmup))
+            return config.min_lr_ratio + (1 - config.min_lr_ratio) * decay
 
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
         use_scaler = config.precision is Precision.FP16
@@ -290,6 +313,10 @@ class _Distiller:
                 scaler.load_state_dict(state["scaler"])
             step, epoch, cursor = state["step"], state["epoch"], state["cursor"]
             total_steps = int(state.get("total_steps", total_steps))
+            cycle_start = int(state.get("cycle_start", 0))
+            if step >= total_steps:  # a finished run, extended: a new learning-rate cycle (LEAF's restarts)
+                cycle_start, total_steps = step, step + cycle_steps
+                logger.info("extending a finished run: new cycle of up to %d steps from step %d", cycle_steps, step)
             best_value = state.get("best_value", -math.inf)
             self.history = list(state.get("history", []))
             set_rng_state(state["rng"])
@@ -314,6 +341,7 @@ class _Distiller:
                 "kept_layers": self._kept_layers,
                 "train_seconds": resumed_seconds + time.perf_counter() - start,
                 "total_steps": total_steps,
+                "cycle_start": cycle_start,
                 "base_max_seq_length": self._base_max_len,
                 "config": config.to_dict(),
             }
@@ -434,7 +462,10 @@ class _Distiller:
         pair_rng: random.Random,
     ) -> torch.Tensor:
         config = self.config
-        student = self._forward(model, [train[i].text for i in indices])
+        if self._layer_cache is not None:
+            student = self._layer_cache.forward(model, indices)
+        else:
+            student = self._forward(model, [train[i].text for i in indices])
         teacher = torch.from_numpy(targets[indices].astype(np.float32)).to(student.device)
         if config.loss is losses.LossName.LEAF:
             loss = losses.leaf_loss(student, teacher)
@@ -442,8 +473,11 @@ class _Distiller:
             loss = losses.cosine_loss(student, teacher)
         else:
             loss = losses.dse_loss(student, teacher @ teacher.T)
-        if anchors is not None:
-            loss = loss + config.anchor_weight * losses.anchor_score_loss(student, teacher, anchors)
+        if self._centred is not None:
+            loss = loss + config.anchor_weight * losses.anchor_score_loss(student, teacher, self._centred)
+        if anchors is not None and config.rank_weight > 0:
+            kl = losses.listwise_kl_loss(student, teacher, anchors, temperature=config.rank_temperature)
+            loss = loss + config.rank_weight * kl
         if pairs:
             batch = pair_rng.sample(pairs, min(len(pairs), max(1, len(indices) // 2)))
             left = self._forward(model, [p[0] for p in batch])

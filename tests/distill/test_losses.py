@@ -66,3 +66,15 @@ def test_gradients_flow_to_the_student_only(loss) -> None:
     assert value.ndim == 0 and value.item() > 0
     value.backward()
     assert s.grad is not None and torch.isfinite(s.grad).all() and s.grad.abs().sum() > 0
+
+
+def test_listwise_kl_is_zero_for_the_teacher_and_ranks_like_it() -> None:
+    torch.manual_seed(0)
+    docs = F.normalize(torch.randn(20, 16), dim=-1)
+    teacher = torch.randn(4, 16)
+    assert losses.listwise_kl_loss(teacher, teacher, docs).item() == pytest.approx(0.0, abs=1e-6)
+    # a student that ranks the documents like the teacher scores lower than one that reverses the ranking
+    assert losses.listwise_kl_loss(teacher * 2, teacher, docs) < losses.listwise_kl_loss(-teacher, teacher, docs)
+    student = torch.randn(4, 16, requires_grad=True)
+    losses.listwise_kl_loss(student, teacher, docs).backward()
+    assert student.grad is not None and student.grad.abs().sum() > 0

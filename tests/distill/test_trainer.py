@@ -154,3 +154,40 @@ def test_frozen_embeddings_do_not_move_and_a_time_budget_caps_the_steps(
     key = next(k for k in before if "word_embeddings" in k)
     np.testing.assert_array_equal(before[key], after[key])
     assert any(not np.array_equal(before[k], after[k]) for k in before if "layer.0" in k)
+
+
+def test_frozen_layers_train_from_the_layer_cache_and_keep_the_lower_layers(
+    bow_teacher: BowData, tiny_model_dir: Path, tmp_path: Path, isolated_cache: Path
+) -> None:
+    from safetensors.numpy import load_file
+
+    result = distill(
+        bow_config(bow_teacher, tiny_model_dir, tmp_path / "s", frozen_layers=1, max_steps=200, lr=3e-3, eval_every=100)
+    )
+    history = result.history
+    assert history[-1]["mse"] < history[0]["mse"], history
+    before = load_file(str(tiny_model_dir / "model.safetensors"))
+    after = load_file(str(result.out / "model.safetensors"))
+    lower = [k for k in before if "layer.0." in k or "embeddings" in k]
+    upper = [k for k in before if "layer.1." in k]
+    assert lower and upper
+    for key in lower:
+        np.testing.assert_array_equal(before[key], after[key])
+    assert any(not np.array_equal(before[k], after[k]) for k in upper)
+    assert "layer_cache_seconds" in result.manifest.training["timings"]
+
+
+def test_resume_after_the_end_extends_the_run_with_a_new_lr_cycle(
+    bow_teacher: BowData, tiny_model_dir: Path, tmp_path: Path, isolated_cache: Path
+) -> None:
+    out = tmp_path / "student"
+    config = bow_config(bow_teacher, tiny_model_dir, out, max_steps=6, eval_every=3, keep_checkpoints=True)
+    first = distill(config)
+    assert [h["step"] for h in first.history] == [0, 3, 6]
+    assert (out / "checkpoints" / "last").is_dir()
+    config.resume = True
+    config.keep_checkpoints = False
+    second = distill(config)
+    assert [h["step"] for h in second.history] == [0, 3, 6, 9, 12]
+    state_free = not (out / "checkpoints").exists()
+    assert state_free
