@@ -336,7 +336,7 @@ def main() -> None:
 
     student = Encoder.load(args.student, device="cpu")
     teacher_encoder = teacher.encoder()
-    with Index.open(index_dir) as index:
+    with Index.open(index_dir, readonly=True) as index:
         results["inprocess"] = {
             "student encode+search p50 ms": inprocess_search_ms(student, index, queries),
             "teacher encode+search p50 ms": inprocess_search_ms(teacher_encoder, index, queries),

@@ -135,6 +135,6 @@ def prepare(
             )
         )
         trained = True
-    with Index.open(index_dir) as index:
+    with Index.open(index_dir, readonly=True) as index:
         size = len(index)
     return QuickstartPaths(workdir, index_dir, student_dir, size, trained, built)

@@ -26,7 +26,7 @@ from embedkd.errors import AlignmentError, EmbedkdError, InputError, ModelNotFou
 from embedkd.index.collection import Index
 from embedkd.models.encoder import Encoder
 from embedkd.retrieval import RetrievalMode, check_alignment
-from service.batching import MicroBatcher, Overloaded
+from service.batching import BatchTimeout, EncodeFailed, MicroBatcher, Overloaded
 from service.encoding import EncoderStages
 from service.metrics import Metrics
 from service.middleware import AuthMiddleware, BodyLimitMiddleware, MetricsMiddleware, error_body
@@ -106,6 +106,7 @@ def _batchers(state: AppState) -> dict[str, MicroBatcher]:
                 max_wait_ms=settings.max_wait_ms,
                 max_queue=settings.max_queue,
                 metrics=state.metrics,
+                timeout_s=settings.request_timeout_s,
             )
 
         out[f"{role}:query"] = make("query")
@@ -206,6 +207,17 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(Overloaded)
     async def overloaded(request: Request, exc: Overloaded) -> Any:
         return reply(request, 503, f"server overloaded: {exc}; retry shortly", "overloaded", {"Retry-After": "1"})
+
+    @app.exception_handler(BatchTimeout)
+    async def timed_out(request: Request, exc: BatchTimeout) -> Any:
+        return reply(request, 503, str(exc), "timeout", {"Retry-After": "1"})
+
+    @app.exception_handler(EncodeFailed)
+    async def encode_failed(request: Request, exc: EncodeFailed) -> Any:
+        if exc.bad_input:  # OpenAI answers 400 for a request it cannot process
+            status = 400 if request.url.path.startswith("/v1/") else 422
+            return reply(request, status, str(exc), "invalid_request_error")
+        return reply(request, 500, str(exc), "server_error")
 
     @app.exception_handler(EmbedkdError)
     async def library_error(request: Request, exc: EmbedkdError) -> Any:

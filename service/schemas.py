@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 __all__ = [
     "DeleteResponse",
@@ -27,7 +27,36 @@ __all__ = [
 Metadata = dict[str, str | int | float | bool | None]
 
 
-class _Strict(BaseModel):
+def _reject_surrogates(value: Any, where: str = "") -> None:
+    """Raise for text that is not valid Unicode: a lone UTF-16 surrogate (JSON ``"\\ud800"``) cannot be
+    encoded as UTF-8, so no tokenizer can take it."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise ValueError(
+                f"{where or 'text'} holds a lone UTF-16 surrogate at character {exc.start}; send valid Unicode"
+            ) from None
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _reject_surrogates(key, where)
+            _reject_surrogates(item, f"{where}.{key}" if where else str(key))
+    elif isinstance(value, list | tuple):
+        for i, item in enumerate(value):
+            _reject_surrogates(item, f"{where}[{i}]")
+
+
+class _ValidText(BaseModel):
+    """Request bodies whose every string is valid Unicode."""
+
+    @model_validator(mode="after")
+    def _valid_unicode(self) -> _ValidText:
+        for name in type(self).model_fields:
+            _reject_surrogates(getattr(self, name), name)
+        return self
+
+
+class _Strict(_ValidText):
     model_config = ConfigDict(extra="forbid")
 
 
@@ -52,7 +81,7 @@ class EmbedResponse(BaseModel):
     usage: Usage
 
 
-class OpenAIEmbeddingsRequest(BaseModel):
+class OpenAIEmbeddingsRequest(_ValidText):
     """OpenAI's embeddings request; unknown fields (``user``, ...) are accepted and ignored."""
 
     input: str | list[str] | list[int] | list[list[int]]

@@ -38,6 +38,12 @@ class Settings(BaseSettings):
     max_k: int = Field(default=1000, ge=1)
     max_pending_writes: int = Field(default=4, ge=1, description="Concurrent /documents writes before 503.")
     save_interval_s: float = Field(default=30.0, gt=0, description="How often the faiss file is re-saved.")
+    request_timeout_s: float = Field(
+        default=60.0, gt=0, description="Longest a request waits for the model before a 503 (retryable)."
+    )
+    shutdown_timeout_s: float = Field(
+        default=10.0, gt=0, description="Longest a graceful shutdown waits for requests in flight."
+    )
 
     api_keys: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="Comma-separated bearer tokens; empty disables auth."

@@ -10,7 +10,6 @@ import logging
 import sys
 from collections.abc import Sequence
 
-import click
 import typer
 
 # Importing the command modules registers their commands on `app`.
@@ -27,15 +26,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     for noisy in ("sentence_transformers", "transformers", "httpx", "huggingface_hub"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
-        result = app(args=list(argv) if argv is not None else None, standalone_mode=False)
-    except click.exceptions.Exit as exc:
-        sys.exit(exc.exit_code)
-    except click.ClickException as exc:
-        exc.show()
-        sys.exit(exc.exit_code)
-    except click.exceptions.Abort:
-        typer.echo("aborted", err=True)
-        sys.exit(130)
+        # Standalone mode: typer itself prints a usage error (bad option, missing argument, bare `embedkd`)
+        # as its usual short message and exits 2. Its exceptions come from its own vendored click, so
+        # catching `click.ClickException` here would miss them.
+        result = app(args=list(argv) if argv is not None else None, prog_name="embedkd")
     except EmbedkdError as exc:
         typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)
         sys.exit(exc.exit_code)

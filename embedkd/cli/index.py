@@ -139,7 +139,7 @@ def delete_command(
 @index_app.command("info")
 def info_command(index: IndexDir, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """Show an index's teacher, type, parameters and counts."""
-    with Index.open(index) as opened:
+    with Index.open(index, readonly=True) as opened:  # safe beside a server writing it
         info = opened.info()
     if as_json:
         typer.echo(json.dumps(info, indent=2))

@@ -49,7 +49,7 @@ def search_command(
     if retrieval_mode is None:
         raise InputError(f"unknown mode {mode!r}; use asym, teacher or student")
     device = resolve_device(device)
-    opened = Index.open(index, device=device)
+    opened = Index.open(index, device=device, readonly=True)  # safe beside a server writing it
     try:
         student_encoder = Encoder.load(student, device=device) if student else None
         teacher_encoder = None

@@ -21,7 +21,7 @@ logger = logging.getLogger(__name__)
 
 def load_teacher(config: DistillConfig) -> Teacher:
     try:
-        return Teacher.from_model(config.teacher, device=config.device)
+        return Teacher.from_model(config.teacher, device=config.device, precision=config.teacher_precision.value)
     except ModelNotFoundError:
         if not config.teacher_embeddings:
             raise

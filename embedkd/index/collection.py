@@ -12,6 +12,15 @@ Writes go to the store first (durable when they return); the faiss file is rewri
 with a temp file, fsync and rename, and ``index.state.json`` is switched to it last. A crash at any point
 leaves the previous faiss file in force, and on open the changes committed after its generation are
 replayed from the store, so no acknowledged write is lost.
+
+The faiss structure tracks the store generation it has *applied*. Every write catches it up from there
+(so a write whose faiss step failed, or one made while the index was closed, is replayed by the next),
+and :meth:`Index.save` records the applied generation, never more.
+
+One process writes a folder at a time (a ``flock`` on ``.writer.lock``); ``Index.open(readonly=True)``
+changes nothing on disk and is safe beside a running writer. Inside a process, searches run concurrently
+under a readers-writer lock; a save serialises faiss under the read lock and writes the file outside it,
+and an HNSW compaction rebuilds outside the lock, so searches keep being answered meanwhile.
 """
 
 from __future__ import annotations
@@ -37,6 +46,7 @@ from embedkd.index.exact import exact_search
 from embedkd.index.faiss import FaissIndex, IndexKind, IndexParams
 from embedkd.index.manifest import IndexManifest
 from embedkd.index.store import DocStore
+from embedkd.locks import FolderLock, ReadWriteLock
 from embedkd.models.manifest import TeacherRef
 from embedkd.npy import atomic_write_bytes, fsync_dir
 
@@ -65,14 +75,26 @@ class Hit:
 class Index:
     """Documents embedded by a teacher, stored with their chunks, searchable by vectors in its space."""
 
-    def __init__(self, folder: Path, manifest: IndexManifest, store: DocStore, vectors: FaissIndex) -> None:
+    def __init__(
+        self,
+        folder: Path,
+        manifest: IndexManifest,
+        store: DocStore,
+        vectors: FaissIndex,
+        *,
+        writer: FolderLock | None = None,
+    ) -> None:
         self.folder = folder
         self.manifest = manifest
         self.store = store
         self.vectors = vectors
-        self._lock = threading.RLock()
+        self.readonly = writer is None
+        self._writer = writer
+        self._lock = ReadWriteLock()
+        self._save_lock = threading.Lock()  # one save (or compaction) at a time
         self._tokenizer: Any = None
         self._unsaved = 0
+        self._applied = 0  # the store generation the faiss structure reflects
 
     # ------------------------------------------------------------------ opening
     @classmethod
@@ -103,29 +125,52 @@ class Index:
             },
         )
         folder.mkdir(parents=True, exist_ok=True)
+        writer = FolderLock(folder, what="index")
+        writer.acquire()
         store = DocStore(folder, dimension=teacher.dimension)
-        index = cls(folder, manifest, store, FaissIndex(teacher.dimension, params, device=device))
+        index = cls(folder, manifest, store, FaissIndex(teacher.dimension, params, device=device), writer=writer)
         manifest.counts = store.counts()
         manifest.write(folder)
         return index
 
     @classmethod
-    def open(cls, folder: Path, *, device: str = "cpu") -> Index:
-        """Open an index folder, replaying any committed change its faiss file does not have yet."""
+    def open(cls, folder: Path, *, device: str = "cpu", readonly: bool = False) -> Index:
+        """Open an index folder, replaying any committed change its faiss file does not have yet.
+
+        A writer (the default) takes the folder's writer lock, and fails at once with a message if another
+        process holds it. ``readonly`` takes no lock and writes nothing: the replay happens in memory only.
+        """
         folder = Path(folder)
         manifest = IndexManifest.read(folder)
         params = IndexParams.from_dict(manifest.params)
-        store = DocStore(folder, dimension=manifest.dimension)
-        vectors = FaissIndex(manifest.dimension, params, device=device)
-        index = cls(folder, manifest, store, vectors)
-        index._load_vectors()
+        writer = None
+        if not readonly:
+            writer = FolderLock(folder, what="index")
+            writer.acquire()
+        try:
+            store = DocStore(folder, dimension=manifest.dimension, readonly=readonly)
+            vectors = FaissIndex(manifest.dimension, params, device=device)
+            index = cls(folder, manifest, store, vectors, writer=writer)
+            index._load_vectors()
+        except BaseException:
+            if writer is not None:
+                writer.release()
+            raise
         return index
 
     def _state(self) -> dict[str, Any]:
-        try:
-            return dict(json.loads((self.folder / _STATE).read_text()))
-        except (OSError, ValueError):
+        path = self.folder / _STATE
+        if not path.exists():
             return {}
+        try:
+            state = json.loads(path.read_text())
+            int(state["generation"])
+            return dict(state)
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise InputError(
+                f"{path} is damaged ({exc}); the documents are safe in docstore.sqlite: delete {path.name} "
+                "to rebuild the vector index from them"
+            ) from exc
 
     def _load_vectors(self) -> None:
         state = self._state()
@@ -139,29 +184,44 @@ class Index:
         if not state or not path.is_file():
             self._rebuild()
             return
-        added, removed = self.store.changes_since(int(state["generation"]))
-        removed = removed[removed < int(state["next_chunk_id"])]  # only ids the saved structure holds
-        if len(removed):
-            self.vectors.remove(removed)
+        self._applied = int(state["generation"])
+        replayed = self._catch_up()
+        if replayed:
+            logger.info("replayed %d changed chunks committed after the last save", replayed)
+
+    def _catch_up(self, until: int | None = None) -> int:
+        """Apply to faiss every store change after the applied generation (idempotent); returns chunks."""
+        target = self.store.generation() if until is None else until
+        if target <= self._applied:
+            return 0
+        added, removed = self.store.changes_since(self._applied, target)
+        stale = np.union1d(removed, added)  # re-adding is safe: an id is removed before it is added again
+        if len(stale):
+            self.vectors.remove(stale)
         if len(added):
             self.vectors.add(self.store.vectors_for(added), added)
-        if len(added) or len(removed):
-            logger.info("replayed %d additions and %d removals since the last save", len(added), len(removed))
-            self._unsaved += len(added) + len(removed)
+        self._applied = target
+        self._unsaved += len(added) + len(removed)
+        return int(len(added) + len(removed))
 
     def _rebuild(self) -> None:
+        generation = self.store.generation()
         ids = self.store.live_chunk_ids()
         if len(ids) == 0:
             self.vectors = FaissIndex(self.manifest.dimension, self.vectors.params, device=self.vectors.device)
-            return
-        self.vectors.build(self.store.vectors_for(ids), ids)
+        else:
+            self.vectors.build(self.store.vectors_for(ids), ids)
+        self._applied = generation
         self._unsaved += 1
 
     def close(self) -> None:
-        with self._lock:
-            if self._unsaved:
+        try:
+            if self._unsaved and not self.readonly:
                 self.save()
+        finally:
             self.store.close()
+            if self._writer is not None:
+                self._writer.release()
 
     def __enter__(self) -> Index:
         return self
@@ -182,7 +242,7 @@ class Index:
         return self.store.counts()["documents"]
 
     def info(self) -> dict[str, Any]:
-        with self._lock:
+        with self._lock.read():
             data = self.manifest.to_dict()
             data["counts"] = {**self.store.counts(), "vectors": self.vectors.ntotal}
             data["generation"] = self.store.generation()
@@ -225,22 +285,21 @@ class Index:
                 f"the embedder returned shape {tuple(vectors.shape)}, expected "
                 f"({len(texts)}, {self.manifest.dimension})"
             )
-        with self._lock:
+        self._check_writable()
+        with self._lock.write():
             existing = set(self.store.documents([d.id for d in docs]))
             needs_build = self.vectors.needs_training and self.vectors._index is None
-            new_ids, removed, _ = self.store.upsert(docs, chunks, vectors)
+            _, _, generation = self.store.upsert(docs, chunks, vectors)
             if needs_build:
                 self._rebuild()
             else:
-                self.vectors.remove(removed)
-                self.vectors.add(vectors, new_ids)
-            self._unsaved += len(docs)
+                self._catch_up(generation)
         return {"inserted": len(docs) - len(existing), "replaced": len(existing), "chunks": len(texts)}
 
     def add(self, docs: Sequence[Document], embed: Embed, *, progress: bool = False) -> dict[str, int]:
         """Insert new documents; refuses ids that already exist (use :meth:`upsert` to replace)."""
         docs = validate_documents(docs)
-        with self._lock:
+        with self._lock.read():
             clash = sorted(self.store.documents([d.id for d in docs]))
         if clash:
             raise InputError(f"{len(clash)} document ids already exist (e.g. {clash[0]!r}); use upsert to replace")
@@ -248,41 +307,61 @@ class Index:
 
     def delete(self, doc_ids: Sequence[str]) -> dict[str, Any]:
         """Delete documents by id; unknown ids are reported, not fatal."""
-        with self._lock:
-            removed, missing, _ = self.store.delete(list(doc_ids))
-            self.vectors.remove(removed)
-            self._unsaved += len(doc_ids)
+        self._check_writable()
+        with self._lock.write():
+            removed, missing, generation = self.store.delete(list(doc_ids))
+            self._catch_up(generation)
         return {"deleted": len(doc_ids) - len(missing), "missing": missing, "chunks": int(len(removed))}
 
+    def _check_writable(self) -> None:
+        if self.readonly:
+            raise InputError(f"{self.folder} is open read-only")
+
     def save(self) -> None:
-        """Persist the faiss structure (atomically) and the manifest; compacts HNSW tombstones first."""
-        with self._lock:
+        """Persist the faiss structure (atomically) and the manifest; compacts HNSW tombstones first.
+
+        Searches go on meanwhile: faiss is serialised under the read lock, the file is written outside it.
+        """
+        self._check_writable()
+        with self._save_lock:
             if self.vectors.needs_compaction:
-                self._rebuild()
-            generation = self.store.generation()
-            next_chunk_id = self.store._next_chunk_id()
-            state: dict[str, Any] = {"generation": generation, "next_chunk_id": next_chunk_id}
-            if self.vectors._index is not None:
-                name = f"index.{generation}.faiss"
-                fd, tmp = tempfile.mkstemp(prefix=".index.", suffix=".tmp", dir=self.folder)
-                os.close(fd)
-                try:
-                    self.vectors.write(Path(tmp))
-                    with open(tmp, "rb+") as handle:
-                        os.fsync(handle.fileno())
-                    os.replace(tmp, self.folder / name)
-                    fsync_dir(self.folder)
-                except BaseException:
-                    Path(tmp).unlink(missing_ok=True)
-                    raise
-                state.update(file=name, tombstones=sorted(self.vectors.tombstones()))
+                self._compact()
+            with self._lock.read():
+                applied = self._applied
+                unsaved = self._unsaved
+                state: dict[str, Any] = {"generation": applied}
+                blob = self.vectors.serialize() if self.vectors._index is not None else None
+                tombstones = sorted(self.vectors.tombstones())
+                counts = {**self.store.counts(), "vectors": self.vectors.ntotal}
+            if blob is not None:
+                name = f"index.{applied}.faiss"
+                atomic_write_bytes(self.folder / name, blob)
+                state.update(file=name, tombstones=tombstones)
             atomic_write_bytes(self.folder / _STATE, json.dumps(state).encode())
             for old in self.folder.glob("index.*.faiss"):
                 if old.name != state.get("file"):
                     old.unlink(missing_ok=True)
-            self.manifest.counts = {**self.store.counts(), "vectors": self.vectors.ntotal}
+            self.manifest.counts = counts
             self.manifest.write(self.folder)
-            self._unsaved = 0
+            with self._lock.write():
+                self._unsaved = max(0, self._unsaved - unsaved)
+
+    def _compact(self) -> None:
+        """Rebuild a tombstoned HNSW graph from the live vectors outside the lock, then swap it in."""
+        with self._lock.read():
+            generation = self._applied
+        ids = self.store.live_chunk_ids()
+        fresh = FaissIndex(self.manifest.dimension, self.vectors.params, device=self.vectors.device)
+        if len(ids):
+            fresh.build(self.store.vectors_for(ids), ids)
+        with self._lock.write():
+            current, applied = self.vectors, self._applied
+            self.vectors, self._applied = fresh, generation
+            try:
+                self._catch_up(applied)  # what was written while the new graph was being built
+            except BaseException:
+                self.vectors, self._applied = current, applied
+                raise
 
     # ------------------------------------------------------------------ searching
     def search(
@@ -304,7 +383,7 @@ class Index:
             )
         if k < 1:
             raise InputError("k must be at least 1")
-        with self._lock:
+        with self._lock.read():
             allowed = self.store.chunk_ids_matching(filters) if filters else None
             if allowed is not None and len(allowed) == 0:
                 return [[] for _ in range(len(queries))]
@@ -418,7 +497,7 @@ def build_index(
             offset += n
         index._rebuild()
         index.save()
-        index.store.close()
+        index.close()
         if folder.exists():
             folder.rmdir()
         os.rename(tmp, folder)

@@ -254,12 +254,19 @@ class FaissIndex:
         prepared = self.prepare(queries)
         lossy = self.kind in (IndexKind.BINARY, IndexKind.IVF_PQ) and rescore is not None
         fetch = k * max(1, self.params.rescore) if lossy else k
-        fetch += len(self._tombstones) if self.kind is IndexKind.HNSW else 0
-        scores, ids = self._raw_search(prepared, min(fetch, int(self._index.ntotal)), allowed)
-        if self._tombstones:
-            dead = np.isin(ids, np.fromiter(self._tombstones, dtype=np.int64))
-            ids = np.where(dead, -1, ids)
-            scores = np.where(dead, -np.inf, scores)
+        # HNSW hides removed ids behind tombstones: over-fetch a little, and more only when a row came back short.
+        extra = min(len(self._tombstones), max(fetch, 16)) if self.kind is IndexKind.HNSW else 0
+        total = int(self._index.ntotal)
+        while True:
+            scores, ids = self._raw_search(prepared, min(fetch + extra, total), allowed)
+            if self._tombstones:
+                dead = np.isin(ids, np.fromiter(self._tombstones, dtype=np.int64))
+                ids = np.where(dead, -1, ids)
+                scores = np.where(dead, -np.inf, scores)
+            short = bool(((ids >= 0).sum(axis=1) < min(fetch, self.ntotal)).any())
+            if not (self._tombstones and short) or fetch + extra >= total:
+                break
+            extra = min(total, max(4 * extra, fetch))
         if lossy and rescore is not None:
             scores, ids = self._rescore(prepared, ids, rescore)
         order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
@@ -357,13 +364,26 @@ class FaissIndex:
         self._tombstones = set(tombstones or ())
         self._invalidate()
 
+    def serialize(self) -> bytes:
+        """The structure as bytes (what :meth:`write` puts in a file); fast, and safe beside searches."""
+        if self._index is None:
+            raise InputError("cannot save an empty, unbuilt index")
+        if self.kind is IndexKind.BINARY:
+            return bytes(faiss.serialize_index_binary(self._index))
+        return bytes(faiss.serialize_index(self._index))
+
     def tombstones(self) -> set[int]:
         return set(self._tombstones)
 
     def memory_bytes(self) -> int:
-        """Size of the serialised structure: what the index holds in RAM."""
+        """Approximate RAM of the structure: codes, ids and (HNSW) graph links; never serialises it."""
         if self._index is None:
             return 0
+        n = int(self._index.ntotal)
         if self.kind is IndexKind.BINARY:
-            return int(faiss.serialize_index_binary(self._index).nbytes)
-        return int(faiss.serialize_index(self._index).nbytes)
+            code_size = self.dimension // 8
+        else:
+            inner = faiss.downcast_index(self._index.index) if hasattr(self._index, "index") else self._index
+            code_size = int(getattr(inner, "code_size", 0)) or self.dimension * 4
+        links = n * self.params.hnsw_m * 2 * 4 if self.kind is IndexKind.HNSW else 0
+        return n * (code_size + 8) + links

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -76,29 +77,62 @@ class DocStore:
     """Documents, chunks and chunk vectors of one index folder."""
 
     def __init__(self, folder: Path, *, dimension: int, readonly: bool = False) -> None:
+        """Open a store. A writer must hold the folder's writer lock (:class:`~embedkd.locks.FolderLock`);
+        ``readonly`` opens change nothing on disk, so they are safe beside a running writer."""
         self.folder = Path(folder)
         self.dimension = dimension
+        self.readonly = readonly
         self.db_path = self.folder / "docstore.sqlite"
         self.vectors_path = self.folder / "vectors.f16"
+        if readonly and not self.db_path.is_file():
+            raise InputError(f"{self.folder} has no docstore.sqlite; it is not an index folder")
         if not readonly:
             self.folder.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(self.db_path, isolation_level=None, check_same_thread=False)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=FULL")
-        self.db.execute("PRAGMA foreign_keys=ON")
-        self.db.executescript(_SCHEMA)
+        self._local = threading.local()
+        self._connections: list[sqlite3.Connection] = []
+        self._connections_lock = threading.Lock()
+        self.db = self._connect()
+        if not readonly:
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.executescript(_SCHEMA)
         self._row_bytes = dimension * 2
         self._memmap: np.memmap | None = None
         self._memmap_rows = 0
-        self._trim_orphan_vectors()
+        if not readonly:
+            self._trim_orphan_vectors()
+
+    def _connect(self) -> sqlite3.Connection:
+        if self.readonly:
+            uri = f"file:{self.db_path}?mode=ro"
+            db = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
+        else:
+            db = sqlite3.connect(self.db_path, isolation_level=None, check_same_thread=False)
+            db.execute("PRAGMA synchronous=FULL")
+        db.execute("PRAGMA foreign_keys=ON")
+        db.execute("PRAGMA busy_timeout=10000")
+        with self._connections_lock:
+            self._connections.append(db)
+        return db
+
+    def _reader(self) -> sqlite3.Connection:
+        """A connection of this thread's own for reads, so searches on several threads never share one."""
+        db: sqlite3.Connection | None = getattr(self._local, "db", None)
+        if db is None:
+            db = self._local.db = self._connect()
+        return db
 
     def close(self) -> None:
         self._memmap = None
-        self.db.close()
+        with self._connections_lock:
+            for db in self._connections:
+                db.close()
+            self._connections.clear()
 
     # ------------------------------------------------------------------ bookkeeping
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
+        if self.readonly:
+            raise InputError(f"{self.folder} is open read-only")
         self.db.execute("BEGIN IMMEDIATE")
         try:
             yield self.db
@@ -108,23 +142,33 @@ class DocStore:
         self.db.execute("COMMIT")
 
     def generation(self) -> int:
-        row = self.db.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()
+        return self._generation(self._reader())
+
+    @staticmethod
+    def _generation(db: sqlite3.Connection) -> int:
+        row = db.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()
         return int(row[0]) if row else 0
 
-    def _next_chunk_id(self) -> int:
-        row = self.db.execute(
+    def next_chunk_id(self) -> int:
+        return self._next_chunk_id(self._reader())
+
+    def _next_chunk_id(self, db: sqlite3.Connection) -> int:
+        row = db.execute(
             "SELECT MAX(m) FROM (SELECT MAX(chunk_id) AS m FROM chunks UNION ALL SELECT MAX(chunk_id) FROM tombstones)"
         ).fetchone()
         return int(row[0]) + 1 if row and row[0] is not None else 0
 
     def _trim_orphan_vectors(self) -> None:
-        committed = self._next_chunk_id() * self._row_bytes
-        if self.vectors_path.exists() and self.vectors_path.stat().st_size > committed:
-            os.truncate(self.vectors_path, committed)
+        # Under SQLite's write lock: rows fsynced by a write whose commit is still to come are never cut.
+        with self._transaction() as db:
+            committed = self._next_chunk_id(db) * self._row_bytes
+            if self.vectors_path.exists() and self.vectors_path.stat().st_size > committed:
+                os.truncate(self.vectors_path, committed)
 
     def counts(self) -> dict[str, int]:
-        docs = self.db.execute("SELECT COUNT(*) FROM documents").fetchone()[0]
-        chunks = self.db.execute("SELECT COUNT(*) FROM chunks").fetchone()[0]
+        db = self._reader()
+        docs = db.execute("SELECT COUNT(*) FROM documents").fetchone()[0]
+        chunks = db.execute("SELECT COUNT(*) FROM chunks").fetchone()[0]
         return {"documents": int(docs), "chunks": int(chunks)}
 
     # ------------------------------------------------------------------ vectors
@@ -164,8 +208,8 @@ class DocStore:
             raise InputError(f"expected {total} vectors of dimension {self.dimension}, got {vectors.shape}")
         now = time.time()
         with self._transaction() as db:
-            generation = self.generation() + 1
-            first = self._next_chunk_id()
+            generation = self._generation(db) + 1
+            first = self._next_chunk_id(db)
             self._append_vectors(first, vectors)
             ids = [doc.id for doc in docs]
             removed = self._remove_chunks(db, ids, generation)
@@ -213,8 +257,8 @@ class DocStore:
             missing = [d for d in doc_ids if d not in existing]
             present = [d for d in doc_ids if d in existing]
             if not present:
-                return np.zeros(0, dtype=np.int64), missing, self.generation()
-            generation = self.generation() + 1
+                return np.zeros(0, dtype=np.int64), missing, self._generation(db)
+            generation = self._generation(db) + 1
             removed = self._remove_chunks(db, present, generation)
             for start in range(0, len(present), 500):
                 batch = present[start : start + 500]
@@ -225,27 +269,36 @@ class DocStore:
     # ------------------------------------------------------------------ reads
     def live_chunk_ids(self) -> np.ndarray:
         return np.fromiter(
-            (r[0] for r in self.db.execute("SELECT chunk_id FROM chunks ORDER BY chunk_id")), dtype=np.int64
+            (r[0] for r in self._reader().execute("SELECT chunk_id FROM chunks ORDER BY chunk_id")), dtype=np.int64
         )
 
-    def changes_since(self, generation: int) -> tuple[np.ndarray, np.ndarray]:
-        """Chunk ids added after ``generation`` that still exist, and chunk ids removed after it."""
+    def changes_since(self, generation: int, until: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Chunk ids added after ``generation`` (up to ``until``) that still exist, and chunk ids removed then."""
+        db = self._reader()
+        bound = (generation, until if until is not None else 2**62)
         added = np.fromiter(
-            (r[0] for r in self.db.execute("SELECT chunk_id FROM chunks WHERE generation > ?", (generation,))),
+            (r[0] for r in db.execute("SELECT chunk_id FROM chunks WHERE generation > ? AND generation <= ?", bound)),
             dtype=np.int64,
         )
         removed = np.fromiter(
-            (r[0] for r in self.db.execute("SELECT chunk_id FROM tombstones WHERE generation > ?", (generation,))),
+            (
+                r[0]
+                for r in db.execute("SELECT chunk_id FROM tombstones WHERE generation > ? AND generation <= ?", bound)
+            ),
             dtype=np.int64,
         )
         return added, removed
 
     def document(self, doc_id: str) -> StoredDocument | None:
-        row = self.db.execute(
-            "SELECT id, title, text, metadata, created_at, updated_at, "
-            "(SELECT COUNT(*) FROM chunks WHERE doc_id = documents.id) FROM documents WHERE id = ?",
-            (doc_id,),
-        ).fetchone()
+        row = (
+            self._reader()
+            .execute(
+                "SELECT id, title, text, metadata, created_at, updated_at, "
+                "(SELECT COUNT(*) FROM chunks WHERE doc_id = documents.id) FROM documents WHERE id = ?",
+                (doc_id,),
+            )
+            .fetchone()
+        )
         if row is None:
             return None
         return StoredDocument(row[0], row[1], row[2], json.loads(row[3]), row[6], row[4], row[5])
@@ -254,7 +307,7 @@ class DocStore:
         out: dict[str, StoredDocument] = {}
         for start in range(0, len(doc_ids), 500):
             batch = list(doc_ids[start : start + 500])
-            for row in self.db.execute(
+            for row in self._reader().execute(
                 f"SELECT id, title, text, metadata, created_at, updated_at FROM documents "
                 f"WHERE id IN ({','.join('?' * len(batch))})",
                 batch,
@@ -268,7 +321,7 @@ class DocStore:
         for start in range(0, len(ids), 500):
             batch = ids[start : start + 500]
             marks = ",".join("?" * len(batch))
-            for row in self.db.execute(
+            for row in self._reader().execute(
                 f"SELECT chunk_id, doc_id, ordinal, passage FROM chunks WHERE chunk_id IN ({marks})", batch
             ):
                 out[row[0]] = StoredChunk(row[0], row[1], row[2], row[3])
@@ -287,4 +340,4 @@ class DocStore:
                 raise InputError(f"filter value for {key!r} must be a string, number, boolean or null")
         where = " AND ".join(clauses) or "1"
         query = f"SELECT c.chunk_id FROM chunks c JOIN documents d ON d.id = c.doc_id WHERE {where}"
-        return np.fromiter((r[0] for r in self.db.execute(query, params)), dtype=np.int64)
+        return np.fromiter((r[0] for r in self._reader().execute(query, params)), dtype=np.int64)

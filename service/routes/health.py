@@ -18,11 +18,16 @@ async def health() -> dict[str, str]:
 
 @router.get("/ready")
 async def ready(request: Request, response: Response) -> dict[str, object]:
-    """Readiness: models and index are loaded."""
+    """Readiness: models and index are loaded, and every micro-batcher is running."""
     state: AppState = request.app.state.embedkd
-    if not state.ready:
+    failed = sorted({b.name for b in state.batchers.values() if not b.healthy})
+    ready = state.ready and not failed
+    if not ready:
         response.status_code = 503
-    return {"ready": state.ready, "models": state.model_names()}
+    body: dict[str, object] = {"ready": ready, "models": state.model_names()}
+    if failed:
+        body["failed_batchers"] = failed
+    return body
 
 
 @router.get("/metrics")

@@ -93,13 +93,20 @@ def test_upsert_and_delete_keep_ids_consistent(kind: str, teacher, embed, tmp_pa
     reopened.close()
 
 
+def die(index: Index) -> None:
+    """What a kill -9 leaves: no save, the connections gone, and the kernel drops the writer's flock."""
+    index.store.close()
+    assert index._writer is not None
+    index._writer.release()
+
+
 def test_unsaved_changes_are_replayed_after_a_crash(teacher, embed, tmp_path: Path) -> None:
     folder = tmp_path / "idx"
     index = build_index(folder, make_docs(40), teacher=teacher.ref, embed=embed, progress=False)
     index.upsert([Document(id="late", text="zebra quartz zebra")], embed)
     index.delete(["d0"])
     # No save(): simulate a kill -9 by dropping the object without closing it.
-    index.store.db.close()
+    die(index)
     reopened = Index.open(folder)
     assert reopened.store.document("late") is not None and reopened.store.document("d0") is None
     hit_ids = [h.id for h in reopened.search(embed(["zebra quartz"]), 40)[0]]
@@ -125,7 +132,7 @@ def test_crash_between_write_and_rename_leaves_a_readable_index(
     with pytest.raises(OSError, match="power cut"):
         index.save()
     monkeypatch.undo()
-    index.store.db.close()
+    die(index)
     assert not list(folder.glob(".index.*.tmp"))
     reopened = Index.open(folder)
     assert len(reopened) == 41

@@ -1,0 +1,108 @@
+"""Locks shared by the on-disk structures: a folder's writer lock and an in-process readers-writer lock."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO
+
+from embedkd.errors import InputError
+
+__all__ = ["FolderLock", "ReadWriteLock"]
+
+
+class FolderLock:
+    """An exclusive ``flock`` on ``<folder>/.writer.lock``: one writing process per folder.
+
+    Held from :meth:`acquire` until :meth:`release` (or the process exits: the kernel drops it even after
+    kill -9). A second writer fails at once with a message naming the holder, instead of corrupting data.
+    """
+
+    def __init__(self, folder: Path, *, what: str = "folder") -> None:
+        self.path = Path(folder) / ".writer.lock"
+        self.what = what
+        self._handle: IO[str] | None = None
+
+    def acquire(self) -> None:
+        if self._handle is not None:
+            return
+        handle = open(self.path, "a+")  # noqa: SIM115 - held for the lifetime of the writer
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            handle.close()
+            raise InputError(
+                f"{self.path.parent} is open for writing by {holder}; stop it first, "
+                f"or open this {self.what} read-only (info and search do)"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()}")
+        handle.flush()
+        self._handle = handle
+
+    def release(self) -> None:
+        if self._handle is not None:
+            fcntl.flock(self._handle, fcntl.LOCK_UN)
+            self._handle.close()
+            self._handle = None
+
+    @property
+    def held(self) -> bool:
+        return self._handle is not None
+
+
+class ReadWriteLock:
+    """Many readers or one writer; a waiting writer blocks new readers, so writers do not starve."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition(threading.Lock())
+        self._readers = 0
+        self._writer: int | None = None
+        self._depth = 0
+        self._waiting_writers = 0
+
+    @contextmanager
+    def read(self) -> Iterator[None]:
+        me = threading.get_ident()
+        if self._writer == me:  # a writer may read what it holds
+            yield
+            return
+        with self._cond:
+            while self._writer is not None or self._waiting_writers:
+                self._cond.wait()
+            self._readers += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._readers -= 1
+                if not self._readers:
+                    self._cond.notify_all()
+
+    @contextmanager
+    def write(self) -> Iterator[None]:
+        me = threading.get_ident()
+        with self._cond:
+            if self._writer == me:
+                self._depth += 1
+            else:
+                self._waiting_writers += 1
+                while self._writer is not None or self._readers:
+                    self._cond.wait()
+                self._waiting_writers -= 1
+                self._writer, self._depth = me, 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._depth -= 1
+                if not self._depth:
+                    self._writer = None
+                    self._cond.notify_all()
