@@ -117,12 +117,15 @@ def _batchers(state: AppState) -> dict[str, MicroBatcher]:
 
 
 async def _save_periodically(state: AppState) -> None:
+    """Re-save the faiss file now and then. A failed save is logged and retried at the next tick: it never
+    ends the loop (faiss raises RuntimeError, not OSError), and committed writes stay safe in the store."""
     while True:
         await asyncio.sleep(state.settings.save_interval_s)
-        if state.index is not None and state.index._unsaved:
+        if state.index is not None and state.index.unsaved:
             try:
                 await run_in_threadpool(state.index.save)
-            except OSError:
+            except Exception:  # noqa: BLE001
+                state.metrics.save_failures.inc()
                 logger.exception("saving the index failed; committed writes stay safe in the store")
 
 
@@ -164,12 +167,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             state.ready = False
             saver.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
+            with contextlib.suppress(BaseException):  # whatever the saver died of, the index still closes
                 await saver
-            for batcher in {id(b): b for b in state.batchers.values()}.values():
-                await batcher.stop()
-            if state.index is not None:
-                await run_in_threadpool(state.index.close)
+            try:
+                for batcher in {id(b): b for b in state.batchers.values()}.values():
+                    await batcher.stop()
+            finally:
+                if state.index is not None:
+                    await run_in_threadpool(state.index.close)
 
     app = FastAPI(
         title="embedkd",

@@ -44,3 +44,6 @@ class Metrics:
         )
         self.index_documents = Gauge("embedkd_index_documents", "Documents in the index", registry=self.registry)
         self.index_chunks = Gauge("embedkd_index_chunks", "Chunks (vectors) in the index", registry=self.registry)
+        self.save_failures = Counter(
+            "embedkd_index_save_failures", "Periodic index saves that failed (retried)", registry=self.registry
+        )

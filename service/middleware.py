@@ -88,33 +88,35 @@ class BodyLimitMiddleware:
         if length is not None and length.isdigit() and int(length) > self.max_bytes:
             await send_json(send, 413, error_body(scope["path"], 413, message, "invalid_request_error"))
             return
+        if length is not None:  # declared and within the limit: a body longer than declared is a protocol error
+            await self.app(scope, receive, send)
+            return
+        # A chunked body of unknown length: read it here, up to the limit, so that an oversize one gets 413
+        # (raising from inside the app's own body reading would surface as a 400 parse error).
+        chunks: list[bytes] = []
         received = 0
-        started = False
-
-        async def limited_receive() -> Message:
-            nonlocal received
+        while True:
             msg = await receive()
-            if msg["type"] == "http.request":
-                received += len(msg.get("body", b""))
-                if received > self.max_bytes:
-                    raise _TooLarge
-            return msg
-
-        async def tracking_send(msg: Message) -> None:
-            nonlocal started
-            if msg["type"] == "http.response.start":
-                started = True
-            await send(msg)
-
-        try:
-            await self.app(scope, limited_receive, tracking_send)
-        except _TooLarge:
-            if not started:
+            if msg["type"] != "http.request":
+                return  # the client went away
+            chunks.append(msg.get("body", b""))
+            received += len(chunks[-1])
+            if received > self.max_bytes:
                 await send_json(send, 413, error_body(scope["path"], 413, message, "invalid_request_error"))
+                return
+            if not msg.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        replayed = False
 
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
 
-class _TooLarge(Exception):
-    pass
+        await self.app(scope, replay, send)
 
 
 class MetricsMiddleware:

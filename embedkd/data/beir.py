@@ -6,7 +6,7 @@ import csv
 from dataclasses import dataclass
 from pathlib import Path
 
-from embedkd.data.jsonl import iter_jsonl, read_text_file
+from embedkd.data.jsonl import file_lines, iter_jsonl
 from embedkd.errors import InputError
 
 __all__ = ["BeirDataset", "doc_text", "is_beir_folder", "load_beir"]
@@ -54,7 +54,7 @@ def load_qrels(folder: Path, split: str) -> dict[str, dict[str, int]]:
         available = sorted(p.stem for p in (folder / "qrels").glob("*.tsv"))
         raise InputError(f"{path} not found; available splits: {', '.join(available) or 'none'}")
     qrels: dict[str, dict[str, int]] = {}
-    rows = csv.reader(read_text_file(path).splitlines(), delimiter="\t")
+    rows = csv.reader(file_lines(path), delimiter="\t")
     for number, row in enumerate(rows, start=1):
         if number == 1 and row and not row[-1].lstrip("-").isdigit():
             continue  # header

@@ -9,7 +9,7 @@ from typing import Any
 
 from embedkd.errors import InputError
 
-__all__ = ["iter_jsonl", "read_text_file"]
+__all__ = ["file_lines", "iter_jsonl", "read_text_file"]
 
 
 def read_text_file(path: Path) -> str:
@@ -22,9 +22,18 @@ def read_text_file(path: Path) -> str:
         raise InputError(f"{path}: cannot read ({exc.strerror})") from exc
 
 
+def file_lines(path: Path) -> list[str]:
+    """The file's lines, split at newlines only (``\\n``, ``\\r\\n``).
+
+    Not ``str.splitlines()``: that also splits at U+2028, U+0085 and other characters that are valid inside
+    a JSON string or a line of text.
+    """
+    return [line[:-1] if line.endswith("\r") else line for line in read_text_file(path).split("\n")]
+
+
 def iter_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
     """Yield ``(line_number, object)`` for each non-blank line; every line must be a JSON object."""
-    for number, line in enumerate(read_text_file(path).splitlines(), start=1):
+    for number, line in enumerate(file_lines(path), start=1):
         if not line.strip():
             continue
         try:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from embedkd.data.beir import doc_text, is_beir_folder, load_corpus
-from embedkd.data.jsonl import iter_jsonl, read_text_file
+from embedkd.data.jsonl import file_lines, iter_jsonl
 from embedkd.errors import InputError
 
 __all__ = ["read_texts"]
@@ -35,7 +35,7 @@ def read_texts(path: Path, *, field: str = "text") -> list[str]:
             title = record.get("title")
             texts.append(doc_text(title, value) if isinstance(title, str) else value)
     elif path.suffix in {".txt", ".text", ".md", ""}:
-        texts = [line.strip() for line in read_text_file(path).splitlines() if line.strip()]
+        texts = [line.strip() for line in file_lines(path) if line.strip()]
     else:
         raise InputError(f"{path}: unsupported file type {path.suffix!r}; use .jsonl, .txt or a BEIR folder")
     if not texts:

@@ -17,27 +17,34 @@ from embedkd.npy import fsync_dir
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
 
-__all__ = ["STATE_FILE", "copy_checkpoint", "load_state", "save_checkpoint"]
+__all__ = ["STATE_FILE", "copy_checkpoint", "load_state", "replace_dir", "save_checkpoint"]
 
 STATE_FILE = "trainer_state.pt"
 
 
 def rng_state() -> dict[str, Any]:
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    """Every RNG's state in plain types and tensors, so ``torch.load(weights_only=True)`` can read it."""
+    name, keys, pos, has_gauss, gauss = np.random.get_state()
+    state = {
+        "python": random.getstate(),
+        "numpy": [name, torch.from_numpy(np.asarray(keys, dtype=np.int64)), pos, has_gauss, gauss],
+        "torch": torch.get_rng_state(),
+    }
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
 
 
 def set_rng_state(state: dict[str, Any]) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    random.setstate(tuple(tuple(x) if isinstance(x, list) else x for x in state["python"]))
+    name, keys, pos, has_gauss, gauss = state["numpy"]
+    np.random.set_state((name, np.asarray(keys, dtype=np.uint32), pos, has_gauss, gauss))
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def _replace_dir(tmp: Path, dest: Path) -> None:
+def replace_dir(tmp: Path, dest: Path) -> None:
     """Move a finished folder into place; the previous one stays until the new one is complete."""
     old = dest.with_name(dest.name + ".old")
     if old.exists():
@@ -56,7 +63,8 @@ def save_checkpoint(model: SentenceTransformer, state: dict[str, Any], dest: Pat
     try:
         model.save(str(tmp))
         torch.save({**state, "rng": rng_state()}, tmp / STATE_FILE)
-        _replace_dir(tmp, dest)
+        _fsync_tree(tmp)  # durable before the rename makes it the checkpoint
+        replace_dir(tmp, dest)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -67,7 +75,16 @@ def copy_checkpoint(src: Path, dest: Path, *, with_state: bool = True) -> None:
     shutil.rmtree(tmp)
     ignore = None if with_state else shutil.ignore_patterns(STATE_FILE)
     shutil.copytree(src, tmp, ignore=ignore)
-    _replace_dir(tmp, dest)
+    _fsync_tree(tmp)
+    replace_dir(tmp, dest)
+
+
+def _fsync_tree(folder: Path) -> None:
+    for root, _, files in os.walk(folder):
+        for name in files:
+            with open(os.path.join(root, name), "rb") as handle:
+                os.fsync(handle.fileno())
+        fsync_dir(Path(root))
 
 
 def load_state(folder: Path) -> dict[str, Any] | None:
@@ -79,4 +96,5 @@ def load_state(folder: Path) -> dict[str, Any] | None:
             os.rename(old, folder)
         else:
             return None
-    return torch.load(path, map_location="cpu", weights_only=False)
+    # weights_only: a checkpoint holds tensors and plain values only, and loading never runs pickled code
+    return torch.load(path, map_location="cpu", weights_only=True)

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from embedkd.data.beir import doc_text, is_beir_folder, load_corpus
-from embedkd.data.jsonl import iter_jsonl, read_text_file
+from embedkd.data.jsonl import file_lines, iter_jsonl
 from embedkd.errors import InputError
 
 __all__ = [
@@ -107,7 +107,7 @@ def _read_source(path: Path, options: DataOptions) -> list[TrainingText]:
         return out
     if path.suffix in {".txt", ".text", ".md", ""}:
         out = []
-        for line in read_text_file(path).splitlines():
+        for line in file_lines(path):
             line = line.strip()
             if not line:
                 continue

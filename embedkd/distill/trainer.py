@@ -10,8 +10,10 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import random
 import shutil
+import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -27,7 +29,7 @@ from embedkd.data.beir import BeirDataset, load_beir
 from embedkd.device import autocast, resolve_device, resolve_precision
 from embedkd.distill import losses
 from embedkd.distill.batching import bucketed_batches
-from embedkd.distill.checkpoint import copy_checkpoint, load_state, save_checkpoint, set_rng_state
+from embedkd.distill.checkpoint import copy_checkpoint, load_state, replace_dir, save_checkpoint, set_rng_state
 from embedkd.distill.config import DistillConfig, Precision
 from embedkd.distill.data import TextKind, TrainingText, describe, kind_of, load_training_texts, split_holdout
 from embedkd.distill.layer_cache import LayerCache
@@ -194,14 +196,18 @@ class _Distiller:
         best.max_seq_length = base_max_len
         final_metrics = best_state.get("metrics") or self._evaluate(best, holdout, holdout_targets, beir)
         manifest = self._manifest(teacher, train, holdout, kept_layers, final_metrics, best_state)
-        if config.out.exists():
-            for child in config.out.iterdir():
-                if child.name != "checkpoints":
-                    shutil.rmtree(child) if child.is_dir() else child.unlink()
-        save_student(best, config.out, manifest)
-        (config.out / "training_log.jsonl").write_text("".join(json.dumps(h) + "\n" for h in self.history))
-        if not config.keep_checkpoints:
-            shutil.rmtree(self.checkpoints, ignore_errors=True)
+        # The new student is written beside the folder, then renamed into place: the old one (if any) stays
+        # whole until the new one is complete, and nothing else is ever deleted.
+        tmp = Path(tempfile.mkdtemp(prefix=f".{config.out.name}.saving-", dir=config.out.parent))
+        try:
+            save_student(best, tmp, manifest)
+            (tmp / "training_log.jsonl").write_text("".join(json.dumps(h) + "\n" for h in self.history))
+            if config.keep_checkpoints and self.checkpoints.is_dir():
+                os.rename(self.checkpoints, tmp / "checkpoints")
+            replace_dir(tmp, config.out)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
         return DistillResult(out=config.out, manifest=manifest, history=self.history)
 
     def _student(
@@ -528,7 +534,23 @@ class _Distiller:
         )
 
 
+def check_out_folder(out: Path) -> None:
+    """Refuse an output folder that holds anything but an embedkd student or a run's checkpoints."""
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise InputError(f"--out {out} is a file; give a folder for the student")
+    children = {child.name for child in out.iterdir()}
+    if children and "embedkd.json" not in children and children != {"checkpoints"}:
+        raise InputError(
+            f"--out {out} is not empty and does not hold an embedkd student; choose a new or empty folder "
+            "(its files would be replaced)"
+        )
+
+
 def distill(config: DistillConfig) -> DistillResult:
     """Train a student on ``config`` and save it (sentence-transformers folder + embedkd.json) to ``config.out``."""
+    config.out = Path(os.path.abspath(config.out))  # `--out .` has a name and a parent to save beside
+    check_out_folder(config.out)
     config.out.mkdir(parents=True, exist_ok=True)
     return _Distiller(config).run()

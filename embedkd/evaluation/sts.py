@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from embedkd.data.jsonl import read_text_file
+from embedkd.data.jsonl import file_lines
 from embedkd.errors import InputError
 
 __all__ = ["StsPairs", "load_sts", "sts_spearman"]
@@ -23,7 +23,7 @@ class StsPairs:
 
 def load_sts(path: Path) -> StsPairs:
     """A tab-separated file with the header ``sentence1  sentence2  score``."""
-    rows = list(csv.reader(read_text_file(Path(path)).splitlines(), delimiter="\t", quoting=csv.QUOTE_NONE))
+    rows = list(csv.reader(file_lines(Path(path)), delimiter="\t", quoting=csv.QUOTE_NONE))
     if not rows or [c.strip().lower() for c in rows[0][:3]] != ["sentence1", "sentence2", "score"]:
         raise InputError(f"{path}: expected the header 'sentence1<TAB>sentence2<TAB>score'")
     left, right, gold = [], [], []

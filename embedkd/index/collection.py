@@ -235,6 +235,11 @@ class Index:
         return self.manifest.teacher
 
     @property
+    def unsaved(self) -> int:
+        """Changes applied since the last save (0: the faiss file is current)."""
+        return self._unsaved
+
+    @property
     def params(self) -> IndexParams:
         return self.vectors.params
 

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -28,20 +29,26 @@ def test_cli_errors_are_clean(
 ) -> None:
     out = tmp_path / "s"
     common = base_args(bow_teacher, tiny_model_dir, out)
+    streams: list[str] = []
+
+    def run(*args: object) -> tuple[int, str, str]:
+        code, stdout, stderr = run_cli(*args)
+        streams.extend([stdout, stderr])
+        return code, stdout, stderr
 
     empty = tmp_path / "empty.txt"
     empty.write_text("\n  \n")
-    code, _, err = run_cli(*common, "--teacher", tiny_model_dir, "--data", empty)
+    code, _, err = run(*common, "--teacher", tiny_model_dir, "--data", empty)
     assert code == 2 and ("no text" in err.lower() or "no usable" in err), err
 
-    code, _, err = run_cli(*common, "--teacher", tiny_model_dir)
+    code, _, err = run(*common, "--teacher", tiny_model_dir)
     assert code == 2 and "no training data" in err
 
-    code, _, err = run_cli(*common, "--teacher", "./no/such/teacher", "--data", bow_teacher.texts_path)
+    code, _, err = run(*common, "--teacher", "./no/such/teacher", "--data", bow_teacher.texts_path)
     assert code == 3 and "no/such/teacher" in err
 
     wide = tiny_model_factory(hidden=48)  # a real model whose dimension (48) differs from the .npy's (24)
-    code, _, err = run_cli(
+    code, _, err = run(
         *common,
         "--teacher",
         wide,
@@ -54,14 +61,38 @@ def test_cli_errors_are_clean(
 
     short = tmp_path / "short.npy"
     np.save(short, bow_teacher.embeddings[:-1])
-    code, _, err = run_cli(
+    code, _, err = run(
         *common, "--teacher", "bow", "--teacher-embeddings", short, "--teacher-texts", bow_teacher.texts_path
     )
     assert code == 2 and "rows" in err
 
-    code, _, err = run_cli(*common, "--teacher", tiny_model_dir, "--data", bow_teacher.texts_path, "--loss", "l3")
+    code, _, err = run(*common, "--teacher", tiny_model_dir, "--data", bow_teacher.texts_path, "--loss", "l3")
     assert code == 2 and "unknown loss 'l3'" in err
 
-    for stream in (err,):
+    assert len(streams) == 12  # every command's stdout and stderr
+    for stream in streams:
         assert "Traceback" not in stream
     assert not (out / "modules.json").exists()
+
+
+def test_out_refuses_a_folder_that_is_not_a_student_and_keeps_its_files(
+    run_cli, bow_teacher: BowData, tiny_model_dir: Path, tmp_path: Path, isolated_cache: Path
+) -> None:
+    work = tmp_path / "work"
+    work.mkdir()
+    precious = work / "notes.txt"
+    precious.write_text("do not delete")
+    args = [*base_args(bow_teacher, tiny_model_dir, work), "--teacher", "bow-teacher"]
+    args += ["--teacher-embeddings", bow_teacher.embeddings_path, "--teacher-texts", bow_teacher.texts_path]
+    code, _, err = run_cli(*args)
+    assert code == 2 and "not empty" in err and "Traceback" not in err
+    assert precious.read_text() == "do not delete"
+
+    student = tmp_path / "student"  # an existing student folder is replaced whole, atomically
+    args[args.index(work)] = student
+    assert run_cli(*args)[0] == 0
+    first = (student / "embedkd.json").read_text()
+    assert run_cli(*args)[0] == 0
+    assert (student / "embedkd.json").is_file() and (student / "modules.json").is_file()
+    assert json.loads((student / "embedkd.json").read_text())["teacher"] == json.loads(first)["teacher"]
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".student")]
