@@ -16,6 +16,7 @@ from pathlib import Path
 from embedkd.data.documents import Document, read_documents
 from embedkd.data.stdlib import stdlib_corpus
 from embedkd.distill import DataOptions, DistillConfig, Teacher, distill
+from embedkd.errors import AlignmentError
 from embedkd.index import Index, IndexKind, IndexParams, build_index
 from embedkd.models.manifest import StudentManifest
 from embedkd.models.registry import find_spec
@@ -109,7 +110,7 @@ def prepare(
     if manifest is not None and manifest.teacher.fingerprint == teacher_source.ref.fingerprint:
         logger.info("student %s is aligned to %s: reusing it", student_dir, manifest.teacher.name)
     elif student is not None:
-        raise ValueError(f"{student} is not a student aligned to {teacher_source.ref.name}")
+        raise AlignmentError(f"{student} is not a student aligned to {teacher_source.ref.name}")
     else:
         data = [_write_corpus(docs, workdir / "corpus.jsonl")]
         data_root = data_root if data_root is not None else default_data_root()

@@ -12,6 +12,7 @@ import numpy as np
 
 from embedkd.device import autocast, resolve_precision
 from embedkd.embedding_cache import EmbeddingCache
+from embedkd.errors import InputError
 from embedkd.models.info import fingerprint as folder_fingerprint
 from embedkd.models.loading import load_model, resolve_model_path
 from embedkd.models.manifest import StudentManifest, TeacherRef
@@ -79,7 +80,7 @@ class Encoder:
     def dimension(self) -> int:
         dim = self.model.get_embedding_dimension()
         if dim is None:
-            raise ValueError(f"cannot tell the output dimension of {self.name}")
+            raise InputError(f"cannot tell the output dimension of {self.name}")
         return int(dim)
 
     @property

@@ -8,6 +8,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from embedkd.errors import ModelNotFoundError
 from embedkd.models.assemble import MARKER_FILE, sha256_file
 from embedkd.paths import cache_dir
 
@@ -127,7 +128,7 @@ def fingerprint(folder: Path) -> str:
     folder = Path(folder).resolve()
     files = _weights_files(folder)
     if not files:
-        raise FileNotFoundError(f"no weights file ({', '.join(_WEIGHT_FILES)}) in {folder}")
+        raise ModelNotFoundError(f"no weights file ({', '.join(_WEIGHT_FILES)}) in {folder}")
     if len(files) == 1:
         return _file_sha256(files[0])
     lines = "".join(f"{f.relative_to(folder)}:{_file_sha256(f)}\n" for f in files)
