@@ -22,19 +22,37 @@ def test_gpu_search_matches_cpu(kind: str) -> None:
     docs = rng.standard_normal((5000, 64)).astype(np.float32)
     queries = rng.standard_normal((50, 64)).astype(np.float32)
     params = IndexParams(kind=kind, nlist=32, nprobe=32)  # type: ignore[arg-type]  # nprobe = nlist: exhaustive
+    from embedkd.index.faiss import faiss_has_gpu
+
+    if kind != "flat" and not faiss_has_gpu():
+        pytest.skip("faiss-cpu is installed: only flat has a GPU path (torch); `make install-gpu` for the rest")
     cpu = FaissIndex(64, params, device="cpu")
     cpu.build(docs, np.arange(5000))
     gpu = FaissIndex(64, params, device="cuda")
     gpu.build(docs, np.arange(5000))
     cpu_scores, cpu_ids = cpu.search(queries, 10)
     gpu_scores, gpu_ids = gpu.search(queries, 10)
+    # The search really ran on the GPU: a faiss GPU copy, or the torch mirror on the device.
+    assert gpu._gpu is not None or (gpu._torch_mirror is not None and gpu._torch_mirror[0].is_cuda)
     np.testing.assert_allclose(gpu_scores, cpu_scores, atol=2e-2 if kind == "sq8" else 1e-4)
     overlap = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(cpu_ids, gpu_ids, strict=True)])
     assert overlap >= (0.9 if kind == "sq8" else 0.999)
 
 
-def test_bf16_training_on_gpu(tiny_model_dir: Path, tmp_path: Path, isolated_cache: Path) -> None:
+def test_bf16_training_on_gpu(
+    tiny_model_dir: Path, tmp_path: Path, isolated_cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from embedkd.distill import DistillConfig, distill
+    from embedkd.distill import trainer as trainer_module
+
+    dtypes: list[torch.dtype] = []
+    real_forward = trainer_module._Distiller._forward
+
+    def spy(self, model, texts):  # type: ignore[no-untyped-def]
+        dtypes.append(torch.get_autocast_dtype("cuda") if torch.is_autocast_enabled("cuda") else torch.float32)
+        return real_forward(self, model, texts)
+
+    monkeypatch.setattr(trainer_module._Distiller, "_forward", spy)
 
     texts = [f"text {i} about {w}" for i, w in enumerate(["apples", "rivers", "music", "stone"] * 50)]
     (tmp_path / "t.txt").write_text("\n".join(texts))
@@ -56,4 +74,5 @@ def test_bf16_training_on_gpu(tiny_model_dir: Path, tmp_path: Path, isolated_cac
         )
     )
     assert result.manifest.training["device"].startswith("cuda")
+    assert dtypes and set(dtypes) == {torch.bfloat16}  # every step's forward ran under bf16 autocast
     assert result.history[-1]["mse"] < result.history[0]["mse"] + 1e-6

@@ -1,7 +1,8 @@
 """Distillation losses: pure functions of embeddings and scores, no model and no state.
 
 All embeddings are ``(batch, dim)`` tensors; student and teacher rows correspond one to one. Every
-function returns a scalar tensor that is differentiable with respect to the student's inputs.
+function returns a scalar tensor that is differentiable with respect to the student's inputs only: the
+teacher side (targets, scores, anchors) is detached, so no gradient ever reaches it.
 """
 
 from __future__ import annotations
@@ -33,13 +34,13 @@ class LossName(str, Enum):
 def leaf_loss(student: Tensor, teacher: Tensor) -> Tensor:
     """LEAF: mean squared L2 distance between the L2-normalised embeddings (equals 2 - 2 cos)."""
     s = F.normalize(student, dim=-1)
-    t = F.normalize(teacher, dim=-1)
+    t = F.normalize(teacher.detach(), dim=-1)
     return (s - t).pow(2).sum(-1).mean()
 
 
 def cosine_loss(student: Tensor, teacher: Tensor) -> Tensor:
     """Mean of ``1 - cos(student, teacher)``."""
-    return (1 - F.cosine_similarity(student, teacher, dim=-1)).mean()
+    return (1 - F.cosine_similarity(student, teacher.detach(), dim=-1)).mean()
 
 
 def dse_loss(student: Tensor, teacher_scores: Tensor) -> Tensor:
@@ -51,12 +52,12 @@ def dse_loss(student: Tensor, teacher_scores: Tensor) -> Tensor:
     s = F.normalize(student, dim=-1)
     if teacher_scores.shape != (s.shape[0], s.shape[0]):
         raise ValueError(f"teacher_scores must be {(s.shape[0], s.shape[0])}, got {tuple(teacher_scores.shape)}")
-    return (s @ s.T - teacher_scores).pow(2).mean()
+    return (s @ s.T - teacher_scores.detach()).pow(2).mean()
 
 
 def pair_score_loss(left: Tensor, right: Tensor, scores: Tensor) -> Tensor:
     """Regress the student's cosine of each (left, right) pair onto a target score (e.g. a cross-encoder's)."""
-    return (F.cosine_similarity(left, right, dim=-1) - scores).pow(2).mean()
+    return (F.cosine_similarity(left, right, dim=-1) - scores.detach()).pow(2).mean()
 
 
 def anchor_score_loss(student: Tensor, teacher: Tensor, anchors: Tensor) -> Tensor:
@@ -68,8 +69,8 @@ def anchor_score_loss(student: Tensor, teacher: Tensor, anchors: Tensor) -> Tens
     shifts every document's score alike.
     """
     s = F.normalize(student, dim=-1)
-    t = F.normalize(teacher, dim=-1)
-    return ((s - t) @ anchors.T).pow(2).mean()
+    t = F.normalize(teacher.detach(), dim=-1)
+    return ((s - t) @ anchors.detach().T).pow(2).mean()
 
 
 def listwise_kl_loss(student: Tensor, teacher: Tensor, documents: Tensor, *, temperature: float = 0.05) -> Tensor:
@@ -79,6 +80,7 @@ def listwise_kl_loss(student: Tensor, teacher: Tensor, documents: Tensor, *, tem
     teacher distribution puts its mass on the teacher's top documents, and the student is pushed to rank
     them the same way. A low ``temperature`` focuses on the top of the list.
     """
+    documents = documents.detach()
     s = F.normalize(student, dim=-1) @ documents.T / temperature
-    t = F.normalize(teacher, dim=-1) @ documents.T / temperature
+    t = F.normalize(teacher.detach(), dim=-1) @ documents.T / temperature
     return F.kl_div(F.log_softmax(s, dim=-1), F.log_softmax(t, dim=-1), log_target=True, reduction="batchmean")

@@ -55,17 +55,19 @@ def test_pair_and_anchor_known_values() -> None:
         lambda s, t: losses.cosine_loss(s, t),
         lambda s, t: losses.dse_loss(s, F.normalize(t, dim=-1) @ F.normalize(t, dim=-1).T),
         lambda s, t: losses.anchor_score_loss(s, t, F.normalize(torch.randn(5, 16), dim=-1)),
-        lambda s, t: losses.pair_score_loss(s[:4], s[4:], torch.zeros(4)),
+        lambda s, t: losses.pair_score_loss(s[:4], s[4:], t[:4, 0]),
+        lambda s, t: losses.listwise_kl_loss(s, t, F.normalize(torch.randn(5, 16), dim=-1)),
     ],
 )
 def test_gradients_flow_to_the_student_only(loss) -> None:
     torch.manual_seed(1)
     s = torch.randn(8, 16, requires_grad=True)
-    t = torch.randn(8, 16)
+    t = torch.randn(8, 16, requires_grad=True)  # tracked, to prove the loss sends it no gradient
     value = loss(s, t)
     assert value.ndim == 0 and value.item() > 0
     value.backward()
     assert s.grad is not None and torch.isfinite(s.grad).all() and s.grad.abs().sum() > 0
+    assert t.grad is None
 
 
 def test_listwise_kl_is_zero_for_the_teacher_and_ranks_like_it() -> None:

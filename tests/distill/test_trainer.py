@@ -123,7 +123,7 @@ def test_nan_loss_stops_with_a_clear_error_and_keeps_the_checkpoint(
 
 
 def test_dse_with_pair_scores_and_pruned_student(
-    bow_teacher: BowData, tiny_model_dir: Path, tmp_path: Path, isolated_cache: Path
+    bow_teacher: BowData, tiny_model_dir: Path, tmp_path: Path, isolated_cache: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     pairs = tmp_path / "pairs.jsonl"
     texts, emb = bow_teacher.texts, bow_teacher.embeddings
@@ -131,24 +131,44 @@ def test_dse_with_pair_scores_and_pruned_student(
         json.dumps({"left": texts[i], "right": texts[i + 1], "score": float(emb[i] @ emb[i + 1])}) for i in range(50)
     ]
     pairs.write_text("\n".join(lines))
-    result = distill(
-        bow_config(bow_teacher, tiny_model_dir, tmp_path / "s", loss="dse", pairs=pairs, layers=1, max_steps=4)
+    calls = {"dse": 0, "pair": 0}
+    real_dse, real_pair = trainer_module.losses.dse_loss, trainer_module.losses.pair_score_loss
+
+    def dse(*args, **kwargs):  # type: ignore[no-untyped-def]
+        calls["dse"] += 1
+        return real_dse(*args, **kwargs)
+
+    def pair(*args, **kwargs):  # type: ignore[no-untyped-def]
+        calls["pair"] += 1
+        return real_pair(*args, **kwargs)
+
+    monkeypatch.setattr(trainer_module.losses, "dse_loss", dse)
+    monkeypatch.setattr(trainer_module.losses, "pair_score_loss", pair)
+    config = bow_config(
+        bow_teacher, tiny_model_dir, tmp_path / "s", loss="dse", pairs=pairs, layers=1, max_steps=60, eval_every=20
     )
+    result = distill(config)
+    assert calls == {"dse": 60, "pair": 60}  # both terms, every step
+    trained = [h["loss"] for h in result.history if "loss" in h]
+    assert len(trained) == 3 and trained[-1] < trained[0], result.history
     assert result.manifest.layers == [1]
-    config = json.loads((result.out / "config.json").read_text())
-    assert config["num_hidden_layers"] == 1
+    config_json = json.loads((result.out / "config.json").read_text())
+    assert config_json["num_hidden_layers"] == 1
 
 
 def test_frozen_embeddings_do_not_move_and_a_time_budget_caps_the_steps(
-    bow_teacher: BowData, tiny_model_dir: Path, tmp_path: Path, isolated_cache: Path
+    bow_teacher: BowData, tiny_model_dir: Path, tmp_path: Path, isolated_cache: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from safetensors.numpy import load_file
 
+    # A fake clock: every call advances 10 ms, so the 3-second budget binds however fast the machine is.
+    ticks = iter(range(10**9))
+    monkeypatch.setattr(trainer_module.time, "perf_counter", lambda: next(ticks) / 100)
     config = bow_config(
         bow_teacher, tiny_model_dir, tmp_path / "s", freeze_embeddings=True, max_steps=10_000, max_minutes=0.05
     )
     result = distill(config)
-    assert result.history[-1]["step"] < 10_000  # the 3-second budget cut the plan short
+    assert 20 <= result.history[-1]["step"] < 10_000  # the budget, not max_steps, ended the run
     before = load_file(str(tiny_model_dir / "model.safetensors"))
     after = load_file(str(result.out / "model.safetensors"))
     key = next(k for k in before if "word_embeddings" in k)

@@ -65,10 +65,12 @@ def test_cli_index_errors(run_cli, teacher, tmp_path: Path) -> None:
     empty.write_text("")
     code, _, err = run_cli("index", "build", "--teacher", teacher_dir, "--docs", empty, "--out", tmp_path / "i")
     assert code == 2 and "no documents" in err
+    docs = tmp_path / "docs.jsonl"  # valid documents: only the index type is wrong
+    docs.write_text('{"id": "a", "text": "apple orchard"}\n')
     code, _, err = run_cli(
-        "index", "build", "--teacher", teacher_dir, "--docs", empty, "--out", tmp_path / "i", "--type", "annoy"
+        "index", "build", "--teacher", teacher_dir, "--docs", docs, "--out", tmp_path / "i", "--type", "annoy"
     )
-    assert code == 2
+    assert code == 2 and "annoy" in err and not (tmp_path / "i").exists()
     code, _, err = run_cli("index", "info", "--index", tmp_path)
     assert code == 2 and "not an embedkd index" in err
     code, _, err = run_cli("search", "--index", tmp_path / "nope", "q")
