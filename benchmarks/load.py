@@ -15,11 +15,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -37,6 +34,7 @@ from embedkd.data.documents import Document
 from embedkd.distill.teacher import Teacher, read_aligned_texts
 from embedkd.index import Index, build_index
 from embedkd.models import Encoder
+from embedkd.testing import LiveServer, durable_document, free_port
 
 SHORT_QUERIES = [
     "how to cook rice",
@@ -60,59 +58,6 @@ SHORT_QUERIES = [
     "world cup winners",
     "insulin resistance",
 ]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class Server:
-    def __init__(self, index: Path, student: Path, port: int, *, extra: list[str] | None = None) -> None:
-        self.url = f"http://127.0.0.1:{port}"
-        cmd = [
-            sys.executable,
-            "-m",
-            "embedkd.cli",
-            "serve",
-            "--index",
-            str(index),
-            "--student",
-            str(student),
-            "--port",
-            str(port),
-            "--device",
-            "cpu",
-            "--log-level",
-            "warning",
-            *(extra or []),
-        ]
-        self.log = tempfile.NamedTemporaryFile(prefix="embedkd-server-", suffix=".log", delete=False)
-        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
-        deadline = time.time() + 300
-        while time.time() < deadline:
-            try:
-                if httpx.get(f"{self.url}/ready", timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited: {Path(self.log.name).read_text()[-2000:]}")
-            time.sleep(0.5)
-        raise RuntimeError("server did not become ready")
-
-    def kill9(self) -> None:
-        os.killpg(self.proc.pid, signal.SIGKILL)
-        self.proc.wait()
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.kill9()
 
 
 def metric_sum(text: str, name: str, label: str) -> tuple[float, float]:
@@ -237,33 +182,9 @@ def fuzz(url: str, max_examples: int) -> dict[str, Any]:
     return {"exit code": proc.returncode, "summary": out[-3000:], "generated": int(total.group(1)) if total else None}
 
 
-SUBJECTS = (
-    "glacier", "volcano", "orchid", "falcon", "violin", "lighthouse", "cactus", "submarine", "saffron", "comet",
-    "tundra", "bamboo", "meteorite", "coral reef", "harpsichord", "pelican", "obsidian", "monsoon", "tapestry",
-    "walrus",
-)  # fmt: skip
-ASPECTS = (
-    "ice core drilling", "lava temperature", "pollination", "migration routes", "string tension", "fog signals",
-    "water storage", "sonar mapping", "harvest prices", "orbital period", "permafrost thaw", "growth rate",
-    "impact craters", "bleaching events", "keyboard repair", "fishing habits", "blade knapping", "rainfall records",
-    "dye chemistry", "tusk length",
-)  # fmt: skip
-
-
-def durable_document(i: int) -> dict[str, str]:
-    """Document ``i`` of the ingest loop: 400 distinct subject/aspect pairs, so a search for its own text finds it
-    (documents that differ only by a number are near-duplicates to an embedding model)."""
-    subject, aspect = SUBJECTS[i % len(SUBJECTS)], ASPECTS[(i // len(SUBJECTS)) % len(ASPECTS)]
-    return {
-        "id": f"durable-{i}",
-        "title": f"{subject}: {aspect}",
-        "text": f"Field note {i} on the {aspect} of the {subject}, recorded during the survey.",
-    }
-
-
 def durability(index: Path, student: Path, seconds: float) -> dict[str, Any]:
     port = free_port()
-    server = Server(index, student, port)
+    server = LiveServer(index, student, port)
     acked: list[str] = []
     stop = threading.Event()
 
@@ -285,7 +206,7 @@ def durability(index: Path, student: Path, seconds: float) -> dict[str, Any]:
     server.kill9()
     stop.set()
     thread.join()
-    restarted = Server(index, student, port)
+    restarted = LiveServer(index, student, port)
     present = searchable = 0
     with httpx.Client(base_url=restarted.url, timeout=30) as client:
         for doc_id in acked:
@@ -344,7 +265,7 @@ def main() -> None:
     print(json.dumps(results["inprocess"]), flush=True)
 
     port = free_port()
-    server = Server(index_dir, args.student, port)
+    server = LiveServer(index_dir, args.student, port)
     try:
         for model in ("student", "teacher"):
             loaded = throughput(server.url, model, args.seconds)

@@ -7,11 +7,18 @@ random and small (hidden size 32 by default, 2 layers), so a forward pass costs 
 from __future__ import annotations
 
 import json
+import os
 import random
 import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
 from pathlib import Path
 
-__all__ = ["build_tiny_beir", "build_tiny_encoder", "build_tiny_sts"]
+__all__ = ["LiveServer", "build_tiny_beir", "build_tiny_encoder", "build_tiny_sts", "durable_document", "free_port"]
 
 _TOKENIZER_FILES = ("vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
 _WORDS = (
@@ -94,3 +101,84 @@ def build_tiny_sts(path: Path, *, pairs: int = 20, seed: int = 0) -> Path:
         lines.append(f"{' '.join(words)}\t{' '.join(other)}\t{5 * (1 - changed / 8):.2f}")
     Path(path).write_text("\n".join(lines) + "\n")
     return Path(path)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class LiveServer:
+    """`embedkd serve` in a process of its own (its own session, so kill -9 reaches it all)."""
+
+    def __init__(self, index: Path, student: Path, port: int, *, extra: list[str] | None = None) -> None:
+        self.url = f"http://127.0.0.1:{port}"
+        cmd = [
+            sys.executable,
+            "-m",
+            "embedkd.cli",
+            "serve",
+            "--index",
+            str(index),
+            "--student",
+            str(student),
+            "--port",
+            str(port),
+            "--device",
+            "cpu",
+            "--log-level",
+            "warning",
+            *(extra or []),
+        ]
+        self.log = tempfile.NamedTemporaryFile(prefix="embedkd-server-", suffix=".log", delete=False)
+        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
+        import httpx
+
+        deadline = time.time() + 300
+        while time.time() < deadline:
+            try:
+                if httpx.get(f"{self.url}/ready", timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited: {Path(self.log.name).read_text()[-2000:]}")
+            time.sleep(0.5)
+        raise RuntimeError("server did not become ready")
+
+    def kill9(self) -> None:
+        os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait()
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.kill9()
+
+
+SUBJECTS = (
+    "glacier", "volcano", "orchid", "falcon", "violin", "lighthouse", "cactus", "submarine", "saffron", "comet",
+    "tundra", "bamboo", "meteorite", "coral reef", "harpsichord", "pelican", "obsidian", "monsoon", "tapestry",
+    "walrus",
+)  # fmt: skip
+ASPECTS = (
+    "ice core drilling", "lava temperature", "pollination", "migration routes", "string tension", "fog signals",
+    "water storage", "sonar mapping", "harvest prices", "orbital period", "permafrost thaw", "growth rate",
+    "impact craters", "bleaching events", "keyboard repair", "fishing habits", "blade knapping", "rainfall records",
+    "dye chemistry", "tusk length",
+)  # fmt: skip
+
+
+def durable_document(i: int) -> dict[str, str]:
+    """Document ``i`` of the ingest loop: 400 distinct subject/aspect pairs, so a search for its own text finds it
+    (documents that differ only by a number are near-duplicates to an embedding model)."""
+    subject, aspect = SUBJECTS[i % len(SUBJECTS)], ASPECTS[(i // len(SUBJECTS)) % len(ASPECTS)]
+    return {
+        "id": f"durable-{i}",
+        "title": f"{subject}: {aspect}",
+        "text": f"Field note {i} on the {aspect} of the {subject}, recorded during the survey.",
+    }
