@@ -112,8 +112,18 @@ def free_port() -> int:
 class LiveServer:
     """`embedkd serve` in a process of its own (its own session, so kill -9 reaches it all)."""
 
-    def __init__(self, index: Path, student: Path, port: int, *, extra: list[str] | None = None) -> None:
+    def __init__(
+        self,
+        index: Path,
+        student: Path,
+        port: int,
+        *,
+        extra: list[str] | None = None,
+        env: dict[str, str] | None = None,
+        api_key: str | None = None,
+    ) -> None:
         self.url = f"http://127.0.0.1:{port}"
+        self.headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         cmd = [
             sys.executable,
             "-m",
@@ -132,13 +142,15 @@ class LiveServer:
             *(extra or []),
         ]
         self.log = tempfile.NamedTemporaryFile(prefix="embedkd-server-", suffix=".log", delete=False)
-        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.proc = subprocess.Popen(
+            cmd, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True, env={**os.environ, **(env or {})}
+        )
         import httpx
 
         deadline = time.time() + 300
         while time.time() < deadline:
             try:
-                if httpx.get(f"{self.url}/ready", timeout=2).status_code == 200:
+                if httpx.get(f"{self.url}/ready", headers=self.headers, timeout=2).status_code == 200:
                     return
             except httpx.HTTPError:
                 pass
@@ -150,6 +162,9 @@ class LiveServer:
     def kill9(self) -> None:
         os.killpg(self.proc.pid, signal.SIGKILL)
         self.proc.wait()
+
+    def output(self) -> str:
+        return Path(self.log.name).read_text(errors="replace")
 
     def stop(self) -> None:
         if self.proc.poll() is None:
