@@ -147,7 +147,8 @@ def test_documents_upsert_get_delete_and_search_visibility(client: TestClient) -
     assert client.post("/documents", json={"documents": [{**doc, "id": ""}]}).status_code == 422
 
 
-def test_documents_survive_a_restart(make_client) -> None:
+def test_documents_survive_a_graceful_restart(make_client) -> None:
+    # A crash (kill -9) under load is covered by tests/service/test_live_server.py.
     first = make_client()
     doc = {"id": "persist", "text": "persistent document about glaciers"}
     assert first.post("/documents", json={"documents": [doc]}).status_code == 200
@@ -202,3 +203,20 @@ def test_student_aligned_to_another_teacher_is_refused(service_files: dict[str, 
     app = create_app(Settings(index_dir=service_files["index"], student=str(other), load_teacher=False))
     with pytest.raises(AlignmentError), TestClient(app):
         pass
+
+
+def test_every_route_but_health_needs_the_key(make_client) -> None:
+    from starlette.routing import Route
+
+    client = make_client(api_keys="k1")
+    app = client.app  # type: ignore[attr-defined]
+    # Every route the app serves: its API routes (from its OpenAPI schema, which FastAPI builds from the routers
+    # it includes) and its plain routes (/docs, /openapi.json, ...).
+    routes = [(m.upper(), path) for path, ops in app.openapi()["paths"].items() for m in ops]
+    routes += [(m, r.path) for r in app.routes if isinstance(r, Route) for m in sorted(r.methods or ()) if m != "HEAD"]
+    assert len(routes) >= 14
+    for method, template in routes:
+        path = template.replace("{doc_id}", "apple")
+        response = client.request(method, path)
+        expected = 200 if path == "/health" else 401
+        assert response.status_code == expected, (method, path, response.status_code)

@@ -64,3 +64,70 @@ def test_a_full_queue_refuses_new_work(tiny_model_dir: Path) -> None:
     asyncio.run(run())
     rejected = [s for s in metrics.registry.collect() if s.name == "embedkd_rejected"][0]
     assert any(x.value == 1 for x in rejected.samples if x.name.endswith("_total"))
+
+
+def test_a_failing_batch_fails_only_its_own_request_and_the_batcher_keeps_serving(tiny_model_dir: Path) -> None:
+    from service.batching import EncodeFailed
+
+    batcher, _ = make_batcher(tiny_model_dir)
+    real_pre = batcher.stages.pre
+
+    def pre(texts: list[str]):  # type: ignore[no-untyped-def]
+        if any("poison" in t for t in texts):
+            raise ValueError("the tokenizer choked")
+        return real_pre(texts)
+
+    batcher.stages.pre = pre  # type: ignore[method-assign]
+
+    async def run() -> list[object]:
+        await batcher.start()
+        try:
+            together = [batcher.encode(["fine one"]), batcher.encode(["poison pill"]), batcher.encode(["fine two"])]
+            results = await asyncio.gather(*together, return_exceptions=True)
+            assert batcher.healthy
+            after, _ = await batcher.encode(["served after the failure"])  # the loops are still alive
+            assert after.shape[0] == 1
+            return results
+        finally:
+            await batcher.stop()
+
+    results = asyncio.run(run())
+    assert isinstance(results[1], EncodeFailed) and results[1].bad_input
+    assert not isinstance(results[0], Exception) and not isinstance(results[2], Exception)
+
+
+def test_a_model_error_is_an_internal_error_and_a_stuck_model_times_out(tiny_model_dir: Path) -> None:
+    import time as _time
+
+    from service.batching import BatchTimeout, EncodeFailed
+
+    batcher, _ = make_batcher(tiny_model_dir, timeout_s=0.5)
+    real_core = batcher.stages.core
+    mode = {"value": "raise"}
+
+    def core(tokens):  # type: ignore[no-untyped-def]
+        if mode["value"] == "raise":
+            raise RuntimeError("out of memory")
+        if mode["value"] == "hang":
+            _time.sleep(2)
+        return real_core(tokens)
+
+    batcher.stages.core = core  # type: ignore[method-assign]
+
+    async def run() -> None:
+        await batcher.start()
+        try:
+            with pytest.raises(EncodeFailed) as info:
+                await batcher.encode(["x"])
+            assert not info.value.bad_input
+            mode["value"] = "hang"
+            with pytest.raises(BatchTimeout):
+                await batcher.encode(["y"])
+            mode["value"] = "ok"
+            await asyncio.sleep(2)  # the stuck forward finishes; the batcher goes on
+            raw, _ = await batcher.encode(["z"])
+            assert raw.shape[0] == 1
+        finally:
+            await batcher.stop()
+
+    asyncio.run(run())

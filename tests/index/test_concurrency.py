@@ -1,0 +1,156 @@
+"""Two processes on one index, a failure between the store commit and faiss, searches during a save."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from embedkd.data.documents import Document
+from embedkd.errors import InputError
+from embedkd.index import Index, IndexParams, build_index
+from embedkd.index.faiss import FaissIndex
+from embedkd.testing import durable_document
+
+from .conftest import make_docs
+
+WRITER = textwrap.dedent(
+    """
+    import json, sys
+    from embedkd.distill.teacher import Teacher
+    from embedkd.index import Index
+    from embedkd.data.documents import Document
+    from embedkd.testing import durable_document
+
+    folder, teacher_dir, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    teacher = Teacher.from_model(teacher_dir)
+    embed = lambda texts: teacher.embeddings(texts, progress=False)
+    index = Index.open(folder)
+    print("open", flush=True)
+    for i in range(n):
+        index.upsert([Document(**durable_document(i))], embed)
+        print(json.dumps({"acked": f"durable-{i}"}), flush=True)
+        if i % 7 == 0:
+            index.save()
+    index.close()
+    """
+)
+
+
+@pytest.mark.slow
+def test_a_writer_process_beside_readers_loses_nothing_and_writes_no_zero_vector(
+    teacher, embed, tmp_path: Path, tiny_model_factory
+) -> None:
+    folder = tmp_path / "idx"
+    build_index(folder, make_docs(20), teacher=teacher.ref, embed=embed, progress=False).close()
+    teacher_dir = str(tiny_model_factory(hidden=48, seed=1))
+    proc = subprocess.Popen(
+        [sys.executable, "-c", WRITER, str(folder), teacher_dir, "60"], stdout=subprocess.PIPE, text=True
+    )
+    assert proc.stdout is not None
+    assert proc.stdout.readline().strip() == "open"
+    with pytest.raises(InputError, match="open for writing"):  # a second writer is refused, not interleaved
+        Index.open(folder)
+    reads = 0
+    while proc.poll() is None:  # what `embedkd index info` and `embedkd search` do, meanwhile
+        with Index.open(folder, readonly=True) as reader:
+            reader.info()
+            reader.search(embed(["field note on the survey"]), 5)
+        reads += 1
+    acked = [json.loads(line)["acked"] for line in proc.stdout if line.startswith("{")]
+    assert proc.returncode == 0 and reads >= 3
+    assert len(acked) == 60
+
+    with Index.open(folder) as index:
+        vectors = index.store.vectors()
+        live = index.store.live_chunk_ids()
+        assert not np.any(np.all(vectors[live] == 0, axis=1))  # no zero-filled row
+        for i in range(60):
+            doc = durable_document(i)
+            assert index.store.document(doc["id"]) is not None
+            hits = index.search(embed([f"{doc['title']} {doc['text']}"]), 1)[0]
+            assert hits[0].id == doc["id"]
+        assert index.vectors.ntotal == index.store.counts()["chunks"]
+
+
+def test_a_failure_between_the_store_commit_and_faiss_is_replayed(
+    teacher, embed, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = tmp_path / "idx"
+    index = build_index(folder, make_docs(20), teacher=teacher.ref, embed=embed, progress=False)
+    real_add = FaissIndex.add
+
+    def broken(self: FaissIndex, vectors: np.ndarray, ids: np.ndarray) -> None:
+        raise RuntimeError("faiss failed after the commit")
+
+    monkeypatch.setattr(FaissIndex, "add", broken)
+    with pytest.raises(RuntimeError, match="after the commit"):
+        index.upsert([Document(id="late", text="zebra quartz zebra")], embed)
+    monkeypatch.setattr(FaissIndex, "add", real_add)
+    index.save()  # must record the generation faiss has applied, not the store's
+    index.close()
+
+    with Index.open(folder) as reopened:
+        assert reopened.search(embed(["zebra quartz zebra"]), 1)[0][0].id == "late"
+
+    # In the same process, the next write replays the gap too.
+    index = Index.open(folder)
+    monkeypatch.setattr(FaissIndex, "add", broken)
+    with pytest.raises(RuntimeError):
+        index.upsert([Document(id="gap", text="umbrella vortex umbrella")], embed)
+    monkeypatch.setattr(FaissIndex, "add", real_add)
+    index.upsert([Document(id="next", text="lantern meadow")], embed)
+    assert index.search(embed(["umbrella vortex umbrella"]), 1)[0][0].id == "gap"
+    index.close()
+
+
+def test_info_and_search_open_read_only_and_change_nothing(teacher, embed, tmp_path: Path) -> None:
+    folder = tmp_path / "idx"
+    index = build_index(folder, make_docs(20), teacher=teacher.ref, embed=embed, progress=False)
+    index.upsert([Document(id="unsaved", text="comet harbor")], embed)  # committed, faiss file not saved
+    before = {p.name: p.stat().st_mtime_ns for p in folder.iterdir()}
+    with Index.open(folder, readonly=True) as reader:
+        assert reader.search(embed(["comet harbor"]), 1)[0][0].id == "unsaved"  # replayed in memory
+        with pytest.raises(InputError, match="read-only"):
+            reader.delete(["d1"])
+    after = {p.name: p.stat().st_mtime_ns for p in folder.iterdir()}
+    assert {k: v for k, v in after.items() if not k.startswith("docstore.sqlite")} == {
+        k: v for k, v in before.items() if not k.startswith("docstore.sqlite")
+    }
+    index.close()
+
+
+def test_searches_are_answered_while_a_save_runs(teacher, embed, tmp_path: Path, monkeypatch) -> None:
+    folder = tmp_path / "idx"
+    index = build_index(
+        folder, make_docs(50), teacher=teacher.ref, embed=embed, params=IndexParams(kind="hnsw"), progress=False
+    )  # type: ignore[arg-type]
+    index.upsert([Document(id="x", text="apple")], embed)
+    release = threading.Event()
+    real_serialize = FaissIndex.serialize
+
+    def slow_serialize(self: FaissIndex) -> bytes:
+        data = real_serialize(self)
+        release.wait(10)  # a save that takes as long as the test wants
+        return data
+
+    monkeypatch.setattr(FaissIndex, "serialize", slow_serialize)
+    saver = threading.Thread(target=index.save)
+    saver.start()
+    time.sleep(0.2)
+    answered = 0
+    started = time.monotonic()
+    while answered < 20 and time.monotonic() - started < 5:
+        assert index.search(embed(["apple river"]), 3)[0]
+        answered += 1
+    release.set()
+    saver.join()
+    assert answered == 20  # all while the save was still holding its snapshot
+    index.close()
