@@ -28,7 +28,11 @@ def file_lines(path: Path) -> list[str]:
     Not ``str.splitlines()``: that also splits at U+2028, U+0085 and other characters that are valid inside
     a JSON string or a line of text.
     """
-    return [line[:-1] if line.endswith("\r") else line for line in read_text_file(path).split("\n")]
+    text = read_text_file(path)
+    if not text:
+        return []
+    lines = text[:-1].split("\n") if text.endswith("\n") else text.split("\n")
+    return [line[:-1] if line.endswith("\r") else line for line in lines]
 
 
 def iter_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:

@@ -1,0 +1,27 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from embedkd.data.beir import load_qrels
+from embedkd.data.jsonl import file_lines, iter_jsonl
+
+
+def test_lines_split_at_newlines_only(tmp_path: Path) -> None:
+    path = tmp_path / "t.jsonl"
+    # U+2028 and U+0085 are legal inside a JSON string; str.splitlines() would cut the record in two
+    records = [{"text": "one\u2028line"}, {"text": "next\u0085line"}]
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
+    assert [r for _, r in iter_jsonl(path)] == records
+    path.write_text("a\r\nb\n")
+    assert file_lines(path) == ["a", "b"]
+    path.write_text("a\nb")
+    assert file_lines(path) == ["a", "b"]
+    path.write_text("")
+    assert file_lines(path) == []
+
+
+def test_qrels_with_a_final_newline(tmp_path: Path) -> None:
+    (tmp_path / "qrels").mkdir()
+    (tmp_path / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\nq1\td1\t1\n")
+    assert load_qrels(tmp_path, "test") == {"q1": {"d1": 1}}
