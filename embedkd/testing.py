@@ -15,10 +15,21 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-__all__ = ["LiveServer", "build_tiny_beir", "build_tiny_encoder", "build_tiny_sts", "durable_document", "free_port"]
+__all__ = [
+    "LiveServer",
+    "build_tiny_beir",
+    "build_tiny_encoder",
+    "build_tiny_sts",
+    "durable_document",
+    "free_port",
+    "kill9_under_mixed_load",
+]
 
 _TOKENIZER_FILES = ("vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
 _WORDS = (
@@ -196,4 +207,111 @@ def durable_document(i: int) -> dict[str, str]:
         "id": f"durable-{i}",
         "title": f"{subject}: {aspect}",
         "text": f"Field note {i} on the {aspect} of the {subject}, recorded during the survey.",
+    }
+
+
+def kill9_under_mixed_load(
+    start: Callable[[], LiveServer], index: Path, *, min_acked: int = 40, min_deleted: int = 5, limit_s: float = 60
+) -> dict[str, int]:
+    """Upserts (3 clients), deletes (1) and searches (2) against a server until ``min_acked`` upserts and
+    ``min_deleted`` deletes are acknowledged (or ``limit_s`` passes), then kill -9, restart, and count:
+    acknowledged writes lost or unsearchable, acknowledged deletes that came back (phantoms), 5xx answers,
+    and whether faiss and the store agree."""
+    import httpx
+
+    from embedkd.index import Index
+
+    server = start()
+    acked: dict[str, dict[str, str]] = {}
+    deleted: set[str] = set()
+    lock = threading.Lock()
+    stop = threading.Event()
+    errors: list[int] = []
+    requests = [0]
+
+    def call(client: httpx.Client, method: str, path: str, **kwargs: Any) -> httpx.Response | None:
+        try:
+            response = client.request(method, path, **kwargs)
+        except httpx.HTTPError:
+            return None  # the server is gone
+        requests[0] += 1
+        if response.status_code >= 500:
+            errors.append(response.status_code)
+        return response
+
+    def writer(offset: int) -> None:
+        i = offset
+        with httpx.Client(base_url=server.url, timeout=30) as client:
+            while not stop.is_set():
+                doc = durable_document(i)
+                response = call(client, "POST", "/documents", json={"documents": [doc]})
+                if response is None:
+                    return
+                if response.status_code == 200:
+                    with lock:
+                        acked[doc["id"]] = doc
+                i += 3
+
+    def deleter() -> None:
+        rng = random.Random(0)
+        with httpx.Client(base_url=server.url, timeout=30) as client:
+            while not stop.is_set():
+                with lock:
+                    candidates = sorted(set(acked) - deleted)
+                if len(candidates) < 4:
+                    time.sleep(0.05)
+                    continue
+                doc_id = rng.choice(candidates)
+                response = call(client, "DELETE", f"/documents/{doc_id}")
+                if response is None:
+                    return
+                if response.status_code == 200:
+                    with lock:
+                        deleted.add(doc_id)
+
+    def searcher() -> None:
+        with httpx.Client(base_url=server.url, timeout=30) as client:
+            while not stop.is_set():
+                if call(client, "POST", "/search", json={"query": "field note survey", "k": 5}) is None:
+                    return
+
+    threads = [threading.Thread(target=writer, args=(i,)) for i in range(3)]
+    threads += [threading.Thread(target=deleter), threading.Thread(target=searcher), threading.Thread(target=searcher)]
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + limit_s
+    while time.monotonic() < deadline and (len(acked) < min_acked or len(deleted) < min_deleted):
+        time.sleep(0.2)
+    server.kill9()
+    stop.set()
+    for thread in threads:
+        thread.join()
+
+    lost = unsearchable = phantoms = 0
+    restarted = start()
+    try:
+        with httpx.Client(base_url=restarted.url, timeout=30) as client:
+            for doc_id, doc in acked.items():
+                got = client.get(f"/documents/{doc_id}")
+                body = {"query": f"{doc['title']} {doc['text']}", "mode": "teacher", "k": 3}
+                hits = [h["id"] for h in client.post("/search", json=body).json()["results"][0]["hits"]]
+                if doc_id in deleted:
+                    phantoms += got.status_code != 404 or doc_id in hits
+                else:
+                    lost += got.status_code != 200
+                    unsearchable += not hits or hits[0] != doc_id
+    finally:
+        restarted.stop()
+    with Index.open(index, readonly=True) as opened:
+        faiss_vectors, chunks = opened.vectors.ntotal, opened.store.counts()["chunks"]
+    return {
+        "requests": requests[0],
+        "server errors": len(errors),
+        "acknowledged upserts": len(acked),
+        "acknowledged deletes": len(deleted),
+        "lost": lost,
+        "unsearchable": unsearchable,
+        "phantoms": phantoms,
+        "faiss vectors": faiss_vectors,
+        "store chunks": chunks,
     }

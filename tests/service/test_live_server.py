@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import random
 import shutil
 import signal
 import threading
@@ -12,8 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from embedkd.index import Index
-from embedkd.testing import LiveServer, durable_document, free_port
+from embedkd.testing import LiveServer, free_port, kill9_under_mixed_load
 
 pytestmark = pytest.mark.slow
 
@@ -90,88 +88,8 @@ def test_sigterm_ends_the_server_in_bounded_time_with_requests_in_flight(service
 
 
 def test_kill9_under_mixed_load_loses_no_acknowledged_write(service_files, index_copy: Path) -> None:
-    server = serve(service_files, index_copy)
-    acked: dict[str, dict[str, str]] = {}
-    deleted: set[str] = set()
-    lock = threading.Lock()
-    stop = threading.Event()
-    errors: list[int] = []
-
-    def writer(offset: int) -> None:
-        i = offset
-        with httpx.Client(base_url=server.url, timeout=30) as client:
-            while not stop.is_set():
-                doc = durable_document(i)
-                try:
-                    response = client.post("/documents", json={"documents": [doc]})
-                except httpx.HTTPError:
-                    return  # the server is gone
-                if response.status_code == 200:
-                    with lock:
-                        acked[doc["id"]] = doc
-                elif response.status_code >= 500:
-                    errors.append(response.status_code)
-                i += 3
-
-    def deleter() -> None:
-        rng = random.Random(0)
-        with httpx.Client(base_url=server.url, timeout=30) as client:
-            while not stop.is_set():
-                with lock:
-                    candidates = sorted(set(acked) - deleted)
-                if len(candidates) < 4:
-                    time.sleep(0.05)
-                    continue
-                doc_id = rng.choice(candidates)
-                try:
-                    response = client.delete(f"/documents/{doc_id}")
-                except httpx.HTTPError:
-                    return
-                if response.status_code == 200:
-                    with lock:
-                        deleted.add(doc_id)
-
-    def searcher() -> None:
-        with httpx.Client(base_url=server.url, timeout=30) as client:
-            while not stop.is_set():
-                try:
-                    response = client.post("/search", json={"query": "field note survey", "k": 5})
-                except httpx.HTTPError:
-                    return
-                if response.status_code >= 500:
-                    errors.append(response.status_code)
-
-    threads = [threading.Thread(target=writer, args=(i,)) for i in range(3)]
-    threads += [threading.Thread(target=deleter), threading.Thread(target=searcher), threading.Thread(target=searcher)]
-    for thread in threads:
-        thread.start()
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and (len(acked) < 40 or len(deleted) < 5):
-        time.sleep(0.2)
-    server.kill9()
-    stop.set()
-    for thread in threads:
-        thread.join()
-    assert not errors, errors
-    assert len(acked) >= 40 and len(deleted) >= 5, (len(acked), len(deleted))
-
-    restarted = serve(service_files, index_copy)
-    try:
-        with httpx.Client(base_url=restarted.url, timeout=30) as client:
-            for doc_id, doc in acked.items():
-                got = client.get(f"/documents/{doc_id}")
-                if doc_id in deleted:
-                    assert got.status_code == 404, doc_id  # a phantom: an acknowledged delete came back
-                    continue
-                assert got.status_code == 200, doc_id  # a lost acknowledged write
-                body = {"query": f"{doc['title']} {doc['text']}", "mode": "teacher", "k": 3}
-                hits = client.post("/search", json=body).json()["results"][0]["hits"]
-                assert hits and hits[0]["id"] == doc_id, (doc_id, hits[:1])
-            for doc_id in deleted:
-                body = {"query": f"{acked[doc_id]['title']} {acked[doc_id]['text']}", "mode": "teacher", "k": 10}
-                hits = client.post("/search", json=body).json()["results"][0]["hits"]
-                assert doc_id not in {h["id"] for h in hits}
-    finally:
-        restarted.stop()
-    with Index.open(index_copy, readonly=True) as index:  # faiss agrees with the store
-        assert index.vectors.ntotal == index.store.counts()["chunks"]
+    result = kill9_under_mixed_load(lambda: serve(service_files, index_copy), index_copy, min_acked=40, min_deleted=5)
+    assert result["server errors"] == 0, result
+    assert result["acknowledged upserts"] >= 40 and result["acknowledged deletes"] >= 5, result
+    assert result["lost"] == 0 and result["unsearchable"] == 0 and result["phantoms"] == 0, result
+    assert result["faiss vectors"] == result["store chunks"], result
