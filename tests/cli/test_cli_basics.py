@@ -4,6 +4,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 
 def test_models_lists_known_models(run_cli) -> None:
@@ -56,3 +57,23 @@ def test_encode_bad_inputs_exit_cleanly(run_cli, tiny_model_dir: Path, tmp_path:
     good.write_text("hello\n")
     code, _, err = run_cli("encode", "-m", "acme/no-such-model", "-i", good)
     assert code == 3 and "acme/no-such-model" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        ([], "Usage"),
+        (["search", "q"], "Missing option"),
+        (["--bogus"], "No such option"),
+        (["serve", "--index", "x", "--port", "abc"], "Invalid value"),
+        (["index", "build", "--nope"], "No such option"),
+    ],
+)
+def test_usage_errors_of_the_real_entry_point_are_short(args: list[str], fragment: str) -> None:
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "embedkd.cli", *args], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    assert fragment in proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr and len(proc.stderr.splitlines()) < 15

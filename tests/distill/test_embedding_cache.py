@@ -85,3 +85,15 @@ def test_overwrite_replaces_rows_and_survives_reopening(tmp_path: Path) -> None:
     assert cache.add(["a"], np.ones((1, 4), dtype=np.float32)) == 0
     assert cache.add(["a"], np.ones((1, 4), dtype=np.float32), overwrite=True) == 1
     np.testing.assert_allclose(make(tmp_path / "c").get(["a", "b"]), [[0.5] * 4, [0, 1, 0, 0]], atol=1e-3)
+
+
+def test_opening_and_adding_never_rewrite_the_key_table(tmp_path: Path) -> None:
+    cache = make(tmp_path / "c", dim=8)
+    cache.add(["a", "b"], np.eye(2, 8, dtype=np.float32))
+    keys = tmp_path / "c" / "keys.txt"
+    inode, size = keys.stat().st_ino, keys.stat().st_size
+    reopened = make(tmp_path / "c", dim=8)
+    reopened.add(["c"], np.eye(1, 8, dtype=np.float32))
+    assert keys.stat().st_ino == inode  # appended in place, not rewritten
+    assert keys.stat().st_size == size + 33
+    assert make(tmp_path / "c", dim=8).missing(["a", "b", "c", "d"]) == ["d"]

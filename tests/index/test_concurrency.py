@@ -154,3 +154,14 @@ def test_searches_are_answered_while_a_save_runs(teacher, embed, tmp_path: Path,
     saver.join()
     assert answered == 20  # all while the save was still holding its snapshot
     index.close()
+
+
+def test_a_damaged_state_file_is_an_error_that_says_how_to_recover(teacher, embed, tmp_path: Path) -> None:
+    folder = tmp_path / "idx"
+    build_index(folder, make_docs(10), teacher=teacher.ref, embed=embed, progress=False).close()
+    (folder / "index.state.json").write_text("{not json")
+    with pytest.raises(InputError, match="delete index.state.json"):
+        Index.open(folder)
+    (folder / "index.state.json").unlink()  # the documented recovery: rebuilt from the store
+    with Index.open(folder) as index:
+        assert len(index) == 10 and index.vectors.ntotal == index.store.counts()["chunks"]

@@ -220,3 +220,46 @@ def test_every_route_but_health_needs_the_key(make_client) -> None:
         response = client.request(method, path)
         expected = 200 if path == "/health" else 401
         assert response.status_code == expected, (method, path, response.status_code)
+
+
+def test_a_chunked_oversize_body_is_413(make_client) -> None:
+    client = make_client(max_body_bytes=2048)
+
+    def chunks():  # no Content-Length: the body arrives chunked
+        yield b'{"inputs": "'
+        for _ in range(10):
+            yield b"x" * 1000
+        yield b'"}'
+
+    response = client.post("/embed", content=chunks(), headers={"content-type": "application/json"})
+    assert response.status_code == 413 and "larger than 2048" in response.text
+    small = client.post(
+        "/embed", content=iter([b'{"inputs": ', b'"ok"}']), headers={"content-type": "application/json"}
+    )
+    assert small.status_code == 200
+
+
+def test_the_periodic_saver_survives_a_failing_save_and_shutdown_still_closes(make_client, monkeypatch) -> None:
+    import time
+
+    from embedkd.index import Index
+
+    failures = {"n": 0}
+    real_save = Index.save
+
+    def flaky(self: Index) -> None:
+        if failures["n"] < 2:
+            failures["n"] += 1
+            raise RuntimeError("faiss could not write")  # faiss raises RuntimeError, not OSError
+        real_save(self)
+
+    monkeypatch.setattr(Index, "save", flaky)
+    client = make_client(save_interval_s=0.05)
+    state = client.app.state.embedkd  # type: ignore[attr-defined]
+    assert client.post("/documents", json={"documents": [{"id": "s", "text": "saved later"}]}).status_code == 200
+    deadline = time.monotonic() + 10
+    while state.index.unsaved and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert failures["n"] == 2 and state.index.unsaved == 0  # it failed twice, kept going, then saved
+    metrics = client.get("/metrics").text
+    assert "embedkd_index_save_failures_total 2.0" in metrics
