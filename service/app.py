@@ -83,8 +83,8 @@ def _load(state: AppState) -> None:
         teacher = Encoder.load(settings.teacher or index.teacher.name, device=device)
         check_alignment(teacher, index, RetrievalMode.TEACHER, force=settings.force_alignment)
         state.teacher = teacher
-        cache = Teacher.from_model(str(teacher.path), device=device)
-        cache._encoder = teacher  # share the loaded weights
+        # The index's precision for new document vectors; the loaded weights are shared, not loaded twice.
+        cache = Teacher.from_encoder(teacher, precision=index.manifest.precision)
         state.teacher_cache = cache
     counts = index.store.counts()
     state.metrics.index_documents.set(counts["documents"])

@@ -31,7 +31,9 @@ def teacher_embedder(index_or_teacher: Index | str, *, device: str, batch_size: 
     """Teacher embeddings through the shared cache; checks the teacher still has the index's weights."""
     if isinstance(index_or_teacher, Index):
         expected = index_or_teacher.teacher
-        teacher = Teacher.from_model(expected.name, device=device)
+        # New vectors in the precision of those already indexed: precisions are never mixed in one index.
+        precision = index_or_teacher.manifest.precision
+        teacher = Teacher.from_model(expected.name, device=device, precision=precision)
         if teacher.ref.fingerprint != expected.fingerprint:
             raise AlignmentError(
                 f"teacher {expected.name} on this machine has weights {teacher.ref.fingerprint[:12]}…, but the "
@@ -59,6 +61,13 @@ def build_command(
     overlap: Annotated[int, typer.Option(min=0)] = 64,
     batch_size: BatchSize = 64,
     device: Device = "auto",
+    precision: Annotated[
+        str,
+        typer.Option(
+            help="Teacher precision: auto (bf16 where the hardware has it natively: 1.6-2.5x faster on CPUs with "
+            "AMX/AVX512-BF16, mean cosine 0.99998 to fp32), fp32, bf16, fp16 (CUDA). Recorded in the manifest."
+        ),
+    ] = "auto",
     progress: Progress = True,
 ) -> None:
     """Embed documents with the teacher (cached, resumable) and write a new index folder."""
@@ -73,7 +82,7 @@ def build_command(
         rescore=rescore,
     )
     device = resolve_device(device)
-    embed_teacher = Teacher.from_model(teacher, device=device)
+    embed_teacher = Teacher.from_model(teacher, device=device, precision=precision)
     start = time.perf_counter()
     index = build_index(
         out,
@@ -86,6 +95,7 @@ def build_command(
         overlap=overlap,
         progress=progress,
         device=device,
+        precision=embed_teacher.precision,
     )
     seconds = time.perf_counter() - start
     info = index.info()

@@ -119,6 +119,23 @@ class Teacher:
         return cls(ref, model_path=path, device=device, cache_root=cache_root, precision=precision)
 
     @classmethod
+    def from_encoder(cls, encoder: Encoder, *, precision: str | None = None, cache_root: Path | None = None) -> Teacher:
+        """A teacher around an already loaded encoder (its weights are shared, not loaded again).
+
+        ``precision`` (default: the encoder's) picks the cache; the shared weights then run in it.
+        """
+        ref = encoder.as_teacher()
+        teacher = cls(
+            ref,
+            model_path=encoder.path,
+            device=encoder.device,
+            cache_root=cache_root,
+            precision=precision or encoder.precision,
+        )
+        teacher._encoder = encoder.with_precision(teacher.precision)
+        return teacher
+
+    @classmethod
     def black_box(
         cls, name: str, *, dimension: int, fingerprint: str | None = None, cache_root: Path | None = None
     ) -> Teacher:

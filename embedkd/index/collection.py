@@ -108,8 +108,9 @@ class Index:
         overlap: int = 64,
         chunking: bool = True,
         device: str = "cpu",
+        precision: str = "fp32",
     ) -> Index:
-        """An empty index in a new folder."""
+        """An empty index in a new folder; ``precision`` records what the teacher computes its vectors in."""
         folder = Path(folder)
         if (folder / "manifest.json").exists():
             raise InputError(f"{folder} already holds an index; open it, or choose another folder")
@@ -123,6 +124,7 @@ class Index:
                 "max_tokens": chunk_tokens or teacher.max_seq_length or 512,
                 "overlap": overlap,
             },
+            precision=precision,
         )
         folder.mkdir(parents=True, exist_ok=True)
         writer = FolderLock(folder, what="index")
@@ -473,6 +475,7 @@ def build_index(
     batch_docs: int = 2048,
     progress: bool = True,
     device: str = "cpu",
+    precision: str = "fp32",
 ) -> Index:
     """Build a new index folder atomically: everything is written to a temp folder, then renamed."""
     folder = Path(folder)
@@ -490,6 +493,7 @@ def build_index(
             chunk_tokens=chunk_tokens,
             overlap=overlap,
             device=device,
+            precision=precision,
         )
         chunks = [index.chunk(doc) for doc in tqdm(docs, desc="chunking", unit="doc", disable=not progress)]
         texts = [c.encode_text for doc_chunks in chunks for c in doc_chunks]

@@ -30,6 +30,8 @@ class IndexManifest:
     chunking: dict[str, Any]  # {"max_tokens": .., "overlap": .., "enabled": ..}
     metric: str = "inner_product"
     normalized: bool = True
+    precision: str = "fp32"  # what the teacher computed the vectors in; later writes use the same
+
     counts: dict[str, int] = field(default_factory=dict)
     created_at: str = field(default_factory=_now)
     updated_at: str = field(default_factory=_now)
@@ -56,6 +58,7 @@ class IndexManifest:
                 chunking=dict(data["chunking"]),
                 metric=data.get("metric", "inner_product"),
                 normalized=bool(data.get("normalized", True)),
+                precision=str(data.get("precision", "fp32")),
                 counts=dict(data.get("counts") or {}),
                 created_at=data.get("created_at", ""),
                 updated_at=data.get("updated_at", ""),

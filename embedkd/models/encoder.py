@@ -75,6 +75,21 @@ class Encoder:
             precision=precision,
         )
 
+    def with_precision(self, precision: str) -> Encoder:
+        """This model (the same weights, not a copy) running in another precision; itself if it already does."""
+        if resolve_precision(precision, self.device) == self.precision:
+            return self
+        other = Encoder(
+            self.model,
+            name=self.name,
+            path=self.path,
+            fingerprint=self.fingerprint,
+            manifest=self.manifest,
+            precision=precision,
+        )
+        other._lock = self._lock  # one forward at a time on the shared weights
+        return other
+
     # ------------------------------------------------------------------ facts
     @property
     def dimension(self) -> int:

@@ -76,3 +76,23 @@ def test_cli_index_errors(run_cli, teacher, tmp_path: Path) -> None:
     code, _, err = run_cli("search", "--index", tmp_path / "nope", "q")
     assert code == 2
     assert not (tmp_path / "i").exists()
+
+
+def test_index_records_the_teacher_precision_and_later_writes_use_it(run_cli, teacher, tmp_path: Path) -> None:
+    from embedkd.index.manifest import IndexManifest
+
+    docs = tmp_path / "docs.jsonl"
+    docs.write_text('{"id": "a", "text": "apple orchard"}\n')
+    out = tmp_path / "i"
+    code, _, err = run_cli(
+        "index", "build", "--teacher", str(teacher.model_path), "--docs", docs, "--out", out, "--precision", "bf16"
+    )
+    assert code == 0, err
+    assert IndexManifest.read(out).precision == "bf16"
+    more = tmp_path / "more.jsonl"
+    more.write_text('{"id": "b", "text": "river delta"}\n')
+    assert run_cli("index", "add", "--index", out, "--docs", more)[0] == 0
+    # the added document went through the bf16 cache of the teacher, the one the index was built with
+    bf16 = teacher.cache_for("document", precision="bf16")
+    assert "river delta" in bf16
+    assert "river delta" not in teacher.cache_for("document", precision="fp32")
