@@ -431,6 +431,7 @@ class _Distiller:
                 checkpoint(metrics)
                 eval_elapsed += time.perf_counter() - eval_started
         bar.close()
+        self.timings["train_seconds_total"] = resumed_seconds + time.perf_counter() - start  # across --resume
         return time.perf_counter() - start
 
     def _fit_budget(self, planned: int, step: int, done: int, train_s: float, eval_s: float, already: float) -> int:
