@@ -193,8 +193,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
 
 def _install_error_handlers(app: FastAPI) -> None:
-    def reply(request: Request, status: int, message: str, kind: str, headers: dict[str, str] | None = None) -> Any:
-        return JSONResponse(error_body(request.url.path, status, message, kind), status_code=status, headers=headers)
+    def reply(
+        request: Request,
+        status: int,
+        message: str,
+        kind: str,
+        headers: dict[str, str] | None = None,
+        param: str | None = None,
+    ) -> Any:
+        openai = request.url.path.startswith("/v1/")
+        if openai and status == 422:
+            status = 400  # OpenAI answers 400 for any request it cannot process
+        body = error_body(request.url.path, status, message, kind, param)
+        return JSONResponse(body, status_code=status, headers=headers)
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> Any:
@@ -206,7 +217,8 @@ def _install_error_handlers(app: FastAPI) -> None:
         if request.url.path.startswith("/v1/"):
             first = exc.errors()[0] if exc.errors() else {}
             where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
-            return reply(request, 422, f"{where}: {first.get('msg', 'invalid request')}", "invalid_request_error")
+            message = f"{where}: {first.get('msg', 'invalid request')}"
+            return reply(request, 400, message, "invalid_request_error", param=where.split(".")[0] or None)
         return JSONResponse({"detail": jsonable_errors(exc)}, status_code=422)
 
     @app.exception_handler(Overloaded)

@@ -40,10 +40,23 @@ async def send_json(
     await send({"type": "http.response.body", "body": payload})
 
 
-def error_body(path: str, status: int, message: str, kind: str) -> dict[str, Any]:
-    """OpenAI-shaped errors under /v1, FastAPI's ``{"detail": ...}`` elsewhere."""
+_OPENAI_CODES = {
+    400: "invalid_request_error",
+    401: "invalid_api_key",
+    403: "invalid_api_key",
+    404: "model_not_found",
+    413: "request_too_large",
+    429: "rate_limit_exceeded",
+    500: "server_error",
+    503: "overloaded",
+}
+
+
+def error_body(path: str, status: int, message: str, kind: str, param: str | None = None) -> dict[str, Any]:
+    """OpenAI-shaped errors under /v1 (a string ``code``), FastAPI's ``{"detail": ...}`` elsewhere."""
     if path.startswith("/v1/"):
-        return {"error": {"message": message, "type": kind, "param": None, "code": status}}
+        code = _OPENAI_CODES.get(status, "server_error" if status >= 500 else "invalid_request_error")
+        return {"error": {"message": message, "type": kind, "param": param, "code": code}}
     return {"detail": message}
 
 
@@ -67,7 +80,10 @@ class AuthMiddleware:
             await send_json(send, 401, body, [(b"www-authenticate", b"Bearer")])
             return
         if not any(hmac.compare_digest(token.strip(), key) for key in self.keys):
-            await send_json(send, 403, error_body(scope["path"], 403, "invalid API key", "permission_error"))
+            # OpenAI answers a wrong key with 401 (its clients raise AuthenticationError); elsewhere 403.
+            status = 401 if scope["path"].startswith("/v1/") else 403
+            kind = "authentication_error" if status == 401 else "permission_error"
+            await send_json(send, status, error_body(scope["path"], status, "invalid API key", kind))
             return
         await self.app(scope, receive, send)
 

@@ -82,10 +82,17 @@ class EmbedResponse(BaseModel):
 
 
 class OpenAIEmbeddingsRequest(_ValidText):
-    """OpenAI's embeddings request; unknown fields (``user``, ...) are accepted and ignored."""
+    """OpenAI's embeddings request; unknown fields (``user``, ...) are accepted and ignored.
+
+    ``input`` may be token ids (one list, or a list of lists), as LangChain's ``OpenAIEmbeddings`` sends by
+    default; they are decoded with the model's own tokenizer. ``input_type`` (an extension, as in Cohere's
+    and Voyage's APIs) picks the query or document side; without it the student embeds queries and the
+    teacher documents.
+    """
 
     input: str | list[str] | list[int] | list[list[int]]
     model: str
+    input_type: Literal["query", "document"] | None = None
     dimensions: int | None = Field(default=None, ge=1)
     encoding_format: Literal["float", "base64"] = "float"
     user: str | None = None

@@ -30,7 +30,9 @@ class Settings(BaseSettings):
         default=0.0, ge=0, le=1000, description="Extra wait for a batch to fill while the model is idle."
     )
     max_queue: int = Field(default=2048, ge=1, description="Queued texts per model before answering 503.")
-    max_inputs: int = Field(default=256, ge=1, description="Texts per /embed or /v1/embeddings request.")
+    max_inputs: int = Field(
+        default=2048, ge=1, description="Texts per /embed or /v1/embeddings request (OpenAI accepts 2,048)."
+    )
     max_input_chars: int = Field(default=16_384, ge=1, description="Characters per input text.")
     max_documents: int = Field(default=256, ge=1, description="Documents per /documents request.")
     max_document_chars: int = Field(default=1_000_000, ge=1)

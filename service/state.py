@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,6 +29,7 @@ class AppState:
     writes: asyncio.Semaphore | None = None
     pending_writes: int = 0
     ready: bool = False
+    started_at: float = field(default_factory=time.time)
     info: dict[str, Any] = field(default_factory=dict)
 
     def model_names(self) -> dict[str, str]:

@@ -53,7 +53,7 @@ def test_embed_shapes_options_and_formats(client: TestClient) -> None:
     ("body", "status", "fragment"),
     [
         ({"inputs": []}, 422, "at least one"),
-        ({"inputs": ["x"] * 300}, 413, "at most 256"),
+        ({"inputs": ["x"] * 2049}, 413, "at most 2048"),
         ({"inputs": "x" * 20_000}, 413, "characters"),
         ({"inputs": "x", "dimensions": 49}, 422, "between 1 and 48"),
         ({"inputs": "x", "dimensions": 0}, 422, ""),
@@ -88,11 +88,41 @@ def test_openai_contract(client: TestClient) -> None:
 
     missing = client.post("/v1/embeddings", json={"input": "x", "model": "text-embedding-3-large"})
     assert missing.status_code == 404
-    assert "text-embedding-3-large" in missing.json()["error"]["message"]
-    tokens = client.post("/v1/embeddings", json={"input": [1, 2, 3], "model": "student"})
-    assert tokens.status_code == 422 and "token-id" in tokens.json()["error"]["message"]
+    error = missing.json()["error"]
+    assert "text-embedding-3-large" in error["message"] and error["code"] == "model_not_found"
     invalid = client.post("/v1/embeddings", json={"model": "student"})
-    assert invalid.status_code == 422 and "error" in invalid.json()
+    assert invalid.status_code == 400 and invalid.json()["error"]["code"] == "invalid_request_error"
+    assert invalid.json()["error"]["param"] == "input"
+
+
+def test_openai_token_ids_input_type_and_model_list(client: TestClient) -> None:
+    from transformers import AutoTokenizer
+
+    student_path = client.get("/models").json()["student"]["path"]
+    ids = AutoTokenizer.from_pretrained(student_path)("apple orchard harvest", add_special_tokens=False)["input_ids"]
+    as_text = client.post("/v1/embeddings", json={"input": "apple orchard harvest", "model": "student"}).json()
+    for body in ({"input": ids, "model": "student"}, {"input": [ids, ids], "model": "student"}):
+        got = client.post("/v1/embeddings", json=body)  # what LangChain's OpenAIEmbeddings sends by default
+        assert got.status_code == 200, got.text
+        for row in got.json()["data"]:
+            np.testing.assert_allclose(row["embedding"], as_text["data"][0]["embedding"], atol=1e-5)
+    bad = client.post("/v1/embeddings", json={"input": [10**9], "model": "student"})
+    assert bad.status_code == 400 and "outside" in bad.json()["error"]["message"]
+
+    teacher = client.get("/models").json()["teacher"]["name"]
+    query = client.post("/v1/embeddings", json={"input": "x", "model": teacher, "input_type": "query"})
+    document = client.post("/v1/embeddings", json={"input": "x", "model": teacher, "input_type": "document"})
+    assert query.status_code == document.status_code == 200
+    wrong = client.post("/v1/embeddings", json={"input": "x", "model": teacher, "input_type": "passage"})
+    assert wrong.status_code == 400
+
+    many = client.post("/v1/embeddings", json={"input": ["short text"] * 1000, "model": "student"})
+    assert many.status_code == 200 and len(many.json()["data"]) == 1000  # LangChain's default chunk
+
+    listed = client.get("/v1/models").json()
+    assert listed["object"] == "list"
+    assert {m["id"] for m in listed["data"]} == set(client.get("/ready").json()["models"].values())
+    assert all(m["object"] == "model" and isinstance(m["created"], int) for m in listed["data"])
 
 
 def test_search_modes_filters_and_limits(client: TestClient) -> None:

@@ -93,3 +93,27 @@ def test_kill9_under_mixed_load_loses_no_acknowledged_write(service_files, index
     assert result["acknowledged upserts"] >= 40 and result["acknowledged deletes"] >= 5, result
     assert result["lost"] == 0 and result["unsearchable"] == 0 and result["phantoms"] == 0, result
     assert result["faiss vectors"] == result["store chunks"], result
+
+
+def test_the_official_openai_client_works_unchanged(service_files, index_copy: Path) -> None:
+    openai = pytest.importorskip("openai")
+    from transformers import AutoTokenizer
+
+    server = serve(service_files, index_copy, env={"EMBEDKD_API_KEYS": "k"}, api_key="k")
+    try:
+        client = openai.OpenAI(base_url=f"{server.url}/v1", api_key="k", max_retries=0)
+        one = client.embeddings.create(input="apple orchard", model="student")
+        assert len(one.data) == 1 and len(one.data[0].embedding) == 48
+        several = client.embeddings.create(input=["apple orchard", "river delta"], model="student")
+        assert [d.index for d in several.data] == [0, 1]
+        ids = AutoTokenizer.from_pretrained(str(service_files["student"]))("apple orchard", add_special_tokens=False)
+        tokens = client.embeddings.create(input=[ids["input_ids"]], model="student")
+        assert tokens.data[0].embedding == pytest.approx(one.data[0].embedding, abs=1e-5)
+        names = {m.id for m in client.models.list()}
+        assert len(names) == 2  # the student and the teacher, by name
+        with pytest.raises(openai.NotFoundError):
+            client.embeddings.create(input="x", model="text-embedding-3-small")
+        with pytest.raises(openai.AuthenticationError):
+            openai.OpenAI(base_url=f"{server.url}/v1", api_key="wrong", max_retries=0).models.list()
+    finally:
+        server.stop()
