@@ -15,65 +15,86 @@ from embedkd.errors import InputError
 __all__ = ["DistillConfig", "Precision"]
 
 
+def opt(default: Any, help: str, *, flags: tuple[str, ...] = ()) -> Any:
+    """A field with its command-line help: ``embedkd train`` is generated from these fields."""
+    metadata = {"help": help, "flags": flags}
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
 @dataclass
 class DistillConfig:
     """A distillation run. The defaults are the recipe measured in ``benchmarks/results/``."""
 
-    out: Path
-    data: list[Path] = field(default_factory=list)
-    teacher: str = "mpnet-base"
-    student: str = "minilm-l6"
-    layers: int | None = None  # keep this many evenly spaced layers of the student base
-    # Black-box teacher input: .npy files whose rows align with the texts of the matching --teacher-texts.
-    teacher_embeddings: list[Path] = field(default_factory=list)
-    teacher_texts: list[Path] = field(default_factory=list)
-    # Cross-encoder (or any) pair scores for the dse loss: jsonl with "left", "right", "score".
-    pairs: Path | None = None
+    out: Path = field(
+        metadata={
+            "help": "Folder for the trained student (a new folder, or an existing student).",
+            "flags": ("--out", "-o"),
+        }
+    )
+    data: list[Path] = opt([], "Training text: .jsonl, .txt or a BEIR folder (repeatable).", flags=("--data", "-d"))
+    teacher: str = opt("mpnet-base", "Teacher model name, folder or hub id.")
+    student: str = opt("minilm-l6", "Student base model name, folder or hub id.")
+    layers: int | None = opt(None, "Keep this many evenly spaced layers of the student base.")
+    teacher_embeddings: list[Path] = opt(
+        [], "Precomputed teacher embeddings (.npy, a black-box teacher); pair each with --teacher-texts."
+    )
+    teacher_texts: list[Path] = opt([], "Texts whose order matches a --teacher-embeddings file.")
+    pairs: Path | None = opt(None, "jsonl of {left, right, score} pair scores (e.g. a cross-encoder's) for dse.")
 
-    loss: LossName = LossName.LEAF
-    anchor_weight: float = 0.0  # weight of the score loss against teacher document anchors
-    rank_weight: float = 0.0  # weight of the listwise KL over the teacher's scores of the anchors
-    rank_temperature: float = 0.05
-    anchor_data: Path | None = None  # BEIR folder / jsonl whose teacher document embeddings are the anchors
-    max_anchors: int = 4096
+    loss: LossName = opt(LossName.LEAF, "leaf (L2 to the teacher's vectors), cosine, or dse (in-batch scores).")
+    anchor_weight: float = opt(0.0, "Weight of the score loss against teacher document anchors.")
+    rank_weight: float = opt(
+        0.0, "Weight of the listwise KL over the teacher's scores of the anchor documents (EmbedDistill-style)."
+    )
+    rank_temperature: float = opt(0.05, "Softmax temperature of the ranking term.")
+    anchor_data: Path | None = opt(
+        None, "Documents whose teacher embeddings are the anchors (default: the first BEIR folder in --data)."
+    )
+    max_anchors: int = opt(4096, "Anchor documents sampled at most.")
 
-    epochs: float = 3.0
-    max_steps: int | None = None
-    max_minutes: float | None = None  # shorten the schedule so training ends within this budget
-    freeze_embeddings: bool = True  # keep the word-embedding matrix fixed (half of MiniLM's weights)
-    # Freeze the lowest N transformer layers and compute their output once per text (embedding/layer_cache.py):
-    # each step then runs only the top layers, and the base keeps its lower-level knowledge.
-    frozen_layers: int = 0
-    batch_size: int = 32
-    grad_accum: int = 1
-    lr: float = 2e-4  # backbone
-    head_lr: float = 2e-3  # projection
-    weight_decay: float = 0.01
-    warmup_ratio: float = 0.05
-    min_lr_ratio: float = 0.0  # the learning rate decays linearly to lr * min_lr_ratio (LEAF: 1e-4 -> 1e-5)
-    max_grad_norm: float = 1.0
-    max_seq_length: int = 128  # truncation while training; the saved student keeps the base's limit
-    precision: Precision = Precision.AUTO
-    # The teacher's precision for new targets: auto = bf16 where native (mean cosine 0.99998 to fp32, 1.6-2.5x
-    # faster, benchmarks/results/teacher_precision.md). Each precision has its own embedding cache.
-    teacher_precision: Precision = Precision.AUTO
-    seed: int = 42
-    device: str = "auto"
+    epochs: float = opt(3.0, "Passes over the training texts (a time budget may end training sooner).")
+    max_steps: int | None = opt(None, "Stop after this many optimiser steps.")
+    max_minutes: float | None = opt(None, "Fit the schedule into this many minutes of training.")
+    freeze_embeddings: bool = opt(True, "Keep the word-embedding matrix fixed (half of MiniLM's weights).")
+    frozen_layers: int = opt(
+        0,
+        "Freeze the lowest N transformer layers and compute their output once per text: each step then runs "
+        "only the top layers, and the base keeps its lower-level knowledge.",
+    )
+    batch_size: int = opt(32, "Texts per optimiser step.")
+    grad_accum: int = opt(1, "Micro-batches per optimiser step.")
+    lr: float = opt(2e-4, "Backbone learning rate.")
+    head_lr: float = opt(2e-3, "Projection learning rate.")
+    weight_decay: float = opt(0.01, "AdamW weight decay.")
+    warmup_ratio: float = opt(0.05, "Share of each learning-rate cycle spent warming up.")
+    min_lr_ratio: float = opt(0.0, "The learning rate decays linearly to lr x this (LEAF: 1e-4 -> 1e-5 is 0.1).")
+    max_grad_norm: float = opt(1.0, "Gradient clipping norm.")
+    max_seq_length: int = opt(128, "Token limit while training; the saved student keeps the base's limit.")
+    precision: Precision = opt(Precision.AUTO, "Student training precision: auto = bf16 autocast where native.")
+    teacher_precision: Precision = opt(
+        Precision.AUTO,
+        "Precision of new teacher targets: auto = bf16 where native (mean cosine 0.99998 to fp32, 1.6-2.5x faster); "
+        "each precision has its own embedding cache.",
+    )
+    seed: int = opt(42, "Random seed.")
+    device: str = opt("auto", "auto, cpu, cuda, cuda:N or mps.")
 
-    init_sample: int = 4096  # texts for the ridge fit of the initial projection
-    ridge: float = 0.01
+    init_sample: int = opt(4096, "Texts for the ridge fit of the initial projection.")
+    ridge: float = opt(0.01, "Ridge strength of that fit (relative to the mean eigenvalue).")
 
-    eval_every: int = 500
-    eval_texts: int = 1000  # held-out texts for the alignment measurement
-    eval_beir: Path | None = None  # optional BEIR folder for dev nDCG@10 during training
-    eval_split: str = "dev"
-    select_by: str = "auto"  # metric that picks the best checkpoint: auto, cosine, ndcg
-    resume: bool = False  # continue from out/checkpoints/last; a larger --max-minutes starts a new lr cycle
-    keep_checkpoints: bool = False  # keep out/checkpoints after saving, so a later --resume can extend the run
+    eval_every: int = opt(500, "Evaluate and checkpoint every N steps.")
+    eval_texts: int = opt(1000, "Held-out training texts for the alignment measurement.")
+    eval_beir: Path | None = opt(None, "BEIR folder for dev nDCG@10 while training (picks the best checkpoint).")
+    eval_split: str = opt("dev", "qrels split of --eval-beir.")
+    select_by: str = opt("auto", "Best checkpoint by: auto (ndcg with --eval-beir, else cosine), cosine or ndcg.")
+    resume: bool = opt(False, "Continue from OUT/checkpoints/last; after the end, a larger --max-minutes extends it.")
+    keep_checkpoints: bool = opt(False, "Keep OUT/checkpoints after saving, so a later --resume can extend the run.")
 
     data_options: DataOptions = field(default_factory=DataOptions)
-    teacher_batch_size: int = 64
-    progress: bool = True
+    teacher_batch_size: int = opt(64, "Texts per teacher forward pass.")
+    progress: bool = opt(True, "Show progress bars.")
 
     def __post_init__(self) -> None:
         self.out = Path(self.out)

@@ -10,7 +10,7 @@ import random
 import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 from typing import Any
@@ -53,12 +53,14 @@ class TrainingText:
 class DataOptions:
     """How documents are turned into training texts."""
 
-    sentences: bool = True  # add each sentence of a document (>= min_words words)
-    titles: bool = True  # add each document title
-    documents: bool = False  # add whole documents (expensive for the student on CPU)
-    min_words: int = 4
-    max_texts_per_source: int | None = None  # sample at most this many texts from each path
-    seed: int = 0
+    sentences: bool = field(default=True, metadata={"help": "Split documents into sentences (>= min-words words)."})
+    titles: bool = field(default=True, metadata={"help": "Use document titles as texts."})
+    documents: bool = field(default=False, metadata={"help": "Also train on whole documents (costly on a CPU)."})
+    min_words: int = field(default=4, metadata={"help": "Shortest sentence kept, in words."})
+    max_texts_per_source: int | None = field(
+        default=None, metadata={"help": "Sample at most N texts from each --data source."}
+    )
+    seed: int = field(default=0, metadata={"help": "Seed of the per-source sampling.", "flags": ("--data-seed",)})
 
 
 def split_sentences(text: str, *, min_words: int = 1) -> list[str]:

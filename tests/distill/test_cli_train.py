@@ -96,3 +96,23 @@ def test_out_refuses_a_folder_that_is_not_a_student_and_keeps_its_files(
     assert (student / "embedkd.json").is_file() and (student / "modules.json").is_file()
     assert json.loads((student / "embedkd.json").read_text())["teacher"] == json.loads(first)["teacher"]
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".student")]
+
+
+def test_every_config_field_is_an_option_with_help_and_the_same_default() -> None:
+    import dataclasses
+    from enum import Enum
+
+    from embedkd.cli.train import train_command
+    from embedkd.distill import DataOptions, DistillConfig
+
+    params = train_command.__signature__.parameters  # type: ignore[attr-defined]
+    for cls in (DistillConfig, DataOptions):
+        for field in dataclasses.fields(cls):
+            if field.name == "data_options":
+                continue
+            name = "data_seed" if cls is DataOptions and field.name == "seed" else field.name
+            assert name in params, name
+            assert field.metadata.get("help"), f"{cls.__name__}.{field.name} has no help"
+            if field.default is not dataclasses.MISSING:
+                default = field.default.value if isinstance(field.default, Enum) else field.default
+                assert params[name].default == default, name
