@@ -14,7 +14,7 @@ from embedkd.distill.config import DistillConfig
 from embedkd.distill.teacher import Teacher
 from embedkd.errors import InputError, ModelNotFoundError
 
-__all__ = ["centred_anchors", "load_anchors", "load_pairs", "load_teacher"]
+__all__ = ["anchor_source", "centred_anchors", "load_anchors", "load_pairs", "load_teacher"]
 
 logger = logging.getLogger(__name__)
 
@@ -53,9 +53,14 @@ def load_pairs(path: Path) -> list[tuple[str, str, float]]:
     return pairs
 
 
+def anchor_source(config: DistillConfig) -> Path | None:
+    """The documents to score against: --anchor-data, else the first BEIR folder among --data."""
+    return config.anchor_data or next((p for p in config.data if p.is_dir()), None)
+
+
 def load_anchors(config: DistillConfig, teacher: Teacher, device: str) -> torch.Tensor:
     """Teacher document embeddings (normalised) that the anchor and ranking losses score against."""
-    source = config.anchor_data or next((p for p in config.data if p.is_dir()), None)
+    source = anchor_source(config)
     if source is None:
         raise InputError("--anchor-weight needs --anchor-data (a BEIR folder or document file)")
     from embedkd.data.texts import read_texts

@@ -33,7 +33,7 @@ from embedkd.distill.checkpoint import copy_checkpoint, load_state, replace_dir,
 from embedkd.distill.config import DistillConfig, Precision
 from embedkd.distill.data import TextKind, TrainingText, describe, kind_of, load_training_texts, split_holdout
 from embedkd.distill.layer_cache import LayerCache
-from embedkd.distill.targets import centred_anchors, load_anchors, load_pairs, load_teacher
+from embedkd.distill.targets import anchor_source, centred_anchors, load_anchors, load_pairs, load_teacher
 from embedkd.distill.teacher import Teacher, read_aligned_texts
 from embedkd.errors import EmbedkdError, InputError
 from embedkd.evaluation import alignment_scores, score_retrieval
@@ -173,8 +173,10 @@ class _Distiller:
                 teacher.embeddings(dataset.doc_texts(), role="document", progress=config.progress),
             )
         anchors = None
-        if config.anchor_weight > 0 or config.rank_weight > 0:
+        if config.anchor_weight > 0 or (config.rank_weight > 0 and anchor_source(config) is not None):
             anchors = load_anchors(config, teacher, self.device)
+        elif config.rank_weight > 0:
+            logger.info("no corpus to rank against (no BEIR folder in --data, no --anchor-data): ranking term off")
         pairs = load_pairs(config.pairs) if config.pairs else None
         self.timings["teacher_seconds"] = time.perf_counter() - started
 
@@ -482,7 +484,7 @@ class _Distiller:
             loss = losses.dse_loss(student, teacher @ teacher.T)
         if self._centred is not None:
             loss = loss + config.anchor_weight * losses.anchor_score_loss(student, teacher, self._centred)
-        if anchors is not None and config.rank_weight > 0:
+        if anchors is not None and config.rank_weight > 0:  # anchors exist only when a corpus was found
             kl = losses.listwise_kl_loss(student, teacher, anchors, temperature=config.rank_temperature)
             loss = loss + config.rank_weight * kl
         if pairs:

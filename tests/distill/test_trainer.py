@@ -211,3 +211,24 @@ def test_resume_after_the_end_extends_the_run_with_a_new_lr_cycle(
     assert [h["step"] for h in second.history] == [0, 3, 6, 9, 12]
     state_free = not (out / "checkpoints").exists()
     assert state_free
+
+
+def test_rank_term_trains_against_anchor_documents_and_is_off_without_a_corpus(
+    bow_teacher: BowData, tiny_model_dir: Path, tmp_path: Path, isolated_cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls = {"n": 0}
+    real = trainer_module.losses.listwise_kl_loss
+
+    def spy(*args, **kwargs):  # type: ignore[no-untyped-def]
+        calls["n"] += 1
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(trainer_module.losses, "listwise_kl_loss", spy)
+    with_docs = bow_config(
+        bow_teacher, tiny_model_dir, tmp_path / "a", rank_weight=0.5, anchor_data=bow_teacher.texts_path, max_steps=20
+    )
+    result = distill(with_docs)
+    assert calls["n"] == 20 and np.isfinite(result.history[-1]["loss"])
+    calls["n"] = 0
+    distill(bow_config(bow_teacher, tiny_model_dir, tmp_path / "b", rank_weight=0.5, max_steps=5))
+    assert calls["n"] == 0  # no BEIR folder in --data and no --anchor-data: the term is off, not an error
