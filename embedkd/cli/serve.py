@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 import logging
+from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from embedkd.cli._app import app
+
+
+class LogLevel(str, Enum):
+    CRITICAL = "critical"
+    ERROR = "error"
+    WARNING = "warning"
+    INFO = "info"
+    DEBUG = "debug"
 
 
 @app.command("serve")
@@ -34,7 +43,7 @@ def serve_command(
         float | None, typer.Option(min=0, help="Extra wait for a batch while the model is idle [default 0].")
     ] = None,
     force: Annotated[bool, typer.Option("--force", help="Serve a student aligned to another teacher.")] = False,
-    log_level: Annotated[str, typer.Option()] = "info",
+    log_level: Annotated[LogLevel, typer.Option(case_sensitive=False, help="Server log level.")] = LogLevel.INFO,
 ) -> None:
     """Serve /embed, /v1/embeddings, /search, /documents, /models, /health, /ready and /metrics.
 
@@ -62,13 +71,14 @@ def serve_command(
         force_alignment=force,
         **{k: v for k, v in given.items() if v is not None},  # type: ignore[arg-type]
     )
-    logging.getLogger("embedkd").setLevel(log_level.upper())
+    level = LogLevel(log_level).value
+    logging.getLogger("embedkd").setLevel(level.upper())
     preflight(settings)
     uvicorn.run(
         create_app(settings),
         host=host,
         port=port,
-        log_level=log_level,
+        log_level=level,
         access_log=False,
         timeout_graceful_shutdown=int(max(1, settings.shutdown_timeout_s)),
     )

@@ -77,3 +77,12 @@ def test_usage_errors_of_the_real_entry_point_are_short(args: list[str], fragmen
     assert proc.returncode == 2, proc.stderr
     assert fragment in proc.stdout + proc.stderr
     assert "Traceback" not in proc.stderr and len(proc.stderr.splitlines()) < 15
+
+
+def test_version_and_a_bad_log_level(run_cli) -> None:
+    from embedkd._version import __version__
+
+    code, out, _ = run_cli("--version")
+    assert code == 0 and out.strip() == f"embedkd {__version__}"
+    code, out, err = run_cli("serve", "--index", "x", "--log-level", "loud")
+    assert code == 2 and "loud" in out + err and "Traceback" not in err
