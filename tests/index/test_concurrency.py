@@ -165,3 +165,36 @@ def test_a_damaged_state_file_is_an_error_that_says_how_to_recover(teacher, embe
     (folder / "index.state.json").unlink()  # the documented recovery: rebuilt from the store
     with Index.open(folder) as index:
         assert len(index) == 10 and index.vectors.ntotal == index.store.counts()["chunks"]
+
+
+def test_hnsw_compaction_rebuilds_outside_the_lock_and_keeps_concurrent_writes(
+    teacher, embed, tmp_path: Path, monkeypatch
+) -> None:
+    folder = tmp_path / "idx"
+    index = build_index(
+        folder, make_docs(40), teacher=teacher.ref, embed=embed, params=IndexParams(kind="hnsw"), progress=False
+    )  # type: ignore[arg-type]
+    index.delete([f"d{i}" for i in range(20)])  # half the graph tombstoned: the next save compacts
+    assert index.vectors.needs_compaction
+    building = threading.Event()
+    release = threading.Event()
+    real_build = FaissIndex.build
+
+    def slow_build(self: FaissIndex, vectors: np.ndarray, ids: np.ndarray) -> None:
+        building.set()
+        release.wait(10)
+        real_build(self, vectors, ids)
+
+    monkeypatch.setattr(FaissIndex, "build", slow_build)
+    saver = threading.Thread(target=index.save)
+    saver.start()
+    assert building.wait(5)
+    hits = index.search(embed(["apple river"]), 3)[0]  # answered while the new graph is being built
+    assert hits and all(int(h.id[1:]) >= 20 for h in hits)
+    index.upsert([Document(id="during", text="written during compaction")], embed)  # lands in the old graph
+    release.set()
+    saver.join()
+    assert not index.vectors.needs_compaction
+    assert index.search(embed(["written during compaction"]), 1)[0][0].id == "during"  # caught up after the swap
+    assert index.vectors.ntotal == index.store.counts()["chunks"]
+    index.close()
