@@ -46,7 +46,9 @@ class DistillConfig:
     loss: LossName = opt(LossName.LEAF, "leaf (L2 to the teacher's vectors), cosine, or dse (in-batch scores).")
     anchor_weight: float = opt(0.0, "Weight of the score loss against teacher document anchors.")
     rank_weight: float = opt(
-        0.0, "Weight of the listwise KL over the teacher's scores of the anchor documents (EmbedDistill-style)."
+        0.1,
+        "Weight of the listwise KL over the teacher's scores of the anchor documents (EmbedDistill-style); "
+        "on when a corpus is given (a BEIR folder in --data, or --anchor-data), off otherwise.",
     )
     rank_temperature: float = opt(0.05, "Softmax temperature of the ranking term.")
     anchor_data: Path | None = opt(
@@ -54,14 +56,15 @@ class DistillConfig:
     )
     max_anchors: int = opt(4096, "Anchor documents sampled at most.")
 
-    epochs: float = opt(3.0, "Passes over the training texts (a time budget may end training sooner).")
+    epochs: float = opt(10.0, "Passes over the training texts (a time budget may end training sooner).")
     max_steps: int | None = opt(None, "Stop after this many optimiser steps.")
     max_minutes: float | None = opt(None, "Fit the schedule into this many minutes of training.")
     freeze_embeddings: bool = opt(True, "Keep the word-embedding matrix fixed (half of MiniLM's weights).")
-    frozen_layers: int = opt(
-        0,
+    frozen_layers: int | None = opt(
+        None,
         "Freeze the lowest N transformer layers and compute their output once per text: each step then runs "
-        "only the top layers, and the base keeps its lower-level knowledge.",
+        "only the top layers, and the base keeps its lower-level knowledge. Default: half the student's layers "
+        "(3 of MiniLM-L6's 6); 0 trains every layer.",
     )
     batch_size: int = opt(32, "Texts per optimiser step.")
     grad_accum: int = opt(1, "Micro-batches per optimiser step.")
@@ -120,7 +123,7 @@ class DistillConfig:
             raise InputError("--select-by must be auto, cosine or ndcg")
         if self.select_by == "ndcg" and self.eval_beir is None:
             raise InputError("--select-by ndcg needs --eval-beir")
-        if self.frozen_layers < 0:
+        if self.frozen_layers is not None and self.frozen_layers < 0:
             raise InputError("frozen_layers must be 0 or more")
         if not 0 <= self.min_lr_ratio <= 1:
             raise InputError("min_lr_ratio must be between 0 and 1")

@@ -40,6 +40,7 @@ from embedkd.evaluation import alignment_scores, score_retrieval
 from embedkd.models.manifest import Alignment, StudentManifest
 from embedkd.models.student import (
     build_student,
+    encoder_layers,
     fit_ridge_projection,
     pooled_embeddings,
     save_student,
@@ -49,6 +50,10 @@ from embedkd.models.student import (
 __all__ = ["DistillResult", "TrainingDivergedError", "distill"]
 
 logger = logging.getLogger(__name__)
+
+
+# Encoders whose layers the layer cache drives directly (hidden states per layer, additive attention mask).
+_LAYER_CACHE_MODELS = frozenset({"bert"})  # tested; others train every layer unless told otherwise
 
 
 class TrainingDivergedError(EmbedkdError):
@@ -255,12 +260,13 @@ class _Distiller:
     ) -> float:
         config = self.config
         self._layer_cache = None
-        if config.frozen_layers:
+        frozen = self._frozen_layers(model)
+        if frozen:
             started = time.perf_counter()
             self._layer_cache = LayerCache(
                 model,
                 [t.text for t in train],
-                frozen=config.frozen_layers,
+                frozen=frozen,
                 device=self.device,
                 autocast=self._autocast(),
                 progress=config.progress,
@@ -435,6 +441,19 @@ class _Distiller:
         bar.close()
         self.timings["train_seconds_total"] = resumed_seconds + time.perf_counter() - start  # across --resume
         return time.perf_counter() - start
+
+    def _frozen_layers(self, model: SentenceTransformer) -> int:
+        """--frozen-layers, or half the student's layers by default (0 where the layer cache cannot work)."""
+        if self.config.frozen_layers is not None:
+            return self.config.frozen_layers
+        try:
+            total = len(encoder_layers(model[0]))
+        except InputError:
+            return 0
+        auto_model = getattr(model[0], "auto_model", None)
+        if getattr(getattr(auto_model, "config", None), "model_type", "") not in _LAYER_CACHE_MODELS:
+            return 0
+        return total // 2
 
     def _fit_budget(self, planned: int, step: int, done: int, train_s: float, eval_s: float, already: float) -> int:
         """The number of steps that fits ``max_minutes``, from the speed measured so far (at most ``planned``).

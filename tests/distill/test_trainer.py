@@ -33,6 +33,7 @@ def bow_config(bow: BowData, student: Path, out: Path, **overrides: object) -> D
         progress=False,
         seed=0,
         freeze_embeddings=False,  # a tiny random BERT must learn its token vectors to fit a bag of words
+        frozen_layers=0,  # and every layer (the layer-cache path has its own tests)
     )
     settings.update(overrides)
     return DistillConfig(**settings)  # type: ignore[arg-type]
