@@ -25,7 +25,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from embedkd.errors import InputError
-from embedkd.models.student import encoder_layers
+from embedkd.models.student import encoder_layers, layer_list_owner
 
 __all__ = ["LayerCache", "freeze_lower_layers"]
 
@@ -75,6 +75,8 @@ class LayerCache:
         was_training = auto_model.training
         auto_model.eval()
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))  # little padding per batch
+        owner, attr = layer_list_owner(transformer)
+        setattr(owner, attr, nn.ModuleList(list(self.layers)[:frozen]))  # run only the layers being cached
         try:
             with (
                 torch.inference_mode(),
@@ -101,6 +103,7 @@ class LayerCache:
                         self.hidden[i] = hidden[row, : int(lengths[row])]
                     bar.update(len(idx))
         finally:
+            setattr(owner, attr, self.layers)
             auto_model.train(was_training)
         self.tokens = sum(len(h) for h in self.hidden)
         logger.info(

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 __all__ = [
     "build_student",
     "encoder_layers",
+    "layer_list_owner",
     "evenly_spaced_layers",
     "fit_ridge_projection",
     "pooled_embeddings",
@@ -52,6 +53,11 @@ def _encoder_layers(transformer: Any) -> tuple[Any, str]:
             if isinstance(getattr(owner, attr, None), nn.ModuleList):
                 return owner, attr
     raise InputError(f"cannot find the layer list of {type(auto_model).__name__} to prune it")
+
+
+def layer_list_owner(transformer: Any) -> tuple[Any, str]:
+    """The module that holds a Transformer module's layer list, and the attribute name of that list."""
+    return _encoder_layers(transformer)
 
 
 def encoder_layers(transformer: Any) -> nn.ModuleList:
