@@ -165,7 +165,7 @@ def write_report(results: dict[str, Any], out: Path) -> None:
     ax.set_xlabel("training minutes (2-core CPU)")
     ax.set_ylabel("SciFact nDCG@10")
     ax.set_title("Learning curve")
-    ax.legend(fontsize=8, loc="lower right")
+    ax.legend(fontsize=8, loc="center right")
     ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(out / "learning_curve.png", dpi=120)
