@@ -46,9 +46,10 @@ def _atomic_file(path: Path, suffix: str) -> Iterator[BinaryIO]:
         raise
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
+def atomic_write_bytes(path: Path, data: bytes | np.ndarray) -> None:
+    """Write ``data`` (bytes, or a contiguous numpy buffer, written without a copy) to ``path`` atomically."""
     with _atomic_file(path, ".tmp") as handle:
-        handle.write(data)
+        handle.write(np.ascontiguousarray(data).data if isinstance(data, np.ndarray) else data)
 
 
 def save_npy_atomic(path: Path, array: np.ndarray) -> None:

@@ -10,7 +10,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import threading
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -116,14 +119,24 @@ def _batchers(state: AppState) -> dict[str, MicroBatcher]:
     return out
 
 
+def _background_priority() -> None:
+    """Run this (saver) thread at the lowest CPU priority, so searches win the cores while it saves."""
+    with contextlib.suppress(OSError, AttributeError):
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
+
+
 async def _save_periodically(state: AppState) -> None:
-    """Re-save the faiss file now and then. A failed save is logged and retried at the next tick: it never
-    ends the loop (faiss raises RuntimeError, not OSError), and committed writes stay safe in the store."""
-    while True:
-        await asyncio.sleep(state.settings.save_interval_s)
-        if state.index is not None and state.index.unsaved:
+    """Re-save the faiss file now and then, on a low-priority thread of its own. A failed save is logged and
+    retried at the next tick: it never ends the loop (faiss raises RuntimeError, not OSError), and committed
+    writes stay safe in the store."""
+    loop = asyncio.get_running_loop()
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="saver", initializer=_background_priority) as pool:
+        while True:
+            await asyncio.sleep(state.settings.save_interval_s)
+            if state.index is None or not state.index.unsaved:
+                continue
             try:
-                await run_in_threadpool(state.index.save)
+                await loop.run_in_executor(pool, state.index.save)
             except Exception:  # noqa: BLE001
                 state.metrics.save_failures.inc()
                 logger.exception("saving the index failed; committed writes stay safe in the store")

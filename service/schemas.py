@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -143,10 +144,18 @@ class SearchResponse(BaseModel):
 
 
 class DocumentIn(_Strict):
-    id: str = Field(min_length=1, max_length=512)
+    id: str = Field(min_length=1, max_length=512, description="Any text but '.' and '..' (unreachable in URLs).")
     text: str
     title: str = ""
     metadata: Metadata = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _addressable_id(self) -> DocumentIn:
+        if self.id in {".", ".."}:  # clients normalise /documents/. and /documents/.. away
+            raise ValueError(f"document id {self.id!r} cannot be addressed in a URL; choose another id")
+        if any(unicodedata.category(c) == "Cc" for c in self.id):  # newlines, tabs, NUL: no route can match them
+            raise ValueError(f"document id {self.id!r} holds a control character; ids must be printable")
+        return self
 
 
 class DocumentsRequest(_Strict):

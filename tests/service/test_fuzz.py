@@ -88,5 +88,5 @@ def test_documents(fuzz_client, doc_id, text, title, metadata) -> None:  # type:
     )
     if response.status_code == 200:  # stored: it reads back under its own id
         got = fuzz_client.get(f"/documents/{quote(doc_id, safe='')}")
-        assert got.status_code == 200 and got.json()["text"] == text
+        assert got.status_code == 200 and got.json()["text"] == text, repr(doc_id)
     assert fuzz_client.get("/ready").status_code == 200  # nothing took a batcher down
