@@ -34,8 +34,8 @@ from embedkd.distill import Teacher
 from embedkd.distill.teacher import read_aligned_texts
 from embedkd.index import Index, IndexParams, build_index
 from embedkd.models.manifest import TeacherRef
+from embedkd.service.app import _background_priority
 from embedkd.testing import LiveServer, free_port, kill9_under_mixed_load
-from service.app import _background_priority
 
 
 def fuzz(examples: int) -> dict[str, Any]:

@@ -64,8 +64,8 @@ def demo_command(
         return
     import uvicorn
 
-    from service.app import create_app, preflight
-    from service.settings import Settings
+    from embedkd.service.app import create_app, preflight
+    from embedkd.service.settings import Settings
 
     settings = Settings(index_dir=paths.index, student=str(paths.student), teacher=teacher, host=host, port=port)
     preflight(settings)

@@ -47,12 +47,12 @@ def serve_command(
 ) -> None:
     """Serve /embed, /v1/embeddings, /search, /documents, /models, /health, /ready and /metrics.
 
-    Every setting not given here comes from its EMBEDKD_* environment variable (see service/settings.py).
+    Every setting not given here comes from its EMBEDKD_* environment variable (see embedkd/service/settings.py).
     """
     import uvicorn
 
-    from service.app import create_app, preflight
-    from service.settings import Settings
+    from embedkd.service.app import create_app, preflight
+    from embedkd.service.settings import Settings
 
     given: dict[str, object] = {
         "device": device,

@@ -11,8 +11,8 @@ from embedkd.data.documents import Document
 from embedkd.distill.teacher import Teacher
 from embedkd.index import build_index
 from embedkd.models.manifest import Alignment, StudentManifest
-from service.app import create_app
-from service.settings import Settings
+from embedkd.service.app import create_app
+from embedkd.service.settings import Settings
 
 DOCS = [
     ("apple", "Apples", "apple orchard harvest apple pie", {"kind": "fruit", "year": 2020}),

@@ -221,8 +221,8 @@ def test_malformed_json_is_422(client: TestClient) -> None:
 
 def test_student_aligned_to_another_teacher_is_refused(service_files: dict[str, Path], tmp_path: Path) -> None:
     from embedkd.errors import AlignmentError
-    from service.app import create_app
-    from service.settings import Settings
+    from embedkd.service.app import create_app
+    from embedkd.service.settings import Settings
 
     other = tmp_path / "student"
     import shutil

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 from embedkd.models import Encoder
-from service.batching import MicroBatcher, Overloaded
-from service.encoding import EncoderStages, postprocess
-from service.metrics import Metrics
+from embedkd.service.batching import MicroBatcher, Overloaded
+from embedkd.service.encoding import EncoderStages, postprocess
+from embedkd.service.metrics import Metrics
 
 
 def make_batcher(model_dir: Path, **limits: float) -> tuple[MicroBatcher, Metrics]:
@@ -67,7 +67,7 @@ def test_a_full_queue_refuses_new_work(tiny_model_dir: Path) -> None:
 
 
 def test_a_failing_batch_fails_only_its_own_request_and_the_batcher_keeps_serving(tiny_model_dir: Path) -> None:
-    from service.batching import EncodeFailed
+    from embedkd.service.batching import EncodeFailed
 
     batcher, _ = make_batcher(tiny_model_dir)
     real_pre = batcher.stages.pre
@@ -99,7 +99,7 @@ def test_a_failing_batch_fails_only_its_own_request_and_the_batcher_keeps_servin
 def test_a_model_error_is_an_internal_error_and_a_stuck_model_times_out(tiny_model_dir: Path) -> None:
     import time as _time
 
-    from service.batching import BatchTimeout, EncodeFailed
+    from embedkd.service.batching import BatchTimeout, EncodeFailed
 
     batcher, _ = make_batcher(tiny_model_dir, timeout_s=0.5)
     real_core = batcher.stages.core

@@ -12,7 +12,7 @@ import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from service.metrics import Metrics
+from embedkd.service.metrics import Metrics
 
 __all__ = ["AuthMiddleware", "BodyLimitMiddleware", "MetricsMiddleware"]
 

@@ -8,11 +8,11 @@ import orjson
 from fastapi import APIRouter, HTTPException, Response
 
 from embedkd.models.encoder import Encoder
-from service.encoding import postprocess, to_base64
-from service.routes._deps import State
-from service.routes.embed import check_dimensions, check_inputs
-from service.schemas import OpenAIEmbeddingsRequest, OpenAIEmbeddingsResponse
-from service.state import AppState
+from embedkd.service.encoding import postprocess, to_base64
+from embedkd.service.routes._deps import State
+from embedkd.service.routes.embed import check_dimensions, check_inputs
+from embedkd.service.schemas import OpenAIEmbeddingsRequest, OpenAIEmbeddingsResponse
+from embedkd.service.state import AppState
 
 router = APIRouter(prefix="/v1", tags=["openai"])
 

@@ -6,8 +6,8 @@ from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request
 
-from service.batching import MicroBatcher
-from service.state import AppState
+from embedkd.service.batching import MicroBatcher
+from embedkd.service.state import AppState
 
 __all__ = ["State", "batcher_for", "get_state"]
 

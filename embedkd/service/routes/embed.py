@@ -5,10 +5,10 @@ from __future__ import annotations
 import orjson
 from fastapi import APIRouter, HTTPException, Response
 
-from service.encoding import postprocess, to_base64
-from service.routes._deps import State, batcher_for
-from service.schemas import EmbedRequest, EmbedResponse
-from service.state import AppState
+from embedkd.service.encoding import postprocess, to_base64
+from embedkd.service.routes._deps import State, batcher_for
+from embedkd.service.schemas import EmbedRequest, EmbedResponse
+from embedkd.service.state import AppState
 
 router = APIRouter(tags=["embeddings"])
 

@@ -8,7 +8,7 @@ from typing import Any
 from fastapi import APIRouter
 
 from embedkd.models.encoder import Encoder
-from service.routes._deps import State
+from embedkd.service.routes._deps import State
 
 router = APIRouter(tags=["models"])
 

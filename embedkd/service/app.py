@@ -2,7 +2,7 @@
 
 ``create_app(settings)`` builds an app; its lifespan loads the index and models once, starts the
 micro-batchers and a periodic index save, and shuts everything down cleanly. Settings are read here,
-never at import time, so ``uvicorn service.app:create_app --factory`` and tests both work.
+never at import time, so ``uvicorn embedkd.service.app:create_app --factory`` and tests both work.
 """
 
 from __future__ import annotations
@@ -29,13 +29,13 @@ from embedkd.errors import AlignmentError, EmbedkdError, InputError, ModelNotFou
 from embedkd.index.collection import Index
 from embedkd.models.encoder import Encoder
 from embedkd.retrieval import RetrievalMode, check_alignment
-from service.batching import BatchTimeout, EncodeFailed, MicroBatcher, Overloaded
-from service.encoding import EncoderStages
-from service.metrics import Metrics
-from service.middleware import AuthMiddleware, BodyLimitMiddleware, MetricsMiddleware, error_body
-from service.routes import documents, embed, health, models, openai, search
-from service.settings import Settings
-from service.state import AppState
+from embedkd.service.batching import BatchTimeout, EncodeFailed, MicroBatcher, Overloaded
+from embedkd.service.encoding import EncoderStages
+from embedkd.service.metrics import Metrics
+from embedkd.service.middleware import AuthMiddleware, BodyLimitMiddleware, MetricsMiddleware, error_body
+from embedkd.service.routes import documents, embed, health, models, openai, search
+from embedkd.service.settings import Settings
+from embedkd.service.state import AppState
 
 __all__ = ["create_app", "preflight"]
 

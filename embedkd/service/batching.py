@@ -24,8 +24,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from service.encoding import EncoderStages, Tokens
-from service.metrics import Metrics
+from embedkd.service.encoding import EncoderStages, Tokens
+from embedkd.service.metrics import Metrics
 
 __all__ = ["BatchTimeout", "EncodeFailed", "MicroBatcher", "Overloaded"]
 

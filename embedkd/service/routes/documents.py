@@ -6,8 +6,8 @@ from fastapi import APIRouter, HTTPException
 from starlette.concurrency import run_in_threadpool
 
 from embedkd.data.documents import Document
-from service.routes._deps import State
-from service.schemas import DeleteResponse, DocumentOut, DocumentsRequest, DocumentsResponse
+from embedkd.service.routes._deps import State
+from embedkd.service.schemas import DeleteResponse, DocumentOut, DocumentsRequest, DocumentsResponse
 
 router = APIRouter(prefix="/documents", tags=["documents"])
 

@@ -9,10 +9,10 @@ import orjson
 from fastapi import APIRouter, HTTPException, Response
 from starlette.concurrency import run_in_threadpool
 
-from service.encoding import postprocess
-from service.routes._deps import State
-from service.routes.embed import check_inputs
-from service.schemas import SearchRequest, SearchResponse
+from embedkd.service.encoding import postprocess
+from embedkd.service.routes._deps import State
+from embedkd.service.routes.embed import check_inputs
+from embedkd.service.schemas import SearchRequest, SearchResponse
 
 router = APIRouter(tags=["search"])
 

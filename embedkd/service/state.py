@@ -10,9 +10,9 @@ from typing import Any
 from embedkd.distill.teacher import Teacher
 from embedkd.index.collection import Index
 from embedkd.models.encoder import Encoder
-from service.batching import MicroBatcher
-from service.metrics import Metrics
-from service.settings import Settings
+from embedkd.service.batching import MicroBatcher
+from embedkd.service.metrics import Metrics
+from embedkd.service.settings import Settings
 
 __all__ = ["AppState"]
 
