@@ -2,7 +2,7 @@
 
     python benchmarks/load.py --student STUDENT_DIR --beir ../shared/data/beir/scifact [--out benchmarks/results]
 
-1. /embed throughput with 32 concurrent clients, one short query per request (wrk when installed, else an
+1. /encode throughput with 32 concurrent clients, one short query per request (wrk when installed, else an
    asyncio client), against in-process ``encode`` at the effective batch size the server reported.
 2. Idle /search p50 (sequential requests) against in-process student encode (batch 1) + index search.
 3. The same two for the teacher, for the end-to-end asymmetric speedup.
@@ -78,7 +78,7 @@ local bodies = {{{bodies}}}
 local n = 0
 request = function()
   n = n + 1
-  return wrk.format("POST", "/embed", {{["Content-Type"] = "application/json"}}, bodies[(n % #bodies) + 1])
+  return wrk.format("POST", "/encode", {{["Content-Type"] = "application/json"}}, bodies[(n % #bodies) + 1])
 end
 """
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as handle:
@@ -106,7 +106,7 @@ def python_throughput(url: str, model: str, seconds: int, connections: int = 32)
                 nonlocal done, errors
                 while time.perf_counter() < stop:
                     query = SHORT_QUERIES[(i + done) % len(SHORT_QUERIES)]
-                    response = await client.post("/embed", json={"inputs": query, "model": model})
+                    response = await client.post("/encode", json={"inputs": query, "model": model})
                     done += 1
                     errors += response.status_code != 200
 

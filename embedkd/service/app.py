@@ -32,8 +32,8 @@ from embedkd.retrieval import RetrievalMode, check_alignment
 from embedkd.service.batching import BatchTimeout, EncodeFailed, MicroBatcher, Overloaded
 from embedkd.service.encoding import EncoderStages
 from embedkd.service.metrics import Metrics
-from embedkd.service.middleware import AuthMiddleware, BodyLimitMiddleware, MetricsMiddleware, error_body
-from embedkd.service.routes import documents, embed, health, models, openai, search
+from embedkd.service.middleware import TEI_PATHS, AuthMiddleware, BodyLimitMiddleware, MetricsMiddleware, error_body
+from embedkd.service.routes import documents, embed, health, models, openai, search, tei
 from embedkd.service.settings import Settings
 from embedkd.service.state import AppState
 
@@ -196,7 +196,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.embedkd = state
-    for module in (embed, openai, search, documents, models, health):
+    for module in (embed, tei, openai, search, documents, models, health):
         app.include_router(module.router)
     _install_error_handlers(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
@@ -232,6 +232,10 @@ def _install_error_handlers(app: FastAPI) -> None:
             where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
             message = f"{where}: {first.get('msg', 'invalid request')}"
             return reply(request, 400, message, "invalid_request_error", param=where.split(".")[0] or None)
+        if request.url.path in TEI_PATHS:
+            first = exc.errors()[0] if exc.errors() else {}
+            where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
+            return reply(request, 422, f"{where}: {first.get('msg', 'invalid request')}", "invalid_request_error")
         return JSONResponse({"detail": jsonable_errors(exc)}, status_code=422)
 
     @app.exception_handler(Overloaded)

@@ -47,6 +47,29 @@ class EncoderStages:
         counts = mask.sum(dim=1).tolist() if isinstance(mask, torch.Tensor) else [len(t.split()) for t in texts]
         return Tokens(features=features, counts=[int(c) for c in counts])
 
+    @property
+    def max_tokens(self) -> int:
+        """Longest input the model reads, in tokens (special tokens and the role's prompt included)."""
+        return int(self.encoder.max_seq_length or 512)
+
+    def token_lengths(self, texts: list[str]) -> list[int]:
+        """Untruncated token count of each text as the model would see it (prompt and special tokens in)."""
+        tokenizer = self.encoder.model.tokenizer
+        prefix = self.prompt or ""
+        ids = tokenizer([prefix + t for t in texts], add_special_tokens=True, truncation=False)["input_ids"]
+        return [len(row) for row in ids]
+
+    def keep_end(self, texts: list[str]) -> list[str]:
+        """Left truncation: cut each text at the character where its last ``max_tokens`` tokens begin."""
+        tokenizer = self.encoder.model.tokenizer
+        budget = self.max_tokens - (self.token_lengths([""])[0])  # room left after the prompt and specials
+        out = []
+        for text in texts:
+            enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True, truncation=False)
+            offsets = enc["offset_mapping"]
+            out.append(text if len(offsets) <= budget else text[offsets[len(offsets) - max(budget, 1)][0] :])
+        return out
+
     def core(self, tokens: Tokens) -> np.ndarray:
         device = self.encoder.model.device
         features = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in tokens.features.items()}

@@ -52,8 +52,16 @@ _OPENAI_CODES = {
 }
 
 
+TEI_PATHS = frozenset({"/embed", "/info"})
+# text-embeddings-inference's error types, by the status it answers them with
+_TEI_TYPES = {400: "Empty", 413: "Validation", 422: "Tokenizer", 429: "Overloaded", 503: "Unhealthy"}
+
+
 def error_body(path: str, status: int, message: str, kind: str, param: str | None = None) -> dict[str, Any]:
-    """OpenAI-shaped errors under /v1 (a string ``code``), FastAPI's ``{"detail": ...}`` elsewhere."""
+    """OpenAI-shaped errors under /v1 (a string ``code``), TEI's ``{"error", "error_type"}`` on TEI's routes,
+    FastAPI's ``{"detail": ...}`` elsewhere."""
+    if path in TEI_PATHS:
+        return {"error": message, "error_type": _TEI_TYPES.get(status, "Backend" if status >= 500 else "Validation")}
     if path.startswith("/v1/"):
         code = _OPENAI_CODES.get(status, "server_error" if status >= 500 else "invalid_request_error")
         return {"error": {"message": message, "type": kind, "param": param, "code": code}}

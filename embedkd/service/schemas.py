@@ -22,6 +22,7 @@ __all__ = [
     "SearchRequest",
     "SearchResponse",
     "SearchResult",
+    "TEIEmbedRequest",
     "Usage",
 ]
 
@@ -67,19 +68,39 @@ class Usage(BaseModel):
 
 
 class EmbedRequest(_Strict):
+    """``POST /encode``: embedkd's own embedding request (TEI's shape is ``POST /embed``)."""
+
     inputs: str | list[str] = Field(description="One text or a list of texts.")
     model: Literal["student", "teacher"] = "student"
     input_type: Literal["query", "document"] = "query"
     normalize: bool = True
     dimensions: int | None = Field(default=None, ge=1, description="Keep the first N dimensions.")
     encoding_format: Literal["float", "base64"] = "float"
+    truncate: bool = Field(
+        default=True,
+        description="Cut inputs longer than the model's max_seq_length (listed in `truncated`); false: 413 instead.",
+    )
 
 
 class EmbedResponse(BaseModel):
     model: str
     dimensions: int
     embeddings: list[list[float]] | list[str]
+    truncated: list[int] = Field(description="Indices of the inputs that were cut to the model's token limit.")
     usage: Usage
+
+
+class TEIEmbedRequest(_ValidText):
+    """text-embeddings-inference's ``POST /embed`` request; unknown fields are ignored, as TEI does."""
+
+    inputs: str | list[str] | list[int] | list[list[int]]
+    normalize: bool = True
+    truncate: bool | None = Field(default=None, description="Default: the server's auto_truncate setting.")
+    truncation_direction: Literal["Left", "Right", "left", "right"] = "Right"
+    prompt_name: str | None = Field(
+        default=None, description="query (the student, the default) or document (the teacher, when loaded)."
+    )
+    dimensions: int | None = Field(default=None, ge=1)
 
 
 class OpenAIEmbeddingsRequest(_ValidText):

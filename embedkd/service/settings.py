@@ -31,9 +31,12 @@ class Settings(BaseSettings):
     )
     max_queue: int = Field(default=2048, ge=1, description="Queued texts per model before answering 503.")
     max_inputs: int = Field(
-        default=2048, ge=1, description="Texts per /embed or /v1/embeddings request (OpenAI accepts 2,048)."
+        default=2048, ge=1, description="Texts per /embed, /encode or /v1/embeddings request (OpenAI accepts 2,048)."
     )
     max_input_chars: int = Field(default=16_384, ge=1, description="Characters per input text.")
+    auto_truncate: bool = Field(
+        default=False, description="TEI's /embed cuts over-long inputs instead of answering 413 (TEI's flag)."
+    )
     max_documents: int = Field(default=256, ge=1, description="Documents per /documents request.")
     max_document_chars: int = Field(default=1_000_000, ge=1)
     max_body_bytes: int = Field(default=8 * 2**20, ge=1024, description="Largest request body accepted.")

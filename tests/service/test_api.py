@@ -17,35 +17,35 @@ def test_health_ready_models_metrics(client: TestClient) -> None:
     assert models["student"]["aligned_to"]["fingerprint"] == models["teacher"]["fingerprint"]
     assert models["student"]["alignment"]["mean_cosine"] == pytest.approx(0.93)
     assert models["index"]["counts"]["documents"] == 5
-    client.post("/embed", json={"inputs": "warm"})
+    client.post("/encode", json={"inputs": "warm"})
     text = client.get("/metrics").text
-    assert 'embedkd_requests_total{method="POST",route="/embed",status="200"}' in text
+    assert 'embedkd_requests_total{method="POST",route="/encode",status="200"}' in text
     assert "embedkd_batch_size_bucket" in text and "embedkd_index_documents 5.0" in text
     assert "embedkd_encode_seconds_count" in text and "embedkd_queue_depth" in text
 
 
 def test_embed_shapes_options_and_formats(client: TestClient) -> None:
-    one = client.post("/embed", json={"inputs": "hello world"}).json()
+    one = client.post("/encode", json={"inputs": "hello world"}).json()
     assert one["dimensions"] == 48 and len(one["embeddings"]) == 1 and one["usage"]["prompt_tokens"] > 0
     vec = np.array(one["embeddings"][0])
     assert np.linalg.norm(vec) == pytest.approx(1.0, abs=1e-5)
 
-    many = client.post("/embed", json={"inputs": ["hello world", "other text", "third"]}).json()
+    many = client.post("/encode", json={"inputs": ["hello world", "other text", "third"]}).json()
     np.testing.assert_allclose(many["embeddings"][0], vec, atol=1e-5)  # batching does not change results
 
-    short = client.post("/embed", json={"inputs": ["hello world"], "dimensions": 16}).json()
+    short = client.post("/encode", json={"inputs": ["hello world"], "dimensions": 16}).json()
     assert short["dimensions"] == 16
     np.testing.assert_allclose(short["embeddings"][0], vec[:16] / np.linalg.norm(vec[:16]), atol=1e-5)
 
-    raw = client.post("/embed", json={"inputs": "hello world", "normalize": False}).json()
+    raw = client.post("/encode", json={"inputs": "hello world", "normalize": False}).json()
     raw_vec = np.array(raw["embeddings"][0])
     np.testing.assert_allclose(raw_vec / np.linalg.norm(raw_vec), vec, atol=1e-5)
 
-    packed = client.post("/embed", json={"inputs": "hello world", "encoding_format": "base64"}).json()
+    packed = client.post("/encode", json={"inputs": "hello world", "encoding_format": "base64"}).json()
     decoded = np.frombuffer(base64.b64decode(packed["embeddings"][0]), dtype="<f4")
     np.testing.assert_allclose(decoded, vec, atol=1e-6)
 
-    teacher = client.post("/embed", json={"inputs": "hello world", "model": "teacher", "input_type": "document"})
+    teacher = client.post("/encode", json={"inputs": "hello world", "model": "teacher", "input_type": "document"})
     assert teacher.status_code == 200 and teacher.json()["model"] != one["model"]
 
 
@@ -64,7 +64,7 @@ def test_embed_shapes_options_and_formats(client: TestClient) -> None:
     ],
 )
 def test_embed_rejects_bad_input(client: TestClient, body: dict, status: int, fragment: str) -> None:
-    response = client.post("/embed", json=body)
+    response = client.post("/encode", json=body)
     assert response.status_code == status, response.text
     assert fragment in response.text
 
@@ -190,11 +190,11 @@ def test_documents_survive_a_graceful_restart(make_client) -> None:
 def test_auth(make_client) -> None:
     client = make_client(api_keys="k1,k2")
     assert client.get("/health").status_code == 200
-    missing = client.post("/embed", json={"inputs": "x"})
+    missing = client.post("/encode", json={"inputs": "x"})
     assert missing.status_code == 401 and missing.headers["www-authenticate"] == "Bearer"
-    assert client.post("/embed", json={"inputs": "x"}, headers={"Authorization": "Bearer nope"}).status_code == 403
+    assert client.post("/encode", json={"inputs": "x"}, headers={"Authorization": "Bearer nope"}).status_code == 403
     assert client.get("/metrics", headers={"Authorization": "Basic k1"}).status_code == 401
-    ok = client.post("/embed", json={"inputs": "x"}, headers={"Authorization": "Bearer k2"})
+    ok = client.post("/encode", json={"inputs": "x"}, headers={"Authorization": "Bearer k2"})
     assert ok.status_code == 200
     openai = client.post("/v1/embeddings", json={"input": "x", "model": "student"})
     assert openai.status_code == 401 and openai.json()["error"]["type"] == "authentication_error"
@@ -206,16 +206,16 @@ def test_auth(make_client) -> None:
 def test_body_limit_and_overload(make_client) -> None:
     client = make_client(max_body_bytes=2048, max_queue=2)
     big = client.post(
-        "/embed", content=b'{"inputs": "' + b"x" * 5000 + b'"}', headers={"content-type": "application/json"}
+        "/encode", content=b'{"inputs": "' + b"x" * 5000 + b'"}', headers={"content-type": "application/json"}
     )
     assert big.status_code == 413
-    busy = client.post("/embed", json={"inputs": ["a", "b", "c"]})
+    busy = client.post("/encode", json={"inputs": ["a", "b", "c"]})
     assert busy.status_code == 503 and busy.headers["retry-after"] == "1"
     assert "overloaded" in busy.json()["detail"]
 
 
 def test_malformed_json_is_422(client: TestClient) -> None:
-    response = client.post("/embed", content=b"{not json", headers={"content-type": "application/json"})
+    response = client.post("/encode", content=b"{not json", headers={"content-type": "application/json"})
     assert response.status_code == 422
 
 
@@ -261,10 +261,10 @@ def test_a_chunked_oversize_body_is_413(make_client) -> None:
             yield b"x" * 1000
         yield b'"}'
 
-    response = client.post("/embed", content=chunks(), headers={"content-type": "application/json"})
+    response = client.post("/encode", content=chunks(), headers={"content-type": "application/json"})
     assert response.status_code == 413 and "larger than 2048" in response.text
     small = client.post(
-        "/embed", content=iter([b'{"inputs": ', b'"ok"}']), headers={"content-type": "application/json"}
+        "/encode", content=iter([b'{"inputs": ', b'"ok"}']), headers={"content-type": "application/json"}
     )
     assert small.status_code == 200
 

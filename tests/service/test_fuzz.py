@@ -65,7 +65,7 @@ def fuzz_client(make_client):  # type: ignore[no-untyped-def]
 @FUZZ
 @given(inputs=st.one_of(texts, text_lists), model=st.sampled_from(["student", "teacher"]))
 def test_embed(fuzz_client, inputs, model) -> None:  # type: ignore[no-untyped-def]
-    post(fuzz_client, "/embed", {"inputs": inputs, "model": model})
+    post(fuzz_client, "/encode", {"inputs": inputs, "model": model})
 
 
 @FUZZ

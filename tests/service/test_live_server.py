@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
 
 from embedkd.testing import LiveServer, free_port, kill9_under_mixed_load
@@ -45,13 +46,13 @@ def test_a_lone_surrogate_gets_a_4xx_and_the_server_keeps_serving(service_files,
     try:
         with httpx.Client(base_url=server.url, timeout=10) as client:
             raw = {"content-type": "application/json"}
-            bad = client.post("/embed", content=b'{"inputs": "ab\\ud800cd"}', headers=raw)
+            bad = client.post("/encode", content=b'{"inputs": "ab\\ud800cd"}', headers=raw)
             assert bad.status_code == 422 and "surrogate" in bad.text
             bad = client.post("/v1/embeddings", content=b'{"input": ["\\udfff"], "model": "student"}', headers=raw)
             assert bad.status_code in (400, 422) and "surrogate" in bad.text
             bad = client.post("/search", content=b'{"query": "x\\ud800"}', headers=raw)
             assert bad.status_code == 422
-            assert client.post("/embed", json={"inputs": "still alive"}).status_code == 200
+            assert client.post("/encode", json={"inputs": "still alive"}).status_code == 200
             assert client.post("/search", json={"query": "apple"}).status_code == 200
             assert client.get("/ready").status_code == 200
     finally:
@@ -66,7 +67,7 @@ def test_sigterm_ends_the_server_in_bounded_time_with_requests_in_flight(service
         with httpx.Client(base_url=server.url, timeout=30) as client:
             while not stop.is_set():
                 try:
-                    client.post("/embed", json={"inputs": ["some text"] * 64})
+                    client.post("/encode", json={"inputs": ["some text"] * 64})
                 except httpx.HTTPError:
                     return
 
@@ -115,5 +116,48 @@ def test_the_official_openai_client_works_unchanged(service_files, index_copy: P
             client.embeddings.create(input="x", model="text-embedding-3-small")
         with pytest.raises(openai.AuthenticationError):
             openai.OpenAI(base_url=f"{server.url}/v1", api_key="wrong", max_retries=0).models.list()
+    finally:
+        server.stop()
+
+
+def test_huggingface_hub_inference_client_works_unchanged(service_files, index_copy: Path, monkeypatch) -> None:
+    """TEI's client: ``InferenceClient.feature_extraction`` against ``/embed`` (bare lists, TEI errors)."""
+    hub = pytest.importorskip("huggingface_hub")
+    # The suite runs with HF_HUB_OFFLINE=1, which makes the hub client refuse every URL, even this local one.
+    monkeypatch.setattr(hub.constants, "HF_HUB_OFFLINE", False)
+    server = serve(service_files, index_copy, env={"EMBEDKD_API_KEYS": "k"}, api_key="k")
+    try:
+        client = hub.InferenceClient(model=f"{server.url}/embed", token="k")
+        one = client.feature_extraction("apple orchard")
+        assert one.shape == (1, 48) and one.dtype == np.float32
+        several = client.feature_extraction(["apple orchard", "river delta"], normalize=True, truncate=True)
+        np.testing.assert_allclose(several[0], one[0], atol=1e-5)
+        document = client.feature_extraction("apple orchard", prompt_name="document")
+        assert not np.allclose(document, one, atol=1e-3)  # the teacher's document side
+        with pytest.raises(hub.errors.HfHubHTTPError) as refused:
+            client.feature_extraction("word " * 500)
+        assert refused.value.response.status_code == 413
+        info = httpx.get(f"{server.url}/info", headers={"Authorization": "Bearer k"}).json()
+        assert info["max_input_length"] == 64
+    finally:
+        server.stop()
+
+
+def test_langchain_openai_embeddings_work(service_files, index_copy: Path) -> None:
+    """LangChain's ``OpenAIEmbeddings`` against /v1, with its default chunk of 1,000 inputs per request.
+
+    ``check_embedding_ctx_length=False`` is LangChain's documented setting for OpenAI-compatible servers: its
+    default tokenises with tiktoken (OpenAI's vocabulary, downloaded on first use) and sends those ids.
+    """
+    lc = pytest.importorskip("langchain_openai")
+    server = serve(service_files, index_copy, env={"EMBEDKD_API_KEYS": "k"}, api_key="k")
+    try:
+        embeddings = lc.OpenAIEmbeddings(
+            model="student", base_url=f"{server.url}/v1", api_key="k", check_embedding_ctx_length=False, max_retries=0
+        )
+        docs = embeddings.embed_documents([f"document number {i}" for i in range(1500)])  # two requests
+        assert len(docs) == 1500 and len(docs[0]) == 48
+        query = embeddings.embed_query("document number 3")
+        assert np.dot(query, docs[3]) == pytest.approx(1.0, abs=1e-5)
     finally:
         server.stop()

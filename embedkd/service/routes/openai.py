@@ -7,10 +7,9 @@ from typing import Any
 import orjson
 from fastapi import APIRouter, HTTPException, Response
 
-from embedkd.models.encoder import Encoder
 from embedkd.service.encoding import postprocess, to_base64
 from embedkd.service.routes._deps import State
-from embedkd.service.routes.embed import check_dimensions, check_inputs
+from embedkd.service.routes.embed import check_dimensions, check_inputs, input_texts
 from embedkd.service.schemas import OpenAIEmbeddingsRequest, OpenAIEmbeddingsResponse
 from embedkd.service.state import AppState
 
@@ -26,34 +25,13 @@ def resolve_model(state: AppState, requested: str) -> str:
     raise HTTPException(status_code=404, detail=f"model {requested!r} not found; available: {available}")
 
 
-def decode_tokens(encoder: Encoder, rows: list[list[int]]) -> list[str]:
-    """Token-id inputs back to text, with the model's own tokenizer (ids outside its vocabulary are a 400)."""
-    tokenizer = encoder.model.tokenizer
-    size = len(tokenizer)
-    for i, row in enumerate(rows):
-        bad = next((t for t in row if not 0 <= t < size), None)
-        if bad is not None:
-            raise HTTPException(status_code=400, detail=f"input[{i}] holds token id {bad}, outside 0..{size - 1}")
-    return [tokenizer.decode(row, skip_special_tokens=True) for row in rows]
-
-
 @router.post("/embeddings", response_model=OpenAIEmbeddingsResponse)
 async def embeddings(body: OpenAIEmbeddingsRequest, state: State) -> Response:
     role = resolve_model(state, body.model)
     # The student embeds queries and the teacher documents, unless the request names the side it wants.
     side = body.input_type or ("query" if role == "student" else "document")
     batcher = state.batchers[f"{role}:{side}"]
-    raw_input = body.input
-    if isinstance(raw_input, str):
-        texts = [raw_input]
-    elif not raw_input:
-        raise HTTPException(status_code=400, detail="input must not be empty")
-    elif all(isinstance(x, str) for x in raw_input):
-        texts = [str(x) for x in raw_input]
-    elif all(isinstance(x, int) for x in raw_input):
-        texts = decode_tokens(batcher.stages.encoder, [[int(x) for x in raw_input]])  # type: ignore[arg-type]
-    else:
-        texts = decode_tokens(batcher.stages.encoder, [list(row) for row in raw_input])  # type: ignore[arg-type]
+    texts = input_texts(body.input, batcher.stages.encoder)
     check_inputs(texts, state)
     check_dimensions(body.dimensions, batcher.stages.dimension)
     raw, counts = await batcher.encode(texts)
