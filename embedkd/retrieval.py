@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from embedkd.errors import AlignmentError, InputError
+from embedkd.index.base import SearchParams
 from embedkd.index.collection import Hit, Index
 from embedkd.models.encoder import Encoder
 
@@ -131,5 +132,7 @@ class AsymmetricRetriever:
         mode: RetrievalMode | str | None = None,
         filters: dict[str, Any] | None = None,
         include_text: bool = False,
+        params: SearchParams | None = None,
     ) -> list[list[Hit]]:
-        return self.index.search(self.embed_queries(queries, mode=mode), k, filters=filters, include_text=include_text)
+        vectors = self.embed_queries(queries, mode=mode)
+        return self.index.search(vectors, k, filters=filters, include_text=include_text, params=params)

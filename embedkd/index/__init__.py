@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from embedkd.index.base import SearchParams
 from embedkd.index.collection import Hit, Index, build_index
 from embedkd.index.faiss import FaissIndex, IndexKind, IndexParams
 from embedkd.index.manifest import IndexManifest
 
-__all__ = ["FaissIndex", "Hit", "Index", "IndexKind", "IndexManifest", "IndexParams", "build_index"]
+__all__ = ["FaissIndex", "Hit", "Index", "IndexKind", "IndexManifest", "IndexParams", "SearchParams", "build_index"]

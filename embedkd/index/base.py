@@ -2,12 +2,33 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 
-__all__ = ["VectorIndex"]
+from embedkd.errors import InputError
+
+__all__ = ["SearchParams", "VectorIndex"]
+
+
+@dataclass(frozen=True)
+class SearchParams:
+    """Per-query search effort, overriding the index's own setting for one call (faiss's ``SearchParameters``).
+
+    ``nprobe``: IVF lists visited (ivf-flat, ivf-pq); ``ef_search``: HNSW candidate-list size. Kinds they do
+    not apply to ignore them, as faiss does.
+    """
+
+    nprobe: int | None = None
+    ef_search: int | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("nprobe", "ef_search"):
+            value = getattr(self, name)
+            if value is not None and not 1 <= value <= 65_536:
+                raise InputError(f"{name} must be between 1 and 65536, got {value}")
 
 
 class VectorIndex(Protocol):
@@ -23,7 +44,7 @@ class VectorIndex(Protocol):
     def remove(self, ids: np.ndarray) -> int: ...
 
     def search(
-        self, queries: np.ndarray, k: int, *, allowed: np.ndarray | None = None
+        self, queries: np.ndarray, k: int, *, allowed: np.ndarray | None = None, params: SearchParams | None = None
     ) -> tuple[np.ndarray, np.ndarray]: ...
 
     def write(self, path: Path) -> None: ...

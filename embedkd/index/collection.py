@@ -41,6 +41,7 @@ from tqdm.auto import tqdm
 
 from embedkd.data.documents import Document, validate_documents
 from embedkd.errors import InputError
+from embedkd.index.base import SearchParams
 from embedkd.index.chunking import Chunk, chunk_document
 from embedkd.index.exact import exact_search
 from embedkd.index.faiss import FaissIndex, IndexKind, IndexParams
@@ -378,8 +379,12 @@ class Index:
         *,
         filters: dict[str, Any] | None = None,
         include_text: bool = False,
+        params: SearchParams | None = None,
     ) -> list[list[Hit]]:
-        """The ``k`` best documents for each query vector (in this index's teacher space)."""
+        """The ``k`` best documents for each query vector (in this index's teacher space).
+
+        ``params`` sets nprobe / efSearch for this call (ivf and hnsw kinds), trading speed for recall.
+        """
         queries = np.asarray(queries, dtype=np.float32)
         if queries.ndim == 1:
             queries = queries[None, :]
@@ -397,7 +402,7 @@ class Index:
             total = self.vectors.ntotal if allowed is None else len(allowed)
             fetch = min(total, k * 4)
             while True:
-                scores, ids = self._search_chunks(queries, fetch, allowed)
+                scores, ids = self._search_chunks(queries, fetch, allowed, params)
                 grouped = self._group(scores, ids, k)
                 if fetch >= total or all(len(g) >= k for g in grouped):
                     break
@@ -405,13 +410,13 @@ class Index:
             return self._hits(grouped, include_text)
 
     def _search_chunks(
-        self, queries: np.ndarray, fetch: int, allowed: np.ndarray | None
+        self, queries: np.ndarray, fetch: int, allowed: np.ndarray | None, params: SearchParams | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
         if allowed is not None and (len(allowed) <= _EXACT_FILTER_LIMIT or self.params.kind is IndexKind.HNSW):
             vectors = self.vectors.prepare(self.store.vectors_for(allowed))
             scores, rows = exact_search(self.vectors.prepare(queries), vectors, fetch)
             return scores, allowed[rows]
-        return self.vectors.search(queries, fetch, allowed=allowed, rescore=self.store.vectors_for)
+        return self.vectors.search(queries, fetch, allowed=allowed, rescore=self.store.vectors_for, params=params)
 
     def _group(self, scores: np.ndarray, ids: np.ndarray, k: int) -> list[list[tuple[int, float]]]:
         """Per query, up to ``k`` (chunk id, score) pairs: the best chunk of each distinct document."""

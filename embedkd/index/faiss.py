@@ -34,6 +34,7 @@ import faiss
 import numpy as np
 
 from embedkd.errors import InputError
+from embedkd.index.base import SearchParams
 from embedkd.index.exact import exact_search
 
 __all__ = ["FaissIndex", "IndexKind", "IndexParams", "faiss_has_gpu"]
@@ -242,11 +243,13 @@ class FaissIndex:
         *,
         allowed: np.ndarray | None = None,
         rescore: RescoreFn | None = None,
+        params: SearchParams | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Top-``k`` ``(scores, ids)`` per query, best first; missing results have id -1.
 
         ``allowed`` restricts results to those ids. ``rescore`` returns exact full-dimension vectors for
-        ids, used to re-rank the candidates of lossy kinds (binary, ivf-pq).
+        ids, used to re-rank the candidates of lossy kinds (binary, ivf-pq). ``params`` overrides nprobe /
+        efSearch for this call only (the index itself is not changed, so concurrent searches are safe).
         """
         n = queries.shape[0]
         if self._index is None or self.ntotal == 0 or k <= 0:
@@ -258,7 +261,7 @@ class FaissIndex:
         extra = min(len(self._tombstones), max(fetch, 16)) if self.kind is IndexKind.HNSW else 0
         total = int(self._index.ntotal)
         while True:
-            scores, ids = self._raw_search(prepared, min(fetch + extra, total), allowed)
+            scores, ids = self._raw_search(prepared, min(fetch + extra, total), allowed, params)
             if self._tombstones:
                 dead = np.isin(ids, np.fromiter(self._tombstones, dtype=np.int64))
                 ids = np.where(dead, -1, ids)
@@ -292,20 +295,25 @@ class FaissIndex:
                 ids[qi, len(rows) :] = -1
         return scores, ids
 
-    def _raw_search(self, queries: np.ndarray, k: int, allowed: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-        if self.device.startswith("cuda"):
+    def _raw_search(
+        self, queries: np.ndarray, k: int, allowed: np.ndarray | None, effort: SearchParams | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        if self.device.startswith("cuda") and effort is None:
             gpu_result = self._gpu_search(queries, k, allowed)
             if gpu_result is not None:
                 return gpu_result
         params = None
-        if allowed is not None:
-            selector = faiss.IDSelectorBatch(np.ascontiguousarray(allowed, dtype=np.int64))
-            if self.kind in (IndexKind.IVF_FLAT, IndexKind.IVF_PQ):
-                params = faiss.SearchParametersIVF(sel=selector, nprobe=self._index.nprobe)
-            elif self.kind is IndexKind.HNSW:
-                params = faiss.SearchParametersHNSW(sel=selector, efSearch=max(self.params.hnsw_ef_search, k))
-            else:
-                params = faiss.SearchParameters(sel=selector)
+        effort = effort or SearchParams()
+        selector = None if allowed is None else faiss.IDSelectorBatch(np.ascontiguousarray(allowed, dtype=np.int64))
+        extra: dict[str, Any] = {} if selector is None else {"sel": selector}
+        if self.kind in (IndexKind.IVF_FLAT, IndexKind.IVF_PQ) and (selector is not None or effort.nprobe):
+            nprobe = min(effort.nprobe or self._index.nprobe, self._index.nlist)
+            params = faiss.SearchParametersIVF(nprobe=nprobe, **extra)
+        elif self.kind is IndexKind.HNSW and (selector is not None or effort.ef_search):
+            ef = max(effort.ef_search or self.params.hnsw_ef_search, k)
+            params = faiss.SearchParametersHNSW(efSearch=ef, **extra)
+        elif selector is not None:
+            params = faiss.SearchParameters(sel=selector)
         if self.kind is IndexKind.BINARY:
             distances, ids = self._index.search(np.packbits(queries > 0, axis=1), k, params=params)
             scores = 1.0 - 2.0 * distances.astype(np.float32) / self.dimension  # Hamming -> cosine-like

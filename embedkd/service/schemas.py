@@ -137,9 +137,15 @@ class SearchRequest(_Strict):
     query: str | None = None
     queries: list[str] | None = None
     k: int = Field(default=10, ge=1)
-    mode: Literal["asym", "teacher"] = "asym"
+    mode: Literal["asym", "teacher", "student"] = Field(
+        default="asym",
+        description="asym: student queries on the teacher's index; teacher: teacher queries (the ceiling); "
+        "student: student queries on an index the student built itself.",
+    )
     filter: Metadata | None = Field(default=None, description="Metadata equality on every key.")
     include_text: bool = True
+    nprobe: int | None = Field(default=None, ge=1, le=65_536, description="IVF lists searched (ivf kinds).")
+    ef_search: int | None = Field(default=None, ge=1, le=65_536, description="HNSW candidate list (hnsw kind).")
 
 
 class Hit(BaseModel):

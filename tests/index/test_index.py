@@ -203,3 +203,41 @@ def test_ivf_refuses_too_few_vectors(teacher, embed, tmp_path: Path) -> None:
             tmp_path / "i", make_docs(10), teacher=teacher.ref, embed=embed, params=IndexParams(kind=IndexKind.IVF_PQ)
         )
     assert not (tmp_path / "i").exists() and not list(tmp_path.glob(".i.building-*"))
+
+
+def test_search_params_set_nprobe_and_ef_search_per_call(teacher, embed, tmp_path: Path) -> None:
+    from embedkd.index import SearchParams
+
+    docs = make_docs(400, max_words=20)
+    queries = embed([d.text for d in make_docs(30, seed=9)])
+    flat = build_index(tmp_path / "flat", docs, teacher=teacher.ref, embed=embed, chunking=False, progress=False)
+    exact = [[h.id for h in hits] for hits in flat.search(queries, 10)]
+    flat.close()
+
+    params = IndexParams(kind="ivf-flat", nlist=16, nprobe=1)  # type: ignore[arg-type]
+    ivf = build_index(tmp_path / "ivf", docs, teacher=teacher.ref, embed=embed, params=params, chunking=False)
+
+    def recall(hits: list[list]) -> float:
+        return float(
+            np.mean([len({h.id for h in row} & set(want)) / 10 for row, want in zip(hits, exact, strict=True)])
+        )
+
+    narrow = recall(ivf.search(queries, 10))
+    wide = recall(ivf.search(queries, 10, params=SearchParams(nprobe=16)))  # every list: exact
+    assert wide == 1.0 and narrow < wide
+    assert recall(ivf.search(queries, 10)) == narrow  # the override did not change the index
+    assert ivf.info()["params"]["nprobe"] == 1
+    ivf.close()
+
+    hnsw = build_index(
+        tmp_path / "hnsw",
+        docs,
+        teacher=teacher.ref,
+        embed=embed,
+        params=IndexParams(kind="hnsw"),
+        chunking=False,  # type: ignore[arg-type]
+    )
+    assert recall(hnsw.search(queries, 10, params=SearchParams(ef_search=400))) == 1.0
+    hnsw.close()
+    with pytest.raises(InputError, match="nprobe"):
+        SearchParams(nprobe=0)

@@ -139,6 +139,11 @@ def test_search_modes_filters_and_limits(client: TestClient) -> None:
     assert [h["id"] for h in both["results"][0]["hits"]] == ["desert"]
     lean = client.post("/search", json={"query": "water", "include_text": False}).json()
     assert lean["results"][0]["hits"][0]["text"] is None
+    tuned = client.post("/search", json={"query": "water", "k": 5, "nprobe": 4, "ef_search": 64}).json()
+    plain = client.post("/search", json={"query": "water", "k": 5}).json()
+    assert tuned["results"][0]["hits"] == plain["results"][0]["hits"]  # a flat index ignores both, as faiss does
+    own = client.post("/search", json={"query": "water", "mode": "student"})
+    assert own.status_code == 422 and "use mode 'asym'" in own.json()["detail"]  # this index is the teacher's
 
     for bad in (
         {"query": "x", "k": 0},
@@ -147,6 +152,8 @@ def test_search_modes_filters_and_limits(client: TestClient) -> None:
         {},
         {"query": "x", "mode": "bm25"},
         {"query": "x", "filter": {"kind": ["geo"]}},
+        {"query": "x", "nprobe": 0},
+        {"query": "x", "ef_search": 10**6},
     ):
         assert client.post("/search", json=bad).status_code == 422, bad
 
