@@ -16,7 +16,7 @@ from pathlib import Path
 from embedkd.data.documents import Document, read_documents
 from embedkd.data.stdlib import stdlib_corpus
 from embedkd.distill import DataOptions, DistillConfig, Teacher, distill
-from embedkd.errors import AlignmentError
+from embedkd.errors import AlignmentError, InputError
 from embedkd.index import Index, IndexKind, IndexParams, build_index
 from embedkd.models.manifest import StudentManifest
 from embedkd.models.registry import find_spec
@@ -44,6 +44,19 @@ def default_data_root() -> Path | None:
     return None
 
 
+def resolve_generic_text(choice: str | Path) -> Path | None:
+    """``auto`` -> the shared queries file if present, ``none`` -> None, else the file, which must exist."""
+    if str(choice) == "auto":
+        root = default_data_root()
+        return root / "train" / "queries.jsonl" if root is not None else None
+    if str(choice).lower() == "none":
+        return None
+    path = Path(choice)
+    if not path.is_file():
+        raise InputError(f"--generic-text {path}: no such file")
+    return path
+
+
 def _corpus_key(docs: list[Document], teacher_fingerprint: str) -> str:
     digest = hashlib.sha256(teacher_fingerprint.encode())
     for doc in docs:
@@ -69,10 +82,14 @@ def prepare(
     max_docs: int | None = None,
     train_minutes: float = 5.0,
     generic_texts: int = 10_000,
-    data_root: Path | None = None,
+    generic_text: str | Path = "auto",
     progress: bool = True,
 ) -> QuickstartPaths:
-    """Run steps 1-3 of the main job and return where everything is."""
+    """Run steps 1-3 of the main job and return where everything is.
+
+    ``generic_text``: query-like training text added to the corpus for the student: a .jsonl/.txt file,
+    ``"auto"`` (``../shared/data/train/queries.jsonl`` when it is there) or ``"none"``.
+    """
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
 
@@ -116,10 +133,16 @@ def prepare(
         raise AlignmentError(f"{student} is not a student aligned to {teacher_source.ref.name}")
     else:
         data = [_write_corpus(docs, workdir / "corpus.jsonl")]
-        data_root = data_root if data_root is not None else default_data_root()
-        if data_root is not None:
-            data.append(data_root / "train" / "queries.jsonl")
-            logger.info("adding generic query-like text from %s", data_root)
+        generic = resolve_generic_text(generic_text)
+        if generic is not None:
+            data.append(generic)
+            logger.info(
+                "training text: the corpus plus up to %d generic query-like texts from %s (--generic-text to change)",
+                generic_texts,
+                generic,
+            )
+        else:
+            logger.info("training text: the corpus only (--generic-text FILE adds query-like text)")
         distill(
             DistillConfig(
                 out=student_dir,

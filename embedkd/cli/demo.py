@@ -34,16 +34,26 @@ def demo_command(
     workdir: Annotated[Path, typer.Option(help="Where the index, student and corpus are cached.")] = Path(
         ".embedkd/demo"
     ),
-    corpus: Annotated[Path | None, typer.Option(help="Your own documents instead of the stdlib docstrings.")] = None,
+    corpus: Annotated[
+        Path | None,
+        typer.Option("--input", "-i", "--corpus", help="Your own documents instead of the stdlib docstrings."),
+    ] = None,
     max_docs: Annotated[int | None, typer.Option(min=1, help="Cap the default corpus.")] = None,
-    teacher: Annotated[str, typer.Option()] = "mpnet-base",
+    teacher: Annotated[str, typer.Option(help="Teacher model that indexes the documents.")] = "mpnet-base",
     student_base: Annotated[str, typer.Option(help="Base model of the student to train.")] = "minilm-l6",
     student: Annotated[Path | None, typer.Option(help="Use this trained student instead of training one.")] = None,
+    generic_text: Annotated[
+        str,
+        typer.Option(
+            help="Query-like training text added to the corpus: a .jsonl/.txt file, auto "
+            "(../shared/data/train/queries.jsonl when it exists) or none."
+        ),
+    ] = "auto",
     train_minutes: Annotated[float, typer.Option(min=0.05, help="Training budget of the short recipe.")] = 5.0,
-    host: Annotated[str, typer.Option()] = "127.0.0.1",
-    port: Annotated[int, typer.Option(min=1, max=65535)] = 8000,
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 8000,
     serve: Annotated[bool, typer.Option(help="Start the server at the end.")] = True,
-    progress: Annotated[bool, typer.Option()] = True,
+    progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
 ) -> None:
     """Prepare models, index a corpus with the teacher, align a student if needed, and serve."""
     paths = prepare(
@@ -54,6 +64,7 @@ def demo_command(
         corpus=corpus,
         max_docs=max_docs,
         train_minutes=train_minutes,
+        generic_text=generic_text,
         progress=progress,
     )
     typer.echo(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
@@ -9,39 +10,66 @@ import numpy as np
 import typer
 
 from embedkd.cli._app import app
+from embedkd.cli._options import BatchSize, Device, InputPath, MaxSeqLength, PrecisionOpt, Progress, TruncateDim
 from embedkd.data import read_texts
-from embedkd.models import load_model
+from embedkd.device import Precision
+from embedkd.models.encoder import Encoder
 from embedkd.npy import save_npy_atomic
+
+
+class Role(str, Enum):
+    QUERY = "query"
+    DOCUMENT = "document"
+
+
+class OutputDtype(str, Enum):
+    FLOAT32 = "float32"
+    FLOAT16 = "float16"
 
 
 @app.command("encode")
 def encode_command(
-    input_path: Annotated[Path, typer.Option("--input", "-i", help=".jsonl, .txt or BEIR folder.")],
-    model: Annotated[str, typer.Option("--model", "-m", help="Model name, folder or hub id.")] = "minilm-l6",
+    input_path: InputPath,
+    model: Annotated[
+        str,
+        typer.Option(
+            "--model",
+            "-m",
+            help="Model that embeds the texts: the teacher's name (mpnet-base) for vectors in its index's space, "
+            "a trained student folder, or any sentence-transformers folder or hub id. Required: no default is safe.",
+        ),
+    ],
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="Output .npy (default: INPUT.<model>.npy).")
     ] = None,
+    role: Annotated[
+        Role, typer.Option(case_sensitive=False, help="query or document: which of the model's prompts to apply.")
+    ] = Role.DOCUMENT,
     field: Annotated[str, typer.Option(help="JSON field holding the text.")] = "text",
-    batch_size: Annotated[int, typer.Option(min=1, help="Texts per forward pass.")] = 64,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
-    max_length: Annotated[
-        int | None, typer.Option(min=1, help="Truncate to this many tokens (default: the model's).")
-    ] = None,
-    float16: Annotated[bool, typer.Option("--float16", help="Store float16 instead of float32.")] = False,
+    batch_size: BatchSize = 64,
+    device: Device = "auto",
+    precision: PrecisionOpt = Precision.AUTO,
+    max_seq_length: MaxSeqLength = None,
+    truncate_dim: TruncateDim = None,
+    output_dtype: Annotated[
+        OutputDtype, typer.Option(case_sensitive=False, help="Storage type of the .npy.")
+    ] = OutputDtype.FLOAT32,
+    float16: Annotated[bool, typer.Option("--float16", hidden=True, help="Same as --output-dtype float16.")] = False,
+    progress: Progress = True,
 ) -> None:
     """Write L2-normalised embeddings of every text in INPUT, one row per text, in input order."""
     texts = read_texts(input_path, field=field)
-    encoder = load_model(model, device=device)
-    if max_length:
-        encoder.max_seq_length = max_length
-    embeddings = encoder.encode(
-        texts,
-        batch_size=batch_size,
-        normalize_embeddings=True,
-        convert_to_numpy=True,
-        show_progress_bar=True,
-    )
-    embeddings = np.asarray(embeddings, dtype=np.float16 if float16 else np.float32)
+    encoder = Encoder.load(model, device=device, max_seq_length=max_seq_length, precision=Precision(precision).value)
+    embeddings = encoder.encode(texts, role=Role(role).value, batch_size=batch_size, progress=progress)
+    if truncate_dim is not None:
+        if truncate_dim > embeddings.shape[1]:
+            from embedkd.errors import InputError
+
+            raise InputError(f"--truncate-dim {truncate_dim} exceeds the model's {embeddings.shape[1]} dimensions")
+        embeddings = embeddings[:, :truncate_dim]
+        embeddings /= np.maximum(np.linalg.norm(embeddings, axis=1, keepdims=True), 1e-12)
+    dtype = np.float16 if float16 or OutputDtype(output_dtype) is OutputDtype.FLOAT16 else np.float32
+    embeddings = np.asarray(embeddings, dtype=dtype)
     if output is None:
         output = input_path.with_name(f"{input_path.stem}.{Path(model).name}.npy")
     save_npy_atomic(output, embeddings)

@@ -9,28 +9,43 @@ from typing import Annotated
 import typer
 
 from embedkd.cli._app import app
+from embedkd.cli._options import BatchSize, Device, PrecisionOpt
 from embedkd.data import load_beir
+from embedkd.device import Precision
 from embedkd.evaluation import score_retrieval
 from embedkd.models.encoder import Encoder
 
 
 @app.command("eval")
 def eval_command(
-    data: Annotated[Path, typer.Option("--data", help="BEIR folder (corpus.jsonl, queries.jsonl, qrels/).")],
-    query_model: Annotated[str, typer.Option(help="Model that embeds the queries.")] = "minilm-l6",
+    data: Annotated[
+        Path, typer.Option("--input", "-i", "--data", help="BEIR folder (corpus.jsonl, queries.jsonl, qrels/).")
+    ],
+    query_model: Annotated[
+        str,
+        typer.Option(help="Model that embeds the queries: a student folder, the teacher, or any model. Required."),
+    ],
     doc_model: Annotated[
-        str | None, typer.Option(help="Model that embeds the documents (default: the query model).")
+        str | None,
+        typer.Option(
+            help="Model that embeds the documents, e.g. the teacher for asymmetric search (default: the "
+            "query model, symmetric)."
+        ),
     ] = None,
     split: Annotated[str, typer.Option(help="qrels split to score.")] = "test",
-    batch_size: Annotated[int, typer.Option(min=1)] = 64,
-    device: Annotated[str, typer.Option()] = "auto",
+    batch_size: BatchSize = 64,
+    device: Device = "auto",
+    precision: PrecisionOpt = Precision.FP32,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Score retrieval on a BEIR folder; document embeddings are cached, so re-runs are fast."""
     dataset = load_beir(data, split)
     doc_name = doc_model or query_model
-    doc_encoder = Encoder.load(doc_name, device=device)
-    query_encoder = doc_encoder if doc_name == query_model else Encoder.load(query_model, device=device)
+    value = Precision(precision).value
+    doc_encoder = Encoder.load(doc_name, device=device, precision=value)
+    query_encoder = (
+        doc_encoder if doc_name == query_model else Encoder.load(query_model, device=device, precision=value)
+    )
     if query_encoder.dimension != doc_encoder.dimension:
         from embedkd.errors import InputError
 

@@ -10,21 +10,23 @@ from typing import Annotated
 import typer
 
 from embedkd.cli._app import app
+from embedkd.cli._options import BatchSize, Device, IndexDir, PrecisionOpt, Progress, TruncateDim
 from embedkd.data.documents import read_documents
-from embedkd.device import resolve_device
+from embedkd.device import Precision, resolve_device
 from embedkd.distill.teacher import Teacher
 from embedkd.errors import AlignmentError, InputError
 from embedkd.index.collection import Embed, Index, build_index
-from embedkd.index.faiss import IndexParams
+from embedkd.index.faiss import IndexKind, IndexParams
 
 index_app = typer.Typer(help="Build, inspect and update teacher-side indexes.", no_args_is_help=True)
 app.add_typer(index_app, name="index")
 
-IndexDir = Annotated[Path, typer.Option("--index", "-x", help="Index folder.")]
-Docs = Annotated[Path, typer.Option("--docs", help=".jsonl, BEIR folder, or folder of .txt/.md files.")]
-BatchSize = Annotated[int, typer.Option(min=1, help="Texts per teacher forward pass.")]
-Device = Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")]
-Progress = Annotated[bool, typer.Option(help="Show progress bars.")]
+Docs = Annotated[
+    Path,
+    typer.Option(
+        "--input", "-i", "--docs", help="Documents: .jsonl ({id, title, text, ...}), a BEIR folder, or .txt/.md files."
+    ),
+]
 
 
 def teacher_embedder(index_or_teacher: Index | str, *, device: str, batch_size: int, progress: bool) -> Embed:
@@ -49,32 +51,31 @@ def build_command(
     docs: Docs,
     out: Annotated[Path, typer.Option("--out", "-o", help="New index folder.")],
     teacher: Annotated[str, typer.Option(help="Teacher model that embeds the documents.")] = "mpnet-base",
-    index_type: Annotated[str, typer.Option("--type", help="flat, hnsw, ivf-flat, ivf-pq, sq8 or binary.")] = "flat",
-    dims: Annotated[int | None, typer.Option(min=1, help="Keep only the first N dimensions.")] = None,
+    index_type: Annotated[IndexKind, typer.Option("--type", case_sensitive=False, help="faiss index kind.")] = (
+        IndexKind.FLAT
+    ),
+    truncate_dim: TruncateDim = None,
     nlist: Annotated[int | None, typer.Option(min=1, help="IVF lists (default ~4*sqrt(chunks)).")] = None,
-    nprobe: Annotated[int, typer.Option(min=1, help="IVF lists searched per query.")] = 32,
-    hnsw_m: Annotated[int, typer.Option(min=2)] = 32,
-    ef_search: Annotated[int, typer.Option(min=1)] = 128,
+    nprobe: Annotated[int, typer.Option(min=1, help="IVF lists searched per query (default of the index).")] = 32,
+    hnsw_m: Annotated[int, typer.Option(min=2, help="HNSW neighbours per node.")] = 32,
+    ef_search: Annotated[int, typer.Option(min=1, help="HNSW candidate list at search (default of the index).")] = 128,
     rescore: Annotated[int, typer.Option(min=1, help="binary/ivf-pq: candidates per result rescored.")] = 10,
     chunking: Annotated[bool, typer.Option(help="Split long documents into overlapping chunks.")] = True,
     chunk_tokens: Annotated[int | None, typer.Option(min=16, help="Tokens per chunk (default: teacher max).")] = None,
-    overlap: Annotated[int, typer.Option(min=0)] = 64,
+    overlap: Annotated[int, typer.Option(min=0, help="Tokens shared by neighbouring chunks.")] = 64,
     batch_size: BatchSize = 64,
     device: Device = "auto",
-    precision: Annotated[
-        str,
-        typer.Option(
-            help="Teacher precision: auto (bf16 where the hardware has it natively: 1.6-2.5x faster on CPUs with "
-            "AMX/AVX512-BF16, mean cosine 0.99998 to fp32), fp32, bf16, fp16 (CUDA). Recorded in the manifest."
-        ),
-    ] = "auto",
+    precision: PrecisionOpt = Precision.AUTO,
     progress: Progress = True,
 ) -> None:
-    """Embed documents with the teacher (cached, resumable) and write a new index folder."""
+    """Embed documents with the teacher (cached, resumable) and write a new index folder.
+
+    The teacher's precision is recorded in the manifest; later writes to the index use the same one.
+    """
     documents = read_documents(docs)
     params = IndexParams(
-        kind=index_type,  # type: ignore[arg-type]  # validated into IndexKind
-        dims=dims,
+        kind=IndexKind(index_type),
+        dims=truncate_dim,
         nlist=nlist,
         nprobe=nprobe,
         hnsw_m=hnsw_m,
@@ -82,7 +83,7 @@ def build_command(
         rescore=rescore,
     )
     device = resolve_device(device)
-    embed_teacher = Teacher.from_model(teacher, device=device, precision=precision)
+    embed_teacher = Teacher.from_model(teacher, device=device, precision=Precision(precision).value)
     start = time.perf_counter()
     index = build_index(
         out,
@@ -147,7 +148,7 @@ def delete_command(
 
 
 @index_app.command("info")
-def info_command(index: IndexDir, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+def info_command(index: IndexDir, as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
     """Show an index's teacher, type, parameters and counts."""
     with Index.open(index, readonly=True) as opened:  # safe beside a server writing it
         info = opened.info()

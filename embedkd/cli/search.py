@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict
-from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from embedkd.cli._app import app
+from embedkd.cli._options import Device, IndexDir
 from embedkd.device import resolve_device
 from embedkd.errors import InputError
+from embedkd.index.base import SearchParams
 from embedkd.index.collection import Index
 from embedkd.models.encoder import Encoder
 from embedkd.retrieval import AsymmetricRetriever, RetrievalMode
@@ -35,19 +36,32 @@ def parse_filters(items: list[str] | None) -> dict[str, object] | None:
 @app.command("search")
 def search_command(
     queries: Annotated[list[str], typer.Argument(help="Query text(s).")],
-    index: Annotated[Path, typer.Option("--index", "-x", help="Index folder.")],
-    student: Annotated[str | None, typer.Option(help="Student folder (needed for asym/student).")] = None,
-    mode: Annotated[str, typer.Option(help="asym, teacher or student.")] = "asym",
-    k: Annotated[int, typer.Option("-k", min=1, max=1000)] = 10,
+    index: IndexDir,
+    student: Annotated[str | None, typer.Option(help="Trained student folder (needed for asym/student).")] = None,
+    mode: Annotated[
+        RetrievalMode,
+        typer.Option(
+            case_sensitive=False,
+            help="asym: student queries on the teacher's index; teacher: teacher queries (the ceiling); student: "
+            "student queries on an index the student built. The same set as the API's.",
+        ),
+    ] = RetrievalMode.ASYM,
+    k: Annotated[int, typer.Option("-k", "--k", min=1, max=1000, help="Documents per query.")] = 10,
     filters: Annotated[list[str] | None, typer.Option("--filter", help="Metadata equality, key=value.")] = None,
+    nprobe: Annotated[
+        int | None, typer.Option(min=1, max=65536, help="IVF lists searched (ivf kinds; default: the index's).")
+    ] = None,
+    ef_search: Annotated[
+        int | None, typer.Option(min=1, max=65536, help="HNSW candidate list (hnsw kind; default: the index's).")
+    ] = None,
     force: Annotated[bool, typer.Option("--force", help="Skip the student/index teacher check.")] = False,
-    device: Annotated[str, typer.Option()] = "auto",
-    as_json: Annotated[bool, typer.Option("--json")] = False,
+    device: Device = "auto",
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print JSON: [{query, mode, model, hits: [...]}], one entry per query.")
+    ] = False,
 ) -> None:
     """Print the best documents for each query."""
-    retrieval_mode = RetrievalMode(mode) if mode in {m.value for m in RetrievalMode} else None
-    if retrieval_mode is None:
-        raise InputError(f"unknown mode {mode!r}; use asym, teacher or student")
+    retrieval_mode = RetrievalMode(mode)
     device = resolve_device(device)
     opened = Index.open(index, device=device, readonly=True)  # safe beside a server writing it
     try:
@@ -60,11 +74,18 @@ def search_command(
         retriever = AsymmetricRetriever(
             opened, student=student_encoder, teacher=teacher_encoder, mode=retrieval_mode, force=force
         )
-        results = retriever.search(queries, k, filters=parse_filters(filters))
+        params = SearchParams(nprobe=nprobe, ef_search=ef_search)
+        results = retriever.search(queries, k, filters=parse_filters(filters), params=params)
+        model = retriever.encoder(retrieval_mode)
     finally:
         opened.close()
     if as_json:
-        typer.echo(json.dumps([[asdict(h) for h in hits] for hits in results], indent=2))
+        name = model.name if model is not None else None
+        payload = [
+            {"query": query, "mode": retrieval_mode.value, "model": name, "hits": [asdict(h) for h in hits]}
+            for query, hits in zip(queries, results, strict=True)
+        ]
+        typer.echo(json.dumps(payload, indent=2))
         return
     for query, hits in zip(queries, results, strict=True):
         typer.echo(f"\n{query}")

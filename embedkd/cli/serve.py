@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import logging
 from enum import Enum
-from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from embedkd.cli._app import app
+from embedkd.cli._options import IndexDir
+from embedkd.device import Precision
 
 
 class LogLevel(str, Enum):
@@ -22,13 +23,20 @@ class LogLevel(str, Enum):
 
 @app.command("serve")
 def serve_command(
-    index: Annotated[Path, typer.Option("--index", "-x", help="Index folder.")],
-    student: Annotated[str | None, typer.Option(help="Student folder for asymmetric search.")] = None,
+    index: IndexDir,
+    student: Annotated[str | None, typer.Option(help="Trained student folder for asymmetric search.")] = None,
     teacher: Annotated[str | None, typer.Option(help="Teacher model (default: the index's).")] = None,
     load_teacher: Annotated[bool, typer.Option(help="Load the teacher (document writes, mode=teacher).")] = True,
-    host: Annotated[str, typer.Option()] = "127.0.0.1",
-    port: Annotated[int, typer.Option(min=1, max=65535)] = 8000,
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 8000,
     device: Annotated[str | None, typer.Option(help="auto, cpu, cuda[:N] or mps [env: EMBEDKD_DEVICE].")] = None,
+    precision: Annotated[
+        Precision | None,
+        typer.Option(
+            case_sensitive=False,
+            help="Query-encoding precision [env: EMBEDKD_PRECISION; default fp32: bf16 is slower at batch 1 on CPUs].",
+        ),
+    ] = None,
     api_key: Annotated[
         list[str] | None,
         typer.Option(
@@ -37,7 +45,13 @@ def serve_command(
         ),
     ] = None,
     max_batch_size: Annotated[
-        int | None, typer.Option(min=1, help="Texts per forward pass [env: EMBEDKD_MAX_BATCH_SIZE; default 32].")
+        int | None,
+        typer.Option(
+            "--batch-size",
+            "--max-batch-size",
+            min=1,
+            help="Most texts per forward pass of the micro-batcher [env: EMBEDKD_MAX_BATCH_SIZE; default 32].",
+        ),
     ] = None,
     max_wait_ms: Annotated[
         float | None, typer.Option(min=0, help="Extra wait for a batch while the model is idle [default 0].")
@@ -45,7 +59,8 @@ def serve_command(
     force: Annotated[bool, typer.Option("--force", help="Serve a student aligned to another teacher.")] = False,
     log_level: Annotated[LogLevel, typer.Option(case_sensitive=False, help="Server log level.")] = LogLevel.INFO,
 ) -> None:
-    """Serve /embed, /v1/embeddings, /search, /documents, /models, /health, /ready and /metrics.
+    """Serve /search, /v1/embeddings (OpenAI), /embed + /info (TEI), /encode, /documents, /models, /health,
+    /ready and /metrics.
 
     Every setting not given here comes from its EMBEDKD_* environment variable (see embedkd/service/settings.py).
     """
@@ -56,6 +71,7 @@ def serve_command(
 
     given: dict[str, object] = {
         "device": device,
+        "precision": precision,
         "api_keys": list(api_key) if api_key else None,
         "max_batch_size": max_batch_size,
         "max_wait_ms": max_wait_ms,

@@ -33,9 +33,13 @@ class DistillConfig:
             "flags": ("--out", "-o"),
         }
     )
-    data: list[Path] = opt([], "Training text: .jsonl, .txt or a BEIR folder (repeatable).", flags=("--data", "-d"))
+    data: list[Path] = opt(
+        [], "Training text: .jsonl, .txt or a BEIR folder (repeatable).", flags=("--input", "-i", "--data", "-d")
+    )
     teacher: str = opt("mpnet-base", "Teacher model name, folder or hub id.")
-    student: str = opt("minilm-l6", "Student base model name, folder or hub id.")
+    student: str = opt(
+        "minilm-l6", "Base model the student starts from: a name, folder or hub id.", flags=("--student-base",)
+    )
     layers: int | None = opt(None, "Keep this many evenly spaced layers of the student base.")
     teacher_embeddings: list[Path] = opt(
         [], "Precomputed teacher embeddings (.npy, a black-box teacher); pair each with --teacher-texts."

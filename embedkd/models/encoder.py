@@ -90,6 +90,12 @@ class Encoder:
         other._lock = self._lock  # one forward at a time on the shared weights
         return other
 
+    @property
+    def forward_lock(self) -> threading.Lock:
+        """Held around every forward pass: sentence-transformers models are not re-entrant. Callers that run
+        the model's modules themselves (the service's micro-batcher) take it too."""
+        return self._lock
+
     # ------------------------------------------------------------------ facts
     @property
     def dimension(self) -> int:

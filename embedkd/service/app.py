@@ -78,12 +78,14 @@ def _load(state: AppState) -> None:
     index = Index.open(settings.index_dir, device=device)
     state.index = index
     if settings.student:
-        student = Encoder.load(settings.student, device=device)
+        student = Encoder.load(settings.student, device=device, precision=settings.precision.value)
         mode = RetrievalMode.STUDENT if student.fingerprint == index.teacher.fingerprint else RetrievalMode.ASYM
         check_alignment(student, index, mode, force=settings.force_alignment)
         state.student = student
     if settings.load_teacher:
-        teacher = Encoder.load(settings.teacher or index.teacher.name, device=device)
+        teacher = Encoder.load(
+            settings.teacher or index.teacher.name, device=device, precision=settings.precision.value
+        )
         check_alignment(teacher, index, RetrievalMode.TEACHER, force=settings.force_alignment)
         state.teacher = teacher
         # The index's precision for new document vectors; the loaded weights are shared, not loaded twice.

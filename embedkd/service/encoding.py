@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from embedkd.device import autocast
 from embedkd.models.encoder import Encoder
 
 __all__ = ["EncoderStages", "Tokens", "postprocess", "to_base64"]
@@ -73,7 +74,7 @@ class EncoderStages:
     def core(self, tokens: Tokens) -> np.ndarray:
         device = self.encoder.model.device
         features = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in tokens.features.items()}
-        with self.encoder._lock, torch.inference_mode():
+        with self.encoder.forward_lock, torch.inference_mode(), autocast(self.encoder.precision, self.encoder.device):
             for module in self._modules:
                 features = module(features)
         return features["sentence_embedding"].float().cpu().numpy()

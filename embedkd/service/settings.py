@@ -8,6 +8,8 @@ from typing import Annotated
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from embedkd.device import Precision
+
 __all__ = ["Settings"]
 
 
@@ -24,6 +26,11 @@ class Settings(BaseSettings):
     load_teacher: bool = Field(default=True, description="Load the teacher for /documents and mode=teacher.")
     force_alignment: bool = Field(default=False, description="Serve a student aligned to another teacher.")
     device: str = "auto"
+    precision: Precision = Field(
+        default=Precision.FP32,
+        description="Compute precision of query encoding: fp32 (default: bf16 autocast is slower at batch 1 on CPUs), "
+        "bf16, fp16 (CUDA) or auto. Document vectors written to the index keep the index's own precision.",
+    )
 
     max_batch_size: int = Field(default=32, ge=1, le=4096, description="Texts per forward pass.")
     max_wait_ms: float = Field(

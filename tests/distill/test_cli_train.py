@@ -9,7 +9,7 @@ from .conftest import BowData
 
 
 def base_args(bow: BowData, student: Path, out: Path) -> list[object]:
-    return ["train", "--student", student, "--out", out, "--max-steps", "2", "--no-progress", "--eval-texts", "10"]
+    return ["train", "--student-base", student, "--out", out, "--max-steps", "2", "--no-progress", "--eval-texts", "10"]
 
 
 def test_cli_trains_with_a_black_box_teacher(

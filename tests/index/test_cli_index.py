@@ -43,10 +43,12 @@ def test_index_lifecycle_through_the_cli(run_cli, teacher, tiny_model_factory, t
     # Teacher mode needs no student; the teacher is found from the index manifest.
     code, stdout, err = run_cli("search", "--index", out, "--mode", "teacher", "apple orchard", "--json")
     assert code == 0, err
-    hits = json.loads(stdout)[0]
+    result = json.loads(stdout)[0]
+    assert result["query"] == "apple orchard" and result["mode"] == "teacher" and result["model"]
+    hits = result["hits"]
     assert hits[0]["id"] == "a" and {h["id"] for h in hits} == {"a", "c", "d"}
     code, stdout, _ = run_cli("search", "-x", out, "--mode", "teacher", "--filter", "kind=art", "apple", "--json")
-    assert [h["id"] for h in json.loads(stdout)[0]] == ["c"]
+    assert [h["id"] for h in json.loads(stdout)[0]["hits"]] == ["c"]
 
     # A student aligned to another teacher is refused with a clear message, unless forced.
     student = tiny_model_factory(hidden=48, seed=9)
