@@ -10,6 +10,9 @@ Parts:
    look like real embeddings), queried with the real SciFact test-query embeddings; CPU types only.
 3. Build throughput: ``Index`` build (chunking, store, faiss) against raw teacher ``encode`` on the same
    documents, both from a cold cache, to measure the index layer's overhead.
+4. Footprint on disk (``--footprint``): a real index folder of every type over SciFact, its bytes split
+   into the faiss file, the float16 vector store that every type keeps (exact rescoring, upserts, rebuilds)
+   and the SQLite document store (texts and metadata).
 """
 
 from __future__ import annotations
@@ -132,6 +135,66 @@ def build_throughput(beir: Path, teacher_name: str, n_docs: int) -> dict[str, An
     }
 
 
+def footprint(beir: Path, teacher: Teacher, docs: np.ndarray) -> list[dict[str, Any]]:
+    """On-disk bytes of a real index folder of each type, by file role (no chunking: one vector per doc)."""
+    dataset = load_beir(beir, "test")
+    documents = [
+        Document(id=doc_id, title=doc.get("title", ""), text=doc.get("text", ""))
+        for doc_id, doc in dataset.corpus.items()
+    ]
+    vectors = {doc.id: docs[i] for i, doc in enumerate(documents)}
+    by_text: dict[str, np.ndarray] = {}
+    for doc in documents:
+        by_text[f"{doc.title} {doc.text}".strip()] = vectors[doc.id]
+        by_text[doc.text] = vectors[doc.id]
+
+    def embed(texts: list[str]) -> np.ndarray:
+        return np.stack([by_text[t.strip()] for t in texts])
+
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for kind in KINDS:
+            folder = Path(tmp) / kind
+            index = build_index(
+                folder,
+                documents,
+                teacher=teacher.ref,
+                embed=embed,
+                params=params_for(kind),
+                chunking=False,
+                progress=False,
+            )
+            faiss_ram = index.info()["memory_bytes"]
+            index.close()
+            sizes: dict[str, int] = {"faiss": 0, "vectors": 0, "documents": 0, "other": 0}
+            for file in folder.rglob("*"):
+                if not file.is_file():
+                    continue
+                name = file.name
+                role = (
+                    "faiss"
+                    if name.endswith(".faiss")
+                    else "vectors"
+                    if "vector" in name or name.endswith(".npy")
+                    else "documents"
+                    if ".sqlite" in name or name.endswith(".db") or "-wal" in name
+                    else "other"
+                )
+                sizes[role] += file.stat().st_size
+            rows.append(
+                {
+                    "type": kind,
+                    "documents": len(documents),
+                    "faiss RAM MiB": faiss_ram / 2**20,
+                    **{f"{role} MiB": size / 2**20 for role, size in sizes.items()},
+                    "total MiB": sum(sizes.values()) / 2**20,
+                    "files": sorted(str(f.relative_to(folder)) for f in folder.rglob("*") if f.is_file()),
+                }
+            )
+            print(json.dumps(rows[-1]), flush=True)
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--beir", type=Path, default=Path("../shared/data/beir/scifact"))
@@ -145,12 +208,22 @@ def main() -> None:
         action="store_true",
         help="Only run the synthetic set for --synthetic-kinds and merge its rows into an existing index.json.",
     )
+    parser.add_argument(
+        "--footprint", action="store_true", help="Only measure each type's folder on disk; merge into index.json."
+    )
     args = parser.parse_args()
 
     dataset = load_beir(args.beir, "test")
     teacher = Teacher.from_model(args.teacher)
     docs = teacher.embeddings(dataset.doc_texts(), role="document")
     queries = teacher.embeddings(list(dataset.queries.values()), role="query")
+    if args.footprint:
+        earlier = json.loads((args.out / "index.json").read_text())
+        earlier["footprint"] = footprint(args.beir, teacher, docs)
+        earlier["footprint_machine"] = machine()
+        (args.out / "index.json").write_text(json.dumps(earlier, indent=2))
+        write_markdown(earlier, args.out / "index.md")
+        return
     if args.add_synthetic:
         earlier = json.loads((args.out / "index.json").read_text())
         kinds = [k for k in args.synthetic_kinds.split(",") if k]
@@ -234,6 +307,25 @@ def write_markdown(results: dict[str, Any], path: Path) -> None:
             f"- index layer overhead: {t['overhead %']:.1f}%",
             "",
         ]
+    if "footprint" in results:
+        lines += [
+            "## Footprint on disk (SciFact, one vector per document)",
+            "",
+            f"Measured on {results['footprint_machine']}. Every type keeps the float16 vectors beside its faiss",
+            "file (exact rescoring of binary and ivf-pq, upserts, rebuilds), so a compressed type shrinks the",
+            "RAM-resident faiss structure, not the folder. The `memory MiB` columns above count the faiss",
+            "structure only.",
+            "",
+        ]
+        lines += markdown_table(
+            ["type", "faiss RAM MiB", "faiss file MiB", "float16 vectors MiB", "documents (SQLite) MiB", "folder MiB"],
+            (
+                [r["type"], f"{r['faiss RAM MiB']:.1f}", f"{r['faiss MiB']:.1f}", f"{r['vectors MiB']:.1f}"]
+                + [f"{r['documents MiB']:.1f}", f"{r['total MiB']:.1f}"]
+                for r in results["footprint"]
+            ),
+        )
+        lines.append("")
     lines += [
         "Defaults: hnsw M=32, efConstruction=200, efSearch=128; ivf nlist=min(4*sqrt(n), n/39), nprobe=32;",
         "ivf-pq d/8 sub-quantisers x 8 bits with 10x exact rescoring; sq8 8-bit per dimension; binary 1 bit per",
