@@ -19,6 +19,7 @@ from embedkd.errors import AlignmentError, InputError
 from embedkd.index.base import SearchParams
 from embedkd.index.collection import Hit, Index
 from embedkd.models.encoder import Encoder
+from embedkd.models.manifest import StudentManifest
 
 __all__ = ["AsymmetricRetriever", "RetrievalMode", "check_alignment"]
 
@@ -33,6 +34,41 @@ class RetrievalMode(str, Enum):
 
 def _short(fingerprint: str) -> str:
     return fingerprint[:12] + "…" if len(fingerprint) > 12 else fingerprint
+
+
+def _backend_problem(encoder: Encoder, manifest: StudentManifest) -> str | None:
+    """The same rule for an exported backend (onnx, int8, ...), from what ``embedkd export`` measured:
+    refuse an export that no longer reproduces the student, warn when its alignment drops."""
+    if encoder.backend == "torch":
+        return None
+    from embedkd.evaluation.backends import FIDELITY_FLOOR
+
+    measured = manifest.backends.get(encoder.backend)
+    if measured is None:
+        logger.warning(
+            "student %s on the %s backend was never measured; run `embedkd export %s --backend ...` to record "
+            "its alignment",
+            encoder.name,
+            encoder.backend,
+            encoder.path,
+        )
+        return None
+    fidelity = float(measured.get("cosine_to_torch_fp32", 0.0))
+    if fidelity < FIDELITY_FLOOR:
+        return (
+            f"student {encoder.name} on the {encoder.backend} backend reproduces its own fp32 output with mean "
+            f"cosine {fidelity:.4f} (< {FIDELITY_FLOOR}): the export is broken; use another backend"
+        )
+    cosine, torch_cosine = measured.get("mean_cosine"), measured.get("torch_mean_cosine")
+    if cosine is not None and (cosine < 0.8 or (torch_cosine is not None and torch_cosine - cosine > 0.01)):
+        logger.warning(
+            "student %s on the %s backend is less aligned to its teacher: mean cosine %.3f (torch fp32 %.3f)",
+            encoder.name,
+            encoder.backend,
+            cosine,
+            torch_cosine if torch_cosine is not None else float("nan"),
+        )
+    return None
 
 
 def check_alignment(encoder: Encoder, index: Index, mode: RetrievalMode | str, *, force: bool = False) -> None:
@@ -60,12 +96,14 @@ def check_alignment(encoder: Encoder, index: Index, mode: RetrievalMode | str, *
                 f"teacher {indexed_by.name} ({_short(indexed_by.fingerprint)}). Rebuild the index with "
                 "the student's teacher or train a student against the index's teacher"
             )
-        elif manifest.alignment is not None and manifest.alignment.mean_cosine < 0.8:
-            logger.warning(
-                "student %s is only loosely aligned to its teacher (mean cosine %.3f)",
-                encoder.name,
-                manifest.alignment.mean_cosine,
-            )
+        else:
+            problem = _backend_problem(encoder, manifest)
+            if problem is None and manifest.alignment is not None and manifest.alignment.mean_cosine < 0.8:
+                logger.warning(
+                    "student %s is only loosely aligned to its teacher (mean cosine %.3f)",
+                    encoder.name,
+                    manifest.alignment.mean_cosine,
+                )
     elif encoder.fingerprint != indexed_by.fingerprint:
         role = "teacher" if mode is RetrievalMode.TEACHER else "student that built it"
         problem = (

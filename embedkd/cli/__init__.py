@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import typer
 
 # Importing the command modules registers their commands on `app`.
-from embedkd.cli import cache, demo, encode, eval, index, models, search, serve, train  # noqa: E402,F401,I001
+from embedkd.cli import cache, demo, encode, eval, export, index, models, search, serve, train  # noqa: E402,F401,I001
 from embedkd.cli._app import app
 from embedkd.errors import EmbedkdError
 

@@ -12,8 +12,10 @@ from typing import Annotated
 import typer
 
 from embedkd.device import Precision
+from embedkd.models.backends import Backend, Quantize
 
 __all__ = [
+    "BackendOpt",
     "BatchSize",
     "Device",
     "IndexDir",
@@ -21,6 +23,7 @@ __all__ = [
     "MaxSeqLength",
     "Progress",
     "PrecisionOpt",
+    "QuantizeOpt",
     "TruncateDim",
 ]
 
@@ -55,3 +58,16 @@ TruncateDim = Annotated[
     typer.Option("--truncate-dim", "--dims", min=1, help="Keep only the first N dimensions (Matryoshka order)."),
 ]
 Progress = Annotated[bool, typer.Option(help="Show progress bars.")]
+BackendOpt = Annotated[
+    Backend,
+    typer.Option(
+        "--backend",
+        case_sensitive=False,
+        help="Inference backend of the student: torch, onnx (ONNX Runtime) or openvino; exported into the model "
+        "folder on first use (`embedkd export` also measures it).",
+    ),
+]
+QuantizeOpt = Annotated[
+    Quantize,
+    typer.Option("--quantize", case_sensitive=False, help="none, or int8 (dynamic int8 weights; onnx/openvino)."),
+]

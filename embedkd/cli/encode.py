@@ -10,9 +10,20 @@ import numpy as np
 import typer
 
 from embedkd.cli._app import app
-from embedkd.cli._options import BatchSize, Device, InputPath, MaxSeqLength, PrecisionOpt, Progress, TruncateDim
+from embedkd.cli._options import (
+    BackendOpt,
+    BatchSize,
+    Device,
+    InputPath,
+    MaxSeqLength,
+    PrecisionOpt,
+    Progress,
+    QuantizeOpt,
+    TruncateDim,
+)
 from embedkd.data import read_texts
 from embedkd.device import Precision
+from embedkd.models.backends import Backend, Quantize
 from embedkd.models.encoder import Encoder
 from embedkd.npy import save_npy_atomic
 
@@ -49,6 +60,8 @@ def encode_command(
     batch_size: BatchSize = 64,
     device: Device = "auto",
     precision: PrecisionOpt = Precision.AUTO,
+    backend: BackendOpt = Backend.TORCH,
+    quantize: QuantizeOpt = Quantize.NONE,
     max_seq_length: MaxSeqLength = None,
     truncate_dim: TruncateDim = None,
     output_dtype: Annotated[
@@ -59,7 +72,14 @@ def encode_command(
 ) -> None:
     """Write L2-normalised embeddings of every text in INPUT, one row per text, in input order."""
     texts = read_texts(input_path, field=field)
-    encoder = Encoder.load(model, device=device, max_seq_length=max_seq_length, precision=Precision(precision).value)
+    encoder = Encoder.load(
+        model,
+        device=device,
+        max_seq_length=max_seq_length,
+        precision=Precision(precision).value,
+        backend=Backend(backend).value,
+        quantize=Quantize(quantize).value,
+    )
     embeddings = encoder.encode(texts, role=Role(role).value, batch_size=batch_size, progress=progress)
     if truncate_dim is not None:
         if truncate_dim > embeddings.shape[1]:

@@ -9,11 +9,12 @@ from typing import Annotated
 import typer
 
 from embedkd.cli._app import app
-from embedkd.cli._options import Device, IndexDir
+from embedkd.cli._options import BackendOpt, Device, IndexDir, QuantizeOpt
 from embedkd.device import resolve_device
 from embedkd.errors import InputError
 from embedkd.index.base import SearchParams
 from embedkd.index.collection import Index
+from embedkd.models.backends import Backend, Quantize
 from embedkd.models.encoder import Encoder
 from embedkd.retrieval import AsymmetricRetriever, RetrievalMode
 
@@ -56,6 +57,8 @@ def search_command(
     ] = None,
     force: Annotated[bool, typer.Option("--force", help="Skip the student/index teacher check.")] = False,
     device: Device = "auto",
+    backend: BackendOpt = Backend.TORCH,
+    quantize: QuantizeOpt = Quantize.NONE,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print JSON: [{query, mode, model, hits: [...]}], one entry per query.")
     ] = False,
@@ -65,7 +68,11 @@ def search_command(
     device = resolve_device(device)
     opened = Index.open(index, device=device, readonly=True)  # safe beside a server writing it
     try:
-        student_encoder = Encoder.load(student, device=device) if student else None
+        student_encoder = (
+            Encoder.load(student, device=device, backend=Backend(backend).value, quantize=Quantize(quantize).value)
+            if student
+            else None
+        )
         teacher_encoder = None
         if retrieval_mode is RetrievalMode.TEACHER:
             teacher_encoder = Encoder.load(opened.teacher.name, device=device)

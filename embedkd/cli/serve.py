@@ -11,6 +11,7 @@ import typer
 from embedkd.cli._app import app
 from embedkd.cli._options import IndexDir
 from embedkd.device import Precision
+from embedkd.models.backends import Backend, Quantize
 
 
 class LogLevel(str, Enum):
@@ -44,6 +45,15 @@ def serve_command(
             help="Require this bearer token (repeatable). Prefer EMBEDKD_API_KEYS=k1,k2: options show in `ps`.",
         ),
     ] = None,
+    backend: Annotated[
+        Backend | None,
+        typer.Option(
+            case_sensitive=False, help="Student inference backend: torch, onnx or openvino [env: EMBEDKD_BACKEND]."
+        ),
+    ] = None,
+    quantize: Annotated[
+        Quantize | None, typer.Option(case_sensitive=False, help="none or int8 [env: EMBEDKD_QUANTIZE].")
+    ] = None,
     max_batch_size: Annotated[
         int | None,
         typer.Option(
@@ -72,6 +82,8 @@ def serve_command(
     given: dict[str, object] = {
         "device": device,
         "precision": precision,
+        "backend": backend,
+        "quantize": quantize,
         "api_keys": list(api_key) if api_key else None,
         "max_batch_size": max_batch_size,
         "max_wait_ms": max_wait_ms,

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
+import torch
 
 from embedkd.device import autocast, resolve_precision
 from embedkd.embedding_cache import EmbeddingCache
@@ -40,9 +41,12 @@ class Encoder:
         fingerprint: str,
         manifest: StudentManifest | None = None,
         precision: str = "fp32",
+        backend: str = "torch",
     ) -> None:
         self.model = model
-        self.precision = str(resolve_precision(precision, str(model.device)).value)
+        self.backend = backend  # torch, onnx, onnx-int8, openvino or openvino-int8 (see models/backends.py)
+        # an exported backend fixes its own number format; autocast would only touch pooling and the head
+        self.precision = str(resolve_precision(precision if backend == "torch" else "fp32", str(model.device)).value)
         self.name = name
         self.path = path
         self.fingerprint = fingerprint
@@ -57,8 +61,16 @@ class Encoder:
         device: str | None = None,
         max_seq_length: int | None = None,
         precision: str = "fp32",
+        backend: str = "torch",
+        quantize: str = "none",
     ) -> Encoder:
-        """Load a model; ``precision`` is fp32, bf16 (autocast), fp16 (CUDA) or auto (bf16 where native)."""
+        """Load a model; ``precision`` is fp32, bf16 (autocast), fp16 (CUDA) or auto (bf16 where native).
+
+        ``backend`` ``onnx`` or ``openvino`` (``quantize`` ``int8`` for dynamic int8 weights) runs the
+        transformer on an export kept in the model folder, made on first use (``models/backends.py``).
+        """
+        from embedkd.models.backends import Backend, attach_backend, backend_label, ensure_export
+
         name = str(name_or_path)
         path = resolve_model_path(name)
         model = load_model(path, device=device)
@@ -66,13 +78,21 @@ class Encoder:
             model.max_seq_length = max_seq_length
         spec = find_spec(name)
         display = spec.name if spec else (Path(name).name if Path(name).exists() else name)
+        weights = folder_fingerprint(path)
+        chosen = Backend(backend)
+        if chosen is not Backend.TORCH:
+            if str(model.device) != "cpu":
+                raise InputError(f"the {chosen.value} backend runs on the CPU; pass device='cpu'")
+            export = ensure_export(model, path, weights, chosen, quantize)
+            attach_backend(model, export, chosen, threads=torch.get_num_threads())
         return cls(
             model,
             name=display,
             path=path,
-            fingerprint=folder_fingerprint(path),
+            fingerprint=weights,
             manifest=StudentManifest.read(path),
             precision=precision,
+            backend=backend_label(chosen, quantize),
         )
 
     def with_precision(self, precision: str) -> Encoder:
@@ -86,6 +106,7 @@ class Encoder:
             fingerprint=self.fingerprint,
             manifest=self.manifest,
             precision=precision,
+            backend=self.backend,
         )
         other._lock = self._lock  # one forward at a time on the shared weights
         return other
@@ -170,7 +191,8 @@ class Encoder:
             dimension=self.dimension,
             max_seq_length=self.max_seq_length,
             prompt=self._prompt(role),
-            precision=self.precision,
+            # vectors of another precision or backend never share a cache
+            precision=self.precision if self.backend == "torch" else self.backend,
             root=root,
         )
 

@@ -50,6 +50,8 @@ class StudentManifest:
     layers: list[int] | None = None
     alignment: Alignment | None = None
     training: dict[str, Any] = field(default_factory=dict)
+    # per inference backend (onnx, onnx-int8, openvino, ...): its measured fidelity and alignment
+    backends: dict[str, dict[str, Any]] = field(default_factory=dict)
     embedkd_version: str = __version__
     created_at: str = field(default_factory=lambda: time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
 
@@ -69,6 +71,7 @@ class StudentManifest:
             layers=data.get("layers"),
             alignment=alignment,
             training=dict(data.get("training") or {}),
+            backends={str(k): dict(v) for k, v in (data.get("backends") or {}).items()},
             embedkd_version=str(data.get("embedkd_version", "")),
             created_at=str(data.get("created_at", "")),
         )

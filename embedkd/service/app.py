@@ -78,7 +78,13 @@ def _load(state: AppState) -> None:
     index = Index.open(settings.index_dir, device=device)
     state.index = index
     if settings.student:
-        student = Encoder.load(settings.student, device=device, precision=settings.precision.value)
+        student = Encoder.load(
+            settings.student,
+            device=device,
+            precision=settings.precision.value,
+            backend=settings.backend.value,
+            quantize=settings.quantize.value,
+        )
         mode = RetrievalMode.STUDENT if student.fingerprint == index.teacher.fingerprint else RetrievalMode.ASYM
         check_alignment(student, index, mode, force=settings.force_alignment)
         state.student = student

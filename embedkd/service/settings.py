@@ -9,6 +9,7 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from embedkd.device import Precision
+from embedkd.models.backends import Backend, Quantize
 
 __all__ = ["Settings"]
 
@@ -26,6 +27,12 @@ class Settings(BaseSettings):
     load_teacher: bool = Field(default=True, description="Load the teacher for /documents and mode=teacher.")
     force_alignment: bool = Field(default=False, description="Serve a student aligned to another teacher.")
     device: str = "auto"
+    backend: Backend = Field(
+        default=Backend.TORCH,
+        description="Student inference backend: torch, onnx or openvino (exported into the student folder on first "
+        "use; the teacher stays on torch, so document vectors match the index's).",
+    )
+    quantize: Quantize = Field(default=Quantize.NONE, description="none or int8 weights for an onnx/openvino student.")
     precision: Precision = Field(
         default=Precision.FP32,
         description="Compute precision of query encoding: fp32 (default: bf16 autocast is slower at batch 1 on CPUs), "

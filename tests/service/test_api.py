@@ -300,3 +300,19 @@ def test_the_periodic_saver_survives_a_failing_save_and_shutdown_still_closes(ma
     assert failures["n"] == 2 and state.index.unsaved == 0  # it failed twice, kept going, then saved
     metrics = client.get("/metrics").text
     assert "embedkd_index_save_failures_total 2.0" in metrics
+
+
+def test_the_student_can_run_on_onnx(make_client, service_files: dict[str, Path]) -> None:
+    pytest.importorskip("onnxruntime")
+    import shutil
+
+    from embedkd.models.encoder import Encoder
+
+    reference = Encoder.load(service_files["student"], device="cpu").encode_query(["apple orchard", "river"])
+    client = make_client(backend="onnx")
+    shutil.rmtree(service_files["student"] / "onnx")  # leave the shared student folder as other tests expect
+    assert client.get("/models").json()["student"]["backend"] == "onnx"
+    got = client.post("/encode", json={"inputs": ["apple orchard", "river"]}).json()["embeddings"]
+    np.testing.assert_allclose(got, reference, atol=1e-4)
+    hits = client.post("/search", json={"query": "apple orchard", "k": 2}).json()["results"][0]["hits"]
+    assert len(hits) == 2

@@ -22,6 +22,8 @@ def describe(encoder: Encoder) -> dict[str, Any]:
         "max_seq_length": encoder.max_seq_length,
         "parameters": encoder.parameters(),
         "device": encoder.device,
+        "backend": encoder.backend,
+        "precision": encoder.precision,
     }
     if encoder.manifest is not None:
         info["aligned_to"] = asdict(encoder.manifest.teacher)
