@@ -112,8 +112,7 @@ def build_throughput(beir: Path, teacher_name: str, n_docs: int) -> dict[str, An
     raw_s = time.perf_counter() - start
 
     with tempfile.TemporaryDirectory() as tmp:
-        cold = Teacher.from_model(teacher_name, cache_root=Path(tmp) / "cache")
-        cold._encoder = encoder
+        cold = Teacher.from_encoder(encoder, cache_root=Path(tmp) / "cache")  # same weights, empty cache
         start = time.perf_counter()
         index = build_index(
             Path(tmp) / "index",

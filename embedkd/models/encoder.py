@@ -6,7 +6,7 @@ import os
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -175,6 +175,44 @@ class Encoder:
                 show_progress_bar=progress,
             )
         return np.asarray(out, dtype=np.float32)
+
+    # ------------------------------------------------------------------ stages (for micro-batching)
+    def tokenize(self, texts: Sequence[str], *, role: str | None = None) -> dict[str, Any]:
+        """Token tensors of ``texts`` with the role's prompt, truncated to ``max_seq_length``."""
+        return dict(self.model.preprocess(list(texts), prompt=self._prompt(role) or None))
+
+    def embed_tokens(self, features: dict[str, Any]) -> np.ndarray:
+        """Float32 embeddings of tokenised texts, *before* any final normalisation (callers choose it).
+
+        One forward at a time (``forward_lock``), in this encoder's precision and backend.
+        """
+        from sentence_transformers.sentence_transformer.modules import Normalize
+
+        modules = list(self.model)
+        if modules and isinstance(modules[-1], Normalize):
+            modules = modules[:-1]
+        device = self.model.device
+        features = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in features.items()}
+        with self._lock, torch.inference_mode(), autocast(self.precision, self.device):
+            for module in modules:
+                features = module(features)
+        return np.asarray(features["sentence_embedding"].float().cpu().numpy(), dtype=np.float32)
+
+    def token_counts(self, texts: Sequence[str], *, role: str | None = None) -> list[int]:
+        """Untruncated token count of each text as the model sees it (prompt and special tokens included)."""
+        prefix = self._prompt(role)
+        ids = self.model.tokenizer([prefix + t for t in texts], add_special_tokens=True, truncation=False)
+        return [len(row) for row in ids["input_ids"]]
+
+    def keep_last_tokens(self, texts: Sequence[str], *, role: str | None = None) -> list[str]:
+        """Left truncation: each text cut at the character where the last tokens that fit begin."""
+        budget = max(1, int(self.max_seq_length or 512) - self.token_counts([""], role=role)[0])
+        out = []
+        for text in texts:
+            enc = self.model.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True, truncation=False)
+            offsets = enc["offset_mapping"]
+            out.append(text if len(offsets) <= budget else text[offsets[len(offsets) - budget][0] :])
+        return out
 
     def encode_query(self, texts: Sequence[str], **kwargs: object) -> np.ndarray:
         return self.encode(texts, role="query", **kwargs)  # type: ignore[arg-type]

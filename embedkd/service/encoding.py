@@ -14,7 +14,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from embedkd.device import autocast
 from embedkd.models.encoder import Encoder
 
 __all__ = ["EncoderStages", "Tokens", "postprocess", "to_base64"]
@@ -27,57 +26,35 @@ class Tokens:
 
 
 class EncoderStages:
-    def __init__(self, encoder: Encoder, *, role: str) -> None:
-        from sentence_transformers.sentence_transformer.modules import Normalize
+    """One encoder on one side (query or document), split into the stages a micro-batcher overlaps."""
 
+    def __init__(self, encoder: Encoder, *, role: str) -> None:
         self.encoder = encoder
         self.role = role
-        self.prompt = encoder.prompts.get(role, "") or None
-        modules = list(encoder.model)
-        if modules and isinstance(modules[-1], Normalize):
-            modules = modules[:-1]  # normalisation is a post-processing choice of each request
-        self._modules = modules
 
     @property
     def dimension(self) -> int:
         return self.encoder.dimension
-
-    def pre(self, texts: list[str]) -> Tokens:
-        features = self.encoder.model.preprocess(texts, prompt=self.prompt)
-        mask = features.get("attention_mask")
-        counts = mask.sum(dim=1).tolist() if isinstance(mask, torch.Tensor) else [len(t.split()) for t in texts]
-        return Tokens(features=features, counts=[int(c) for c in counts])
 
     @property
     def max_tokens(self) -> int:
         """Longest input the model reads, in tokens (special tokens and the role's prompt included)."""
         return int(self.encoder.max_seq_length or 512)
 
-    def token_lengths(self, texts: list[str]) -> list[int]:
-        """Untruncated token count of each text as the model would see it (prompt and special tokens in)."""
-        tokenizer = self.encoder.model.tokenizer
-        prefix = self.prompt or ""
-        ids = tokenizer([prefix + t for t in texts], add_special_tokens=True, truncation=False)["input_ids"]
-        return [len(row) for row in ids]
-
-    def keep_end(self, texts: list[str]) -> list[str]:
-        """Left truncation: cut each text at the character where its last ``max_tokens`` tokens begin."""
-        tokenizer = self.encoder.model.tokenizer
-        budget = self.max_tokens - (self.token_lengths([""])[0])  # room left after the prompt and specials
-        out = []
-        for text in texts:
-            enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True, truncation=False)
-            offsets = enc["offset_mapping"]
-            out.append(text if len(offsets) <= budget else text[offsets[len(offsets) - max(budget, 1)][0] :])
-        return out
+    def pre(self, texts: list[str]) -> Tokens:
+        features = self.encoder.tokenize(texts, role=self.role)
+        mask = features.get("attention_mask")
+        counts = mask.sum(dim=1).tolist() if isinstance(mask, torch.Tensor) else [len(t.split()) for t in texts]
+        return Tokens(features=features, counts=[int(c) for c in counts])
 
     def core(self, tokens: Tokens) -> np.ndarray:
-        device = self.encoder.model.device
-        features = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in tokens.features.items()}
-        with self.encoder.forward_lock, torch.inference_mode(), autocast(self.encoder.precision, self.encoder.device):
-            for module in self._modules:
-                features = module(features)
-        return features["sentence_embedding"].float().cpu().numpy()
+        return self.encoder.embed_tokens(tokens.features)
+
+    def token_lengths(self, texts: list[str]) -> list[int]:
+        return self.encoder.token_counts(texts, role=self.role)
+
+    def keep_end(self, texts: list[str]) -> list[str]:
+        return self.encoder.keep_last_tokens(texts, role=self.role)
 
 
 def postprocess(raw: np.ndarray, *, normalize: bool = True, dimensions: int | None = None) -> np.ndarray:
