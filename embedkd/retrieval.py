@@ -19,9 +19,9 @@ from embedkd.errors import AlignmentError, InputError
 from embedkd.index.base import SearchParams
 from embedkd.index.collection import Hit, Index
 from embedkd.models.encoder import Encoder
-from embedkd.models.manifest import StudentManifest
+from embedkd.models.manifest import StudentManifest, TeacherRef
 
-__all__ = ["AsymmetricRetriever", "RetrievalMode", "check_alignment"]
+__all__ = ["AsymmetricRetriever", "RetrievalMode", "alignment_problem", "check_alignment", "student_mode"]
 
 logger = logging.getLogger(__name__)
 
@@ -71,50 +71,89 @@ def _backend_problem(encoder: Encoder, manifest: StudentManifest) -> str | None:
     return None
 
 
+def student_mode(fingerprint: str, indexed_by: TeacherRef) -> RetrievalMode:
+    """How a student queries an index: its own index (``student``), or a teacher's (``asym``)."""
+    return RetrievalMode.STUDENT if fingerprint == indexed_by.fingerprint else RetrievalMode.ASYM
+
+
+def alignment_problem(
+    *,
+    name: str,
+    fingerprint: str,
+    dimension: int | None,
+    manifest: StudentManifest | None,
+    indexed_by: TeacherRef,
+    mode: RetrievalMode | str,
+    index_dimension: int | None = None,
+    where: str = "the index",
+) -> str | None:
+    """The one rule for "may this model query that index in this mode", from identities alone (no weights
+    needed): the service's pre-flight, the retriever and index writes all apply it. None when allowed.
+
+    - asym: the model's embedkd.json names the index's teacher (same weights fingerprint);
+    - teacher / student: the model *is* the model that built the index (same fingerprint);
+    - always: the same dimension.
+    """
+    mode = RetrievalMode(mode)
+    held = index_dimension or indexed_by.dimension  # an index may keep only the first N dimensions
+    if dimension is not None and dimension != held:
+        return f"{name} writes {dimension}-d vectors but {where} holds {held}-d vectors from {indexed_by.name}"
+    if mode is RetrievalMode.ASYM:
+        if manifest is None:
+            return (
+                f"{name} has no embedkd.json: it was never aligned to a teacher, so its vectors are not in the "
+                f"space of {where} (teacher {indexed_by.name}). Train a student with `embedkd train`, or use mode "
+                "'student' with an index it built"
+            )
+        if manifest.teacher.fingerprint != indexed_by.fingerprint:
+            return (
+                f"student {name} was aligned to teacher {manifest.teacher.name} "
+                f"({_short(manifest.teacher.fingerprint)}), but {where} was built with teacher {indexed_by.name} "
+                f"({_short(indexed_by.fingerprint)}). Rebuild the index with the student's teacher or train a "
+                "student against the index's teacher"
+            )
+        return None
+    if fingerprint != indexed_by.fingerprint:
+        role = "teacher" if mode is RetrievalMode.TEACHER else "student that built it"
+        return (
+            f"mode {mode.value!r} needs the {role} ({indexed_by.name}, {_short(indexed_by.fingerprint)}), "
+            f"got {name} ({_short(fingerprint)}); {where} must be rebuilt for other weights"
+        )
+    return None
+
+
+def raise_or_warn(problem: str | None, *, force: bool) -> None:
+    if problem is None:
+        return
+    if force:
+        logger.warning("alignment check overridden: %s", problem)
+        return
+    raise AlignmentError(problem + " (pass force to override)")
+
+
 def check_alignment(encoder: Encoder, index: Index, mode: RetrievalMode | str, *, force: bool = False) -> None:
     """Raise :class:`AlignmentError` if ``encoder`` cannot query ``index`` in ``mode``."""
     mode = RetrievalMode(mode)
-    indexed_by = index.teacher
-    problem = None
-    if encoder.dimension != index.manifest.dimension:
-        problem = (
-            f"{encoder.name} writes {encoder.dimension}-d vectors but index {index.folder} holds "
-            f"{index.manifest.dimension}-d vectors from {indexed_by.name}"
-        )
-    elif mode is RetrievalMode.ASYM:
-        manifest = encoder.manifest
-        if manifest is None:
-            problem = (
-                f"{encoder.name} has no embedkd.json: it was never aligned to a teacher, so its vectors "
-                f"are not in the space of index {index.folder} (teacher {indexed_by.name}). "
-                "Train a student with `embedkd train`, or use mode 'student' with an index it built"
+    problem = alignment_problem(
+        name=encoder.name,
+        fingerprint=encoder.fingerprint,
+        dimension=encoder.dimension,
+        manifest=encoder.manifest,
+        indexed_by=index.teacher,
+        mode=mode,
+        index_dimension=index.manifest.dimension,
+        where=f"index {index.folder}",
+    )
+    if problem is None and mode is RetrievalMode.ASYM and encoder.manifest is not None:
+        problem = _backend_problem(encoder, encoder.manifest)
+        alignment = encoder.manifest.alignment
+        if problem is None and alignment is not None and alignment.mean_cosine < 0.8:
+            logger.warning(
+                "student %s is only loosely aligned to its teacher (mean cosine %.3f)",
+                encoder.name,
+                alignment.mean_cosine,
             )
-        elif manifest.teacher.fingerprint != indexed_by.fingerprint:
-            problem = (
-                f"student {encoder.name} was aligned to teacher {manifest.teacher.name} "
-                f"({_short(manifest.teacher.fingerprint)}), but index {index.folder} was built with "
-                f"teacher {indexed_by.name} ({_short(indexed_by.fingerprint)}). Rebuild the index with "
-                "the student's teacher or train a student against the index's teacher"
-            )
-        else:
-            problem = _backend_problem(encoder, manifest)
-            if problem is None and manifest.alignment is not None and manifest.alignment.mean_cosine < 0.8:
-                logger.warning(
-                    "student %s is only loosely aligned to its teacher (mean cosine %.3f)",
-                    encoder.name,
-                    manifest.alignment.mean_cosine,
-                )
-    elif encoder.fingerprint != indexed_by.fingerprint:
-        role = "teacher" if mode is RetrievalMode.TEACHER else "student that built it"
-        problem = (
-            f"mode {mode.value!r} needs the {role} ({indexed_by.name}, {_short(indexed_by.fingerprint)}), "
-            f"got {encoder.name} ({_short(encoder.fingerprint)})"
-        )
-    if problem is not None:
-        if force:
-            logger.warning("alignment check overridden: %s", problem)
-            return
-        raise AlignmentError(problem + " (pass force to override)")
+    raise_or_warn(problem, force=force)
 
 
 class AsymmetricRetriever:
@@ -137,13 +176,12 @@ class AsymmetricRetriever:
         for each_mode, encoder in self._encoders().items():
             check_alignment(encoder, index, each_mode, force=force)
         if self.encoder(self.mode) is None:
-            raise InputError(f"mode {self.mode.value!r} needs a {self._needs(self.mode)} encoder")
+            raise InputError(self.unavailable(self.mode))
 
     def _encoders(self) -> dict[RetrievalMode, Encoder]:
         out: dict[RetrievalMode, Encoder] = {}
         if self.student is not None:
-            student_built = self.student.fingerprint == self.index.teacher.fingerprint
-            out[RetrievalMode.STUDENT if student_built else RetrievalMode.ASYM] = self.student
+            out[student_mode(self.student.fingerprint, self.index.teacher)] = self.student
         if self.teacher is not None:
             out[RetrievalMode.TEACHER] = self.teacher
         return out
@@ -152,14 +190,31 @@ class AsymmetricRetriever:
     def _needs(mode: RetrievalMode) -> str:
         return "teacher" if mode is RetrievalMode.TEACHER else "student"
 
+    @property
+    def modes(self) -> list[RetrievalMode]:
+        """The modes this retriever can serve with what it holds."""
+        return list(self._encoders())
+
     def encoder(self, mode: RetrievalMode | str | None = None) -> Encoder | None:
-        mode = RetrievalMode(mode or self.mode)
-        return self.teacher if mode is RetrievalMode.TEACHER else self.student
+        """The encoder that embeds queries in ``mode``; None when this retriever cannot serve it."""
+        return self._encoders().get(RetrievalMode(mode or self.mode))
+
+    def unavailable(self, mode: RetrievalMode | str) -> str:
+        """Why ``mode`` cannot be served, for an error message."""
+        mode = RetrievalMode(mode)
+        if mode is not RetrievalMode.TEACHER and self.student is not None:
+            built = mode is RetrievalMode.STUDENT
+            return (
+                f"mode {mode.value!r} searches an index {'the student built' if built else 'built by a teacher'}; "
+                f"this one was built by {self.index.teacher.name}: use mode "
+                f"{student_mode(self.student.fingerprint, self.index.teacher).value!r}"
+            )
+        return f"mode {mode.value!r} needs the {self._needs(mode)} model, which is not loaded"
 
     def embed_queries(self, queries: Sequence[str], *, mode: RetrievalMode | str | None = None) -> np.ndarray:
         encoder = self.encoder(mode)
         if encoder is None:
-            raise InputError(f"mode {RetrievalMode(mode or self.mode).value!r} is not available on this retriever")
+            raise InputError(self.unavailable(mode or self.mode))
         return encoder.encode_query(list(queries))
 
     def search(
@@ -173,4 +228,16 @@ class AsymmetricRetriever:
         params: SearchParams | None = None,
     ) -> list[list[Hit]]:
         vectors = self.embed_queries(queries, mode=mode)
+        return self.search_vectors(vectors, k, filters=filters, include_text=include_text, params=params)
+
+    def search_vectors(
+        self,
+        vectors: np.ndarray,
+        k: int = 10,
+        *,
+        filters: dict[str, Any] | None = None,
+        include_text: bool = False,
+        params: SearchParams | None = None,
+    ) -> list[list[Hit]]:
+        """Search with query vectors already embedded by :meth:`encoder` (the service micro-batches them)."""
         return self.index.search(vectors, k, filters=filters, include_text=include_text, params=params)

@@ -14,9 +14,10 @@ from embedkd.cli._options import BatchSize, Device, IndexDir, PrecisionOpt, Prog
 from embedkd.data.documents import read_documents
 from embedkd.device import Precision, resolve_device
 from embedkd.distill.teacher import Teacher
-from embedkd.errors import AlignmentError, InputError
+from embedkd.errors import InputError
 from embedkd.index.collection import Embed, Index, build_index
 from embedkd.index.faiss import IndexKind, IndexParams
+from embedkd.retrieval import RetrievalMode, alignment_problem, raise_or_warn
 
 index_app = typer.Typer(help="Build, inspect and update teacher-side indexes.", no_args_is_help=True)
 app.add_typer(index_app, name="index")
@@ -36,11 +37,16 @@ def teacher_embedder(index_or_teacher: Index | str, *, device: str, batch_size: 
         # New vectors in the precision of those already indexed: precisions are never mixed in one index.
         precision = index_or_teacher.manifest.precision
         teacher = Teacher.from_model(expected.name, device=device, precision=precision)
-        if teacher.ref.fingerprint != expected.fingerprint:
-            raise AlignmentError(
-                f"teacher {expected.name} on this machine has weights {teacher.ref.fingerprint[:12]}…, but the "
-                f"index was built with {expected.fingerprint[:12]}…; rebuild the index"
-            )
+        problem = alignment_problem(
+            name=f"teacher {expected.name} on this machine",
+            fingerprint=teacher.ref.fingerprint,
+            dimension=None,  # the teacher's full width; an index may keep fewer dimensions
+            manifest=None,
+            indexed_by=expected,
+            mode=RetrievalMode.TEACHER,
+            where=f"index {index_or_teacher.folder}",
+        )
+        raise_or_warn(problem, force=False)
     else:
         teacher = Teacher.from_model(index_or_teacher, device=device)
     return lambda texts: teacher.embeddings(texts, role="document", batch_size=batch_size, progress=progress)

@@ -28,7 +28,7 @@ from embedkd.distill.teacher import Teacher
 from embedkd.errors import AlignmentError, EmbedkdError, InputError, ModelNotFoundError
 from embedkd.index.collection import Index
 from embedkd.models.encoder import Encoder
-from embedkd.retrieval import RetrievalMode, check_alignment
+from embedkd.retrieval import AsymmetricRetriever, RetrievalMode, alignment_problem, raise_or_warn, student_mode
 from embedkd.service.batching import BatchTimeout, EncodeFailed, MicroBatcher, Overloaded
 from embedkd.service.encoding import EncoderStages
 from embedkd.service.metrics import Metrics
@@ -54,19 +54,18 @@ def preflight(settings: Settings) -> None:
     manifest = IndexManifest.read(settings.index_dir)
     if settings.student:
         path = resolve_model_path(settings.student)
-        student = StudentManifest.read(path)
         own = fingerprint(path)
-        if student is None and own != manifest.teacher.fingerprint and not settings.force_alignment:
-            raise AlignmentError(
-                f"{settings.student} has no embedkd.json, so it is not aligned to the index's teacher "
-                f"{manifest.teacher.name}; train one with `embedkd train` (or pass --force)"
-            )
-        if student is not None and student.teacher.fingerprint != manifest.teacher.fingerprint:
-            if not settings.force_alignment:
-                raise AlignmentError(
-                    f"student {settings.student} is aligned to {student.teacher.name}, but the index was built "
-                    f"with {manifest.teacher.name}; use a matching student or index (or pass --force)"
-                )
+        mode = student_mode(own, manifest.teacher)
+        problem = alignment_problem(
+            name=str(settings.student),
+            fingerprint=own,
+            dimension=None,  # known only once loaded; the full check runs again at start-up
+            manifest=StudentManifest.read(path),
+            indexed_by=manifest.teacher,
+            mode=mode,
+            where=f"index {settings.index_dir}",
+        )
+        raise_or_warn(problem, force=settings.force_alignment)
     if settings.teacher:
         resolve_model_path(settings.teacher)
 
@@ -85,18 +84,21 @@ def _load(state: AppState) -> None:
             backend=settings.backend.value,
             quantize=settings.quantize.value,
         )
-        mode = RetrievalMode.STUDENT if student.fingerprint == index.teacher.fingerprint else RetrievalMode.ASYM
-        check_alignment(student, index, mode, force=settings.force_alignment)
         state.student = student
     if settings.load_teacher:
         teacher = Encoder.load(
             settings.teacher or index.teacher.name, device=device, precision=settings.precision.value
         )
-        check_alignment(teacher, index, RetrievalMode.TEACHER, force=settings.force_alignment)
         state.teacher = teacher
         # The index's precision for new document vectors; the loaded weights are shared, not loaded twice.
         cache = Teacher.from_encoder(teacher, precision=index.manifest.precision)
         state.teacher_cache = cache
+    if state.student is not None or state.teacher is not None:
+        # One retriever, one alignment check (the same as the CLI's): every loaded model against the index.
+        default = student_mode(state.student.fingerprint, index.teacher) if state.student else RetrievalMode.TEACHER
+        state.retriever = AsymmetricRetriever(
+            index, student=state.student, teacher=state.teacher, mode=default, force=settings.force_alignment
+        )
     counts = index.store.counts()
     state.metrics.index_documents.set(counts["documents"])
     state.metrics.index_chunks.set(counts["chunks"])

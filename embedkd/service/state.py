@@ -10,6 +10,7 @@ from typing import Any
 from embedkd.distill.teacher import Teacher
 from embedkd.index.collection import Index
 from embedkd.models.encoder import Encoder
+from embedkd.retrieval import AsymmetricRetriever
 from embedkd.service.batching import MicroBatcher
 from embedkd.service.metrics import Metrics
 from embedkd.service.settings import Settings
@@ -25,6 +26,7 @@ class AppState:
     student: Encoder | None = None
     teacher: Encoder | None = None
     teacher_cache: Teacher | None = None  # teacher embeddings through the shared disk cache
+    retriever: AsymmetricRetriever | None = None  # /search: the same retriever and alignment check as the CLI
     batchers: dict[str, MicroBatcher] = field(default_factory=dict)  # "student", "teacher"
     writes: asyncio.Semaphore | None = None
     pending_writes: int = 0

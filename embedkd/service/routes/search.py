@@ -10,6 +10,7 @@ from fastapi import APIRouter, HTTPException, Response
 from starlette.concurrency import run_in_threadpool
 
 from embedkd.index.base import SearchParams
+from embedkd.retrieval import RetrievalMode
 from embedkd.service.encoding import postprocess
 from embedkd.service.routes._deps import State
 from embedkd.service.routes.embed import check_inputs
@@ -27,23 +28,19 @@ async def search(body: SearchRequest, state: State) -> Response:
     check_inputs(queries, state)
     if body.k > state.settings.max_k:
         raise HTTPException(status_code=422, detail=f"k must be at most {state.settings.max_k}")
-    role = "teacher" if body.mode == "teacher" else "student"
-    batcher = state.batchers.get(f"{role}:query")
-    if batcher is None:
-        raise HTTPException(status_code=422, detail=f"mode {body.mode!r} needs the {role} model, which is not loaded")
-    assert state.index is not None
-    own_index = batcher.stages.encoder.fingerprint == state.index.teacher.fingerprint
-    if body.mode == "student" and not own_index:
-        raise HTTPException(
-            status_code=422,
-            detail=f"mode 'student' searches an index the student built; this one was built by "
-            f"{state.index.teacher.name}: use mode 'asym'",
-        )
+    retriever = state.retriever
+    mode = RetrievalMode(body.mode)
+    if retriever is None or retriever.encoder(mode) is None:
+        detail = retriever.unavailable(mode) if retriever else "no model is loaded"
+        raise HTTPException(status_code=422, detail=detail)
+    batcher = state.batchers[f"{'teacher' if mode is RetrievalMode.TEACHER else 'student'}:query"]
     raw, _ = await batcher.encode(queries)
     vectors = postprocess(raw)
     params = SearchParams(nprobe=body.nprobe, ef_search=body.ef_search)
+    filters = body.filter or None
+    search = retriever.search_vectors
     hits = await run_in_threadpool(
-        state.index.search, vectors, body.k, filters=body.filter or None, include_text=body.include_text, params=params
+        search, vectors, body.k, filters=filters, include_text=body.include_text, params=params
     )
     payload = {
         "mode": body.mode,
