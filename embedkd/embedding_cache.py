@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -29,6 +29,9 @@ from tqdm.auto import tqdm
 from embedkd.errors import InputError
 from embedkd.npy import atomic_write_bytes
 from embedkd.paths import cache_dir
+
+if TYPE_CHECKING:
+    from embedkd.models.manifest import TeacherRef
 
 __all__ = ["EmbeddingCache", "text_key"]
 
@@ -78,6 +81,22 @@ class EmbeddingCache:
             self._load_or_init()
 
     # ------------------------------------------------------------------ construction
+    @classmethod
+    def for_ref(
+        cls, ref: TeacherRef, *, role: str | None = "document", variant: str = "fp32", root: Path | None = None
+    ) -> EmbeddingCache:
+        """The cache of the model ``ref`` identifies, for ``role``'s prompt and a numeric ``variant`` (fp32,
+        bf16, onnx-int8, ...). Every caller derives its key here, so one model never gets two caches."""
+        return cls.for_model(
+            model_name=ref.name,
+            fingerprint=ref.fingerprint,
+            dimension=ref.dimension,
+            max_seq_length=ref.max_seq_length,
+            prompt=ref.prompts.get(role, "") if role else "",
+            precision=variant,
+            root=root,
+        )
+
     @classmethod
     def for_model(
         cls,

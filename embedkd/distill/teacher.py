@@ -85,15 +85,7 @@ class Teacher:
 
         Teachers without prompts share one cache for both roles. Each precision has its own cache.
         """
-        return EmbeddingCache.for_model(
-            model_name=self.ref.name,
-            fingerprint=self.ref.fingerprint,
-            dimension=self.ref.dimension,
-            max_seq_length=self.ref.max_seq_length,
-            prompt=self.ref.prompts.get(role, ""),
-            precision=precision or self.precision,
-            root=self.cache_root,
-        )
+        return EmbeddingCache.for_ref(self.ref, role=role, variant=precision or self.precision, root=self.cache_root)
 
     @property
     def cache(self) -> EmbeddingCache:

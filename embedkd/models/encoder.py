@@ -223,16 +223,9 @@ class Encoder:
     # ------------------------------------------------------------------ caching
     def cache(self, *, role: str | None = "document", root: Path | None = None) -> EmbeddingCache:
         """The on-disk cache of this model's embeddings for ``role``."""
-        return EmbeddingCache.for_model(
-            model_name=self.name,
-            fingerprint=self.fingerprint,
-            dimension=self.dimension,
-            max_seq_length=self.max_seq_length,
-            prompt=self._prompt(role),
-            # vectors of another precision or backend never share a cache
-            precision=self.precision if self.backend == "torch" else self.backend,
-            root=root,
-        )
+        # vectors of another precision or backend never share a cache
+        variant = self.precision if self.backend == "torch" else self.backend
+        return EmbeddingCache.for_ref(self.as_teacher(), role=role, variant=variant, root=root)
 
     def encode_cached(
         self,
