@@ -29,6 +29,7 @@ from embedkd.errors import AlignmentError, EmbedkdError, InputError, ModelNotFou
 from embedkd.index.collection import Index
 from embedkd.models.encoder import Encoder
 from embedkd.retrieval import AsymmetricRetriever, RetrievalMode, alignment_problem, raise_or_warn, student_mode
+from embedkd.service.background import grow_index, watch_student
 from embedkd.service.batching import BatchTimeout, EncodeFailed, MicroBatcher, Overloaded
 from embedkd.service.encoding import EncoderStages
 from embedkd.service.metrics import Metrics
@@ -104,28 +105,34 @@ def _load(state: AppState) -> None:
     state.metrics.index_chunks.set(counts["chunks"])
 
 
-def _batchers(state: AppState) -> dict[str, MicroBatcher]:
+def batchers_for(state: AppState, role: str, encoder: Encoder) -> dict[str, MicroBatcher]:
+    """The micro-batchers of one model: ``ROLE:query`` and ``ROLE:document`` (one shared when the two
+    sides use the same prompt)."""
     settings = state.settings
+
+    def make(input_type: str) -> MicroBatcher:
+        return MicroBatcher(
+            EncoderStages(encoder, role=input_type),
+            name=role,
+            max_batch_size=settings.max_batch_size,
+            max_wait_ms=settings.max_wait_ms,
+            max_queue=settings.max_queue,
+            metrics=state.metrics,
+            timeout_s=settings.request_timeout_s,
+        )
+
+    out = {f"{role}:query": make("query")}
+    prompts = encoder.prompts
+    same = prompts.get("query", "") == prompts.get("document", "")
+    out[f"{role}:document"] = out[f"{role}:query"] if same else make("document")
+    return out
+
+
+def _batchers(state: AppState) -> dict[str, MicroBatcher]:
     out: dict[str, MicroBatcher] = {}
     for role, encoder in (("student", state.student), ("teacher", state.teacher)):
-        if encoder is None:
-            continue
-
-        def make(input_type: str, encoder: Encoder = encoder, role: str = role) -> MicroBatcher:
-            return MicroBatcher(
-                EncoderStages(encoder, role=input_type),
-                name=role,
-                max_batch_size=settings.max_batch_size,
-                max_wait_ms=settings.max_wait_ms,
-                max_queue=settings.max_queue,
-                metrics=state.metrics,
-                timeout_s=settings.request_timeout_s,
-            )
-
-        out[f"{role}:query"] = make("query")
-        prompts = encoder.prompts
-        same = prompts.get("query", "") == prompts.get("document", "")
-        out[f"{role}:document"] = out[f"{role}:query"] if same else make("document")
+        if encoder is not None:
+            out.update(batchers_for(state, role, encoder))
     return out
 
 
@@ -183,15 +190,22 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         for batcher in {id(b): b for b in state.batchers.values()}.values():
             await batcher.start()
         saver = asyncio.create_task(_save_periodically(state))
+        chores = []
+        if settings.grow_from is not None:
+            chores.append(asyncio.create_task(grow_index(state, settings.grow_from)))
+        if settings.student_pending is not None and state.student is None:
+            chores.append(asyncio.create_task(watch_student(state, settings.student_pending)))
         state.ready = True
         logger.info(_startup_summary(state))
         try:
             yield
         finally:
             state.ready = False
-            saver.cancel()
-            with contextlib.suppress(BaseException):  # whatever the saver died of, the index still closes
-                await saver
+            for task in (saver, *chores):
+                task.cancel()
+            for task in (saver, *chores):
+                with contextlib.suppress(BaseException):  # whatever a task died of, the index still closes
+                    await task
             try:
                 for batcher in {id(b): b for b in state.batchers.values()}.values():
                     await batcher.stop()

@@ -137,10 +137,11 @@ class SearchRequest(_Strict):
     query: str | None = None
     queries: list[str] | None = None
     k: int = Field(default=10, ge=1)
-    mode: Literal["asym", "teacher", "student"] = Field(
-        default="asym",
+    mode: Literal["asym", "teacher", "student"] | None = Field(
+        default=None,
         description="asym: student queries on the teacher's index; teacher: teacher queries (the ceiling); "
-        "student: student queries on an index the student built itself.",
+        "student: student queries on an index the student built itself. Default: asym once a student is "
+        "loaded, teacher until then.",
     )
     filter: Metadata | None = Field(default=None, description="Metadata equality on every key.")
     include_text: bool = True

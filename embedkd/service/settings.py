@@ -25,6 +25,16 @@ class Settings(BaseSettings):
         default=None, description="Teacher model; defaults to the one named in the index manifest."
     )
     load_teacher: bool = Field(default=True, description="Load the teacher for /documents and mode=teacher.")
+    grow_from: Path | None = Field(
+        default=None,
+        description="Documents file whose documents the server adds to the index in the background (skipping "
+        "ids it holds): serve a first slice at once, grow the rest.",
+    )
+    student_pending: Path | None = Field(
+        default=None,
+        description="Student folder being trained elsewhere: swapped in, without a restart, once it is saved and "
+        "passes the alignment check.",
+    )
     force_alignment: bool = Field(default=False, description="Serve a student aligned to another teacher.")
     device: str = "auto"
     backend: Backend = Field(

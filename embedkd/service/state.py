@@ -33,6 +33,7 @@ class AppState:
     ready: bool = False
     started_at: float = field(default_factory=time.time)
     info: dict[str, Any] = field(default_factory=dict)
+    progress: dict[str, dict[str, Any]] = field(default_factory=dict)  # what is still being built (background.py)
 
     def model_names(self) -> dict[str, str]:
         names: dict[str, str] = {}

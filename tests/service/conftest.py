@@ -56,13 +56,14 @@ def make_client(service_files: dict[str, Path], tmp_path: Path) -> Iterator[Call
     shutil.copytree(service_files["index"], index_copy)
 
     def make(**overrides: object) -> TestClient:
-        settings = Settings(
-            index_dir=index_copy,
-            student=str(service_files["student"]),
-            teacher=str(service_files["teacher"]),
-            device="cpu",
-            **overrides,  # type: ignore[arg-type]
-        )
+        values: dict[str, object] = {
+            "index_dir": index_copy,
+            "student": str(service_files["student"]),
+            "teacher": str(service_files["teacher"]),
+            "device": "cpu",
+            **overrides,
+        }
+        settings = Settings(**values)  # type: ignore[arg-type]
         client = TestClient(create_app(settings))
         client.__enter__()
         clients.append(client)

@@ -25,6 +25,10 @@ async def ready(request: Request, response: Response) -> dict[str, object]:
     if not ready:
         response.status_code = 503
     body: dict[str, object] = {"ready": ready, "models": state.model_names()}
+    if state.retriever is not None:
+        body["search_mode"] = state.retriever.mode.value  # what /search answers with by default, now
+    if state.progress:
+        body["building"] = state.progress
     if failed:
         body["failed_batchers"] = failed
     return body

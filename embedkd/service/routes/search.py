@@ -29,7 +29,7 @@ async def search(body: SearchRequest, state: State) -> Response:
     if body.k > state.settings.max_k:
         raise HTTPException(status_code=422, detail=f"k must be at most {state.settings.max_k}")
     retriever = state.retriever
-    mode = RetrievalMode(body.mode)
+    mode = RetrievalMode(body.mode) if body.mode else (retriever.mode if retriever else RetrievalMode.ASYM)
     if retriever is None or retriever.encoder(mode) is None:
         detail = retriever.unavailable(mode) if retriever else "no model is loaded"
         raise HTTPException(status_code=422, detail=detail)
@@ -43,7 +43,7 @@ async def search(body: SearchRequest, state: State) -> Response:
         search, vectors, body.k, filters=filters, include_text=body.include_text, params=params
     )
     payload = {
-        "mode": body.mode,
+        "mode": mode.value,
         "model": batcher.stages.encoder.name,
         "results": [
             {"query": query, "hits": [asdict(hit) for hit in query_hits]}
