@@ -10,6 +10,9 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,6 +37,9 @@ class QuickstartPaths:
     corpus_size: int
     trained: bool
     built: bool
+    corpus_file: Path | None = None  # every document, for the server to grow a partial index from
+    corpus_total: int = 0
+    training: DistillConfig | None = None  # set when the student is still to be trained (in the background)
 
 
 def default_data_root() -> Path | None:
@@ -68,7 +74,8 @@ def _write_corpus(docs: list[Document], path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", encoding="utf-8") as handle:
         for doc in docs:
-            handle.write(json.dumps({"_id": doc.id, "title": doc.title, "text": doc.text}) + "\n")
+            row = {"_id": doc.id, "title": doc.title, "text": doc.text, "metadata": doc.metadata}
+            handle.write(json.dumps(row) + "\n")
     return path
 
 
@@ -83,12 +90,16 @@ def prepare(
     train_minutes: float = 5.0,
     generic_texts: int = 10_000,
     generic_text: str | Path = "auto",
+    first_slice: int | None = None,
     progress: bool = True,
 ) -> QuickstartPaths:
     """Run steps 1-3 of the main job and return where everything is.
 
     ``generic_text``: query-like training text added to the corpus for the student: a .jsonl/.txt file,
     ``"auto"`` (``../shared/data/train/queries.jsonl`` when it is there) or ``"none"``.
+
+    ``first_slice``: index only the first N documents now and train no student; the caller serves at once
+    (teacher mode), grows the index from ``corpus_file`` and trains ``training`` in the background.
     """
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
@@ -108,13 +119,17 @@ def prepare(
     if corpus is None:
         logger.info("default corpus: %d docstrings of the installed Python standard library", len(docs))
     index_dir = workdir / f"index-{_corpus_key(docs, teacher_source.ref.fingerprint)}"
+    corpus_file = _write_corpus(docs, workdir / "corpus.jsonl")
     built = False
     if (index_dir / "manifest.json").is_file():
         logger.info("index %s already built: reusing it", index_dir)
     else:
+        first = docs[:first_slice] if first_slice else docs
+        if first_slice and len(first) < len(docs):
+            logger.info("indexing the first %d of %d documents now; the server adds the rest", len(first), len(docs))
         build_index(
             index_dir,
-            docs,
+            first,
             teacher=teacher_source.ref,
             embed=lambda texts: teacher_source.embeddings(texts, role="document", progress=progress),
             params=IndexParams(kind=IndexKind.FLAT),
@@ -127,12 +142,13 @@ def prepare(
     student_dir = Path(student) if student else workdir / "student"
     manifest = StudentManifest.read(student_dir) if (student_dir / "modules.json").is_file() else None
     trained = False
+    training: DistillConfig | None = None
     if manifest is not None and manifest.teacher.fingerprint == teacher_source.ref.fingerprint:
         logger.info("student %s is aligned to %s: reusing it", student_dir, manifest.teacher.name)
     elif student is not None:
         raise AlignmentError(f"{student} is not a student aligned to {teacher_source.ref.name}")
     else:
-        data = [_write_corpus(docs, workdir / "corpus.jsonl")]
+        data = [corpus_file]
         generic = resolve_generic_text(generic_text)
         if generic is not None:
             data.append(generic)
@@ -143,25 +159,57 @@ def prepare(
             )
         else:
             logger.info("training text: the corpus only (--generic-text FILE adds query-like text)")
-        distill(
-            DistillConfig(
-                out=student_dir,
-                data=data,
-                teacher=teacher,
-                student=student_base,
-                epochs=2,
-                batch_size=32,
-                lr=2e-4,
-                head_lr=2e-3,
-                max_minutes=train_minutes,
-                eval_every=250,
-                eval_texts=500,
-                precision="auto",  # type: ignore[arg-type]
-                data_options=DataOptions(max_texts_per_source=generic_texts, seed=0),
-                progress=progress,
-            )
+        config = DistillConfig(
+            out=student_dir,
+            data=data,
+            teacher=teacher,
+            student=student_base,
+            epochs=2,
+            batch_size=32,
+            lr=2e-4,
+            head_lr=2e-3,
+            max_minutes=train_minutes,
+            eval_every=250,
+            eval_texts=500,
+            precision="auto",  # type: ignore[arg-type]
+            data_options=DataOptions(max_texts_per_source=generic_texts, seed=0),
+            progress=progress,
+            resume=(student_dir / "checkpoints" / "last").is_dir(),
         )
-        trained = True
+        if first_slice:
+            training = config
+        else:
+            distill(config)
+            trained = True
     with Index.open(index_dir, readonly=True) as index:
         size = len(index)
-    return QuickstartPaths(workdir, index_dir, student_dir, size, trained, built)
+    paths = QuickstartPaths(workdir, index_dir, student_dir, size, trained, built, corpus_file, len(docs))
+    if first_slice and not trained and manifest is None:
+        paths.training = training
+    return paths
+
+
+def train_in_background(config: DistillConfig, log: Path) -> subprocess.Popen[bytes]:
+    """Run ``config`` in a child process at low CPU priority (``python -m embedkd.quickstart CONFIG``), so the
+    server keeps the cores it needs; its output goes to ``log``."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    spec = log.with_suffix(".json")
+    spec.write_text(json.dumps({**config.to_dict(), "progress": False}))
+    with open(log, "ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "embedkd.quickstart", str(spec)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            preexec_fn=lambda: os.nice(10),  # noqa: PLW1509  # only sets the child's priority
+        )
+
+
+def _train_from_json(path: Path) -> None:
+    data = json.loads(Path(path).read_text())
+    options = DataOptions(**data.pop("data_options"))
+    distill(DistillConfig(**data, data_options=options))
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    _train_from_json(Path(sys.argv[1]))

@@ -51,3 +51,36 @@ def test_demo_pipeline_builds_then_reuses(run_cli, tiny_model_factory, tmp_path:
     code, out, err = run_cli(*args)
     assert code == 0, err
     assert "cached" in out and "built now" not in out and "trained now" not in out
+
+
+def test_serving_early_indexes_a_slice_and_trains_in_a_child_process(
+    tiny_model_factory, tmp_path: Path, isolated_cache: Path
+) -> None:
+    from embedkd.index import Index
+    from embedkd.quickstart import prepare, train_in_background
+
+    teacher = tiny_model_factory(hidden=48, seed=1)
+    corpus = tmp_path / "corpus.jsonl"
+    rows = [
+        {"_id": f"d{i}", "title": f"Doc {i}", "text": f"Topic {i} sentence. More words here {i}."} for i in range(30)
+    ]
+    corpus.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    paths = prepare(
+        tmp_path / "work",
+        teacher=str(teacher),
+        student_base=str(tiny_model_factory(hidden=32, seed=2)),
+        corpus=corpus,
+        train_minutes=0.05,
+        generic_text="none",
+        first_slice=8,
+        progress=False,
+    )
+    assert paths.corpus_size == 8 and paths.corpus_total == 30 and paths.corpus_file is not None
+    assert paths.training is not None and not paths.trained and not paths.student.exists()
+    with Index.open(paths.index, readonly=True) as index:
+        assert len(index) == 8
+
+    child = train_in_background(paths.training, tmp_path / "work" / "train.log")
+    assert child.wait(timeout=300) == 0, (tmp_path / "work" / "train.log").read_text()[-2000:]
+    manifest = StudentManifest.read(paths.student)
+    assert manifest is not None and manifest.teacher.dimension == 48
