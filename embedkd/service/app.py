@@ -12,6 +12,7 @@ import contextlib
 import logging
 import os
 import threading
+import time
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
@@ -100,9 +101,44 @@ def _load(state: AppState) -> None:
         state.retriever = AsymmetricRetriever(
             index, student=state.student, teacher=state.teacher, mode=default, force=settings.force_alignment
         )
+    if state.student is not None and state.retriever is not None:
+        state.students[state.student.name] = state.student
+        state.retrievers[state.student.name] = state.retriever
+    for folder in settings.students:
+        extra = Encoder.load(
+            folder,
+            device=device,
+            precision=settings.precision.value,
+            backend=settings.backend.value,
+            quantize=settings.quantize.value,
+        )
+        if extra.name in state.students or extra.name in {"student", "teacher"}:
+            raise InputError(f"two students are named {extra.name!r}; rename a folder")
+        state.retrievers[extra.name] = AsymmetricRetriever(
+            index,
+            student=extra,
+            teacher=state.teacher,
+            mode=student_mode(extra.fingerprint, index.teacher),
+            force=settings.force_alignment,
+        )
+        state.students[extra.name] = extra
+    for encoder in [*state.students.values(), *([state.teacher] if state.teacher else [])]:
+        state.latency_ms[encoder.name] = measure_latency(encoder)
     counts = index.store.counts()
     state.metrics.index_documents.set(counts["documents"])
     state.metrics.index_chunks.set(counts["chunks"])
+
+
+def measure_latency(encoder: Encoder, repeats: int = 15) -> float:
+    """Batch-1 p50 of one short query on this machine, in ms (what ``max_latency_ms`` is compared with)."""
+    query = ["how do I read a file line by line"]
+    encoder.encode_query(query)  # warm-up
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        encoder.encode_query(query)
+        times.append((time.perf_counter() - start) * 1000)
+    return round(float(sorted(times)[len(times) // 2]), 2)
 
 
 def batchers_for(state: AppState, role: str, encoder: Encoder) -> dict[str, MicroBatcher]:
@@ -133,6 +169,9 @@ def _batchers(state: AppState) -> dict[str, MicroBatcher]:
     for role, encoder in (("student", state.student), ("teacher", state.teacher)):
         if encoder is not None:
             out.update(batchers_for(state, role, encoder))
+    for name, encoder in state.students.items():
+        if encoder is not state.student:
+            out.update(batchers_for(state, name, encoder))
     return out
 
 

@@ -76,7 +76,7 @@ def _ready_folder(folder: Path) -> bool:
 
 async def watch_student(state: AppState, folder: Path, *, poll_s: float = 2.0) -> None:
     """Swap in the student at ``folder`` once it exists and passes the alignment check."""
-    from embedkd.service.app import batchers_for
+    from embedkd.service.app import batchers_for, measure_latency
 
     _set(state, "student", state="waiting", folder=str(folder))
     while not _ready_folder(folder):
@@ -109,9 +109,13 @@ async def watch_student(state: AppState, folder: Path, *, poll_s: float = 2.0) -
         await batcher.start()
     old = {k: b for k, b in state.batchers.items() if k.startswith("student:")}
     # One assignment each: a request reads either the old set or the new one, never half of each.
+    latency = await run_in_threadpool(measure_latency, student)
     state.batchers = {**state.batchers, **new}
     state.student = student
     state.retriever = retriever
+    state.students = {**state.students, student.name: student}
+    state.retrievers = {**state.retrievers, student.name: retriever}
+    state.latency_ms = {**state.latency_ms, student.name: latency}
     alignment = student.manifest.alignment if student.manifest else None
     _set(
         state,

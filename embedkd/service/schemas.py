@@ -72,6 +72,7 @@ class EmbedRequest(_Strict):
 
     inputs: str | list[str] = Field(description="One text or a list of texts.")
     model: Literal["student", "teacher"] = "student"
+    student: str | None = Field(default=None, description="Which loaded student, by name (default: the default one).")
     input_type: Literal["query", "document"] = "query"
     normalize: bool = True
     dimensions: int | None = Field(default=None, ge=1, description="Keep the first N dimensions.")
@@ -145,6 +146,10 @@ class SearchRequest(_Strict):
     )
     filter: Metadata | None = Field(default=None, description="Metadata equality on every key.")
     include_text: bool = True
+    student: str | None = Field(default=None, description="Which loaded student embeds the query (GET /models).")
+    max_latency_ms: float | None = Field(
+        default=None, gt=0, description="Pick the best aligned student whose measured batch-1 latency fits."
+    )
     nprobe: int | None = Field(default=None, ge=1, le=65_536, description="IVF lists searched (ivf kinds).")
     ef_search: int | None = Field(default=None, ge=1, le=65_536, description="HNSW candidate list (hnsw kind).")
 

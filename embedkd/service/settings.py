@@ -21,6 +21,11 @@ class Settings(BaseSettings):
 
     index_dir: Path = Field(description="Index folder built by `embedkd index build`.")
     student: str | None = Field(default=None, description="Student folder for asymmetric queries.")
+    students: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="More students aligned to the same teacher (comma-separated folders): requests pick one by "
+        "name (`student`) or by a latency budget (`max_latency_ms`).",
+    )
     teacher: str | None = Field(
         default=None, description="Teacher model; defaults to the one named in the index manifest."
     )
@@ -80,7 +85,7 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8000
 
-    @field_validator("api_keys", mode="before")
+    @field_validator("api_keys", "students", mode="before")
     @classmethod
     def _split_keys(cls, value: object) -> object:
         if isinstance(value, str):

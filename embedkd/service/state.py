@@ -27,6 +27,10 @@ class AppState:
     teacher: Encoder | None = None
     teacher_cache: Teacher | None = None  # teacher embeddings through the shared disk cache
     retriever: AsymmetricRetriever | None = None  # /search: the same retriever and alignment check as the CLI
+    # the family: every student by name (the default one included) and its retriever; batchers "NAME:query"
+    students: dict[str, Encoder] = field(default_factory=dict)
+    retrievers: dict[str, AsymmetricRetriever] = field(default_factory=dict)
+    latency_ms: dict[str, float] = field(default_factory=dict)  # batch-1 p50 measured at start-up, by model name
     batchers: dict[str, MicroBatcher] = field(default_factory=dict)  # "student", "teacher"
     writes: asyncio.Semaphore | None = None
     pending_writes: int = 0
@@ -42,3 +46,7 @@ class AppState:
         if self.teacher is not None:
             names["teacher"] = self.teacher.name
         return names
+
+    def student_prefix(self, name: str) -> str:
+        """The batcher prefix of a student: ``student`` for the default one, its name for the others."""
+        return "student" if self.student is not None and name == self.student.name else name

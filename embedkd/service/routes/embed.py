@@ -12,7 +12,7 @@ from starlette.concurrency import run_in_threadpool
 
 from embedkd.models.encoder import Encoder
 from embedkd.service.encoding import EncoderStages, postprocess, to_base64
-from embedkd.service.routes._deps import State, batcher_for
+from embedkd.service.routes._deps import State, batcher_for, pick_student
 from embedkd.service.schemas import EmbedRequest, EmbedResponse
 from embedkd.service.state import AppState
 
@@ -71,7 +71,12 @@ async def too_long(stages: EncoderStages, texts: list[str]) -> list[tuple[int, i
 async def encode(body: EmbedRequest, state: State) -> Response:
     texts = [body.inputs] if isinstance(body.inputs, str) else list(body.inputs)
     check_inputs(texts, state)
-    batcher = batcher_for(state, f"{body.model}:{body.input_type}")
+    prefix: str = body.model
+    if body.student is not None:
+        if body.model != "student":
+            raise HTTPException(status_code=422, detail="student names a student: not with model teacher")
+        prefix = state.student_prefix(pick_student(state, body.student))
+    batcher = batcher_for(state, f"{prefix}:{body.input_type}")
     check_dimensions(body.dimensions, batcher.stages.dimension)
     long = await too_long(batcher.stages, texts)
     if long and not body.truncate:

@@ -31,9 +31,17 @@ def describe(encoder: Encoder) -> dict[str, Any]:
     return info
 
 
+def describe_student(state: Any, name: str) -> dict[str, Any]:
+    info = describe(state.students[name])
+    alignment = info.get("alignment") or {}
+    ndcg = {k: v for k, v in (alignment.get("extra") or {}).items() if k.startswith("beir_") and "ndcg" in k}
+    return {**info, "dev_ndcg": ndcg or None, "batch1_p50_ms": state.latency_ms.get(name)}
+
+
 @router.get("/models")
 async def models(state: State) -> dict[str, Any]:
     return {
+        "students": [describe_student(state, name) for name in state.students],
         "student": describe(state.student) if state.student else None,
         "teacher": describe(state.teacher) if state.teacher else None,
         "index": state.index.info() if state.index else None,

@@ -16,21 +16,25 @@ from embedkd.service.state import AppState
 router = APIRouter(prefix="/v1", tags=["openai"])
 
 
-def resolve_model(state: AppState, requested: str) -> str:
-    """Map an OpenAI ``model`` string onto a loaded model: its role or its name."""
+def resolve_model(state: AppState, requested: str) -> tuple[str, str]:
+    """Map an OpenAI ``model`` string onto a loaded model: ``(role, batcher prefix)``. A role (``student``,
+    ``teacher``) or a model's name; every student of the family answers to its own name."""
     for role, name in state.model_names().items():
         if requested in {role, name, f"embedkd-{role}"}:
-            return role
-    available = ", ".join(f"{role} ({name})" for role, name in state.model_names().items())
+            return role, role
+    if requested in state.students:
+        return "student", state.student_prefix(requested)
+    names = {**state.model_names(), **{n: n for n in state.students}}
+    available = ", ".join(sorted(set(names.values())))
     raise HTTPException(status_code=404, detail=f"model {requested!r} not found; available: {available}")
 
 
 @router.post("/embeddings", response_model=OpenAIEmbeddingsResponse)
 async def embeddings(body: OpenAIEmbeddingsRequest, state: State) -> Response:
-    role = resolve_model(state, body.model)
+    role, prefix = resolve_model(state, body.model)
     # The student embeds queries and the teacher documents, unless the request names the side it wants.
     side = body.input_type or ("query" if role == "student" else "document")
-    batcher = state.batchers[f"{role}:{side}"]
+    batcher = state.batchers[f"{prefix}:{side}"]
     texts = input_texts(body.input, batcher.stages.encoder)
     check_inputs(texts, state)
     check_dimensions(body.dimensions, batcher.stages.dimension)
@@ -53,5 +57,10 @@ async def list_models(state: State) -> dict[str, Any]:
     data = [
         {"id": name, "object": "model", "created": created, "owned_by": "embedkd", "role": role}
         for role, name in state.model_names().items()
+    ]
+    data += [
+        {"id": name, "object": "model", "created": created, "owned_by": "embedkd", "role": "student"}
+        for name in state.students
+        if state.student is None or name != state.student.name
     ]
     return {"object": "list", "data": data}

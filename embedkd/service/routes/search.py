@@ -12,7 +12,7 @@ from starlette.concurrency import run_in_threadpool
 from embedkd.index.base import SearchParams
 from embedkd.retrieval import RetrievalMode
 from embedkd.service.encoding import postprocess
-from embedkd.service.routes._deps import State
+from embedkd.service.routes._deps import State, pick_student
 from embedkd.service.routes.embed import check_inputs
 from embedkd.service.schemas import SearchRequest, SearchResponse
 
@@ -28,12 +28,19 @@ async def search(body: SearchRequest, state: State) -> Response:
     check_inputs(queries, state)
     if body.k > state.settings.max_k:
         raise HTTPException(status_code=422, detail=f"k must be at most {state.settings.max_k}")
-    retriever = state.retriever
+    retriever, prefix = state.retriever, "student"
+    if body.student is not None or body.max_latency_ms is not None:
+        if body.mode == "teacher":
+            raise HTTPException(
+                status_code=422, detail="student and max_latency_ms choose a student: not with mode teacher"
+            )
+        name = pick_student(state, body.student, body.max_latency_ms)
+        retriever, prefix = state.retrievers[name], state.student_prefix(name)
     mode = RetrievalMode(body.mode) if body.mode else (retriever.mode if retriever else RetrievalMode.ASYM)
     if retriever is None or retriever.encoder(mode) is None:
         detail = retriever.unavailable(mode) if retriever else "no model is loaded"
         raise HTTPException(status_code=422, detail=detail)
-    batcher = state.batchers[f"{'teacher' if mode is RetrievalMode.TEACHER else 'student'}:query"]
+    batcher = state.batchers[f"{'teacher' if mode is RetrievalMode.TEACHER else prefix}:query"]
     raw, _ = await batcher.encode(queries)
     vectors = postprocess(raw)
     params = SearchParams(nprobe=body.nprobe, ef_search=body.ef_search)
