@@ -38,7 +38,11 @@ class DistillConfig:
     )
     teacher: str = opt("mpnet-base", "Teacher model name, folder or hub id.")
     student: str = opt(
-        "minilm-l6", "Base model the student starts from: a name, folder or hub id.", flags=("--student-base",)
+        "minilm-l6",
+        "Base model the student starts from: a name, folder or hub id; `static` for a static-embedding student "
+        "(model2vec's distillation of the teacher, then aligned like any student; `static:MODEL` distils MODEL, "
+        "e.g. when the teacher is a black box).",
+        flags=("--student-base",),
     )
     layers: int | None = opt(None, "Keep this many evenly spaced layers of the student base.")
     teacher_embeddings: list[Path] = opt(

@@ -38,12 +38,16 @@ from embedkd.distill.teacher import Teacher, read_aligned_texts
 from embedkd.errors import EmbedkdError, InputError
 from embedkd.evaluation import alignment_scores, score_retrieval
 from embedkd.models.manifest import Alignment, StudentManifest
+from embedkd.models.static import static_base
 from embedkd.models.student import (
+    STATIC,
     build_student,
     encoder_layers,
     fit_ridge_projection,
     pooled_embeddings,
+    projection,
     save_student,
+    set_max_seq_length,
     set_projection,
 )
 
@@ -192,7 +196,7 @@ class _Distiller:
         self._kept_layers = kept_layers
         base_max_len = state["base_max_seq_length"] if state else model.max_seq_length
         self._base_max_len = base_max_len
-        model.max_seq_length = min(config.max_seq_length, base_max_len or config.max_seq_length)
+        set_max_seq_length(model, min(config.max_seq_length, base_max_len or config.max_seq_length))
 
         trained = self._train(model, train, targets, holdout, holdout_targets, beir, anchors, pairs, state)
         self.timings["train_seconds"] = trained
@@ -200,7 +204,7 @@ class _Distiller:
         best_dir = self.checkpoints / "best"
         best_state = load_state(best_dir) or {}
         best = SentenceTransformer(str(best_dir), device=self.device)
-        best.max_seq_length = base_max_len
+        set_max_seq_length(best, base_max_len)
         final_metrics = best_state.get("metrics") or self._evaluate(best, holdout, holdout_targets, beir)
         manifest = self._manifest(teacher, train, holdout, kept_layers, final_metrics, best_state)
         # The new student is written beside the folder, then renamed into place: the old one (if any) stays
@@ -228,15 +232,18 @@ class _Distiller:
         if state is not None:
             model = SentenceTransformer(str(self.checkpoints / "last"), device=self.device)
             return model, state.get("kept_layers")
+        base = config.student
+        if base == STATIC or base.startswith(f"{STATIC}:"):  # static[:MODEL]: model2vec of the teacher (or MODEL)
+            base = str(static_base(base.partition(":")[2] or config.teacher))
         model, kept = build_student(
-            config.student, teacher_dimension=teacher.ref.dimension, layers=config.layers, device=self.device
+            base, teacher_dimension=teacher.ref.dimension, layers=config.layers, device=self.device
         )
         rng = np.random.default_rng(config.seed)
         sample = rng.choice(len(train), size=min(config.init_sample, len(train)), replace=False)
         base_max_len = model.max_seq_length  # the caller truncates for training and restores this on save
-        model.max_seq_length = min(config.max_seq_length, base_max_len or config.max_seq_length)
+        set_max_seq_length(model, min(config.max_seq_length, base_max_len or config.max_seq_length))
         x = pooled_embeddings(model, [train[i].text for i in sample])
-        model.max_seq_length = base_max_len
+        set_max_seq_length(model, base_max_len)
         weight, bias = fit_ridge_projection(x, targets[sample].astype(np.float32), ridge=config.ridge)
         set_projection(model, weight, bias)
         logger.info(
@@ -273,6 +280,8 @@ class _Distiller:
             )
             self.timings["layer_cache_seconds"] = time.perf_counter() - started
             lengths = self._layer_cache.lengths()
+        elif not hasattr(model[0], "auto_model"):  # a static student: its cost grows with the words
+            lengths = [len(t.text.split()) for t in train]
         else:
             lengths = [
                 len(ids)
@@ -288,10 +297,10 @@ class _Distiller:
         total_steps = cycle_steps
         cycle_start = 0
 
-        head = list(model)[2]
+        head = projection(model)
         head_params = list(head.parameters())
         head_ids = {id(p) for p in head_params}
-        if config.freeze_embeddings:
+        if config.freeze_embeddings and hasattr(model[0], "auto_model"):  # a static student's table is all it has
             transformer: Any = model[0]
             embeddings = transformer.auto_model.get_input_embeddings()
             for param in embeddings.parameters():
@@ -446,6 +455,8 @@ class _Distiller:
         """--frozen-layers, or half the student's layers by default (0 where the layer cache cannot work)."""
         if self.config.frozen_layers is not None:
             return self.config.frozen_layers
+        if not hasattr(model[0], "auto_model"):  # a static student: no layers
+            return 0
         try:
             total = len(encoder_layers(model[0]))
         except InputError:

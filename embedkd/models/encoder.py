@@ -128,7 +128,7 @@ class Encoder:
     @property
     def max_seq_length(self) -> int | None:
         value = self.model.max_seq_length
-        return int(value) if value else None
+        return int(value) if value and value != float("inf") else None  # a static model reads any length
 
     @property
     def prompts(self) -> dict[str, str]:
@@ -201,7 +201,10 @@ class Encoder:
     def token_counts(self, texts: Sequence[str], *, role: str | None = None) -> list[int]:
         """Untruncated token count of each text as the model sees it (prompt and special tokens included)."""
         prefix = self._prompt(role)
-        ids = self.model.tokenizer([prefix + t for t in texts], add_special_tokens=True, truncation=False)
+        tokenizer = self.model.tokenizer
+        if not callable(tokenizer):  # a static model's `tokenizers.Tokenizer`
+            return [len(e.ids) for e in tokenizer.encode_batch([prefix + t for t in texts])]
+        ids = tokenizer([prefix + t for t in texts], add_special_tokens=True, truncation=False)
         return [len(row) for row in ids["input_ids"]]
 
     def keep_last_tokens(self, texts: Sequence[str], *, role: str | None = None) -> list[str]:

@@ -23,7 +23,10 @@ if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
 
 __all__ = [
+    "STATIC",
     "build_student",
+    "projection",
+    "set_max_seq_length",
     "encoder_layers",
     "layer_list_owner",
     "evenly_spaced_layers",
@@ -79,6 +82,32 @@ def prune_layers(transformer: Any, keep: int | Sequence[int]) -> list[int]:
     return indices
 
 
+STATIC = "static"  # the student base that means "a static-embedding student distilled from the teacher"
+
+
+def projection(model: SentenceTransformer) -> Any:
+    """The student's Dense head (the projection into the teacher's space)."""
+    from sentence_transformers.sentence_transformer.modules import Dense
+
+    for module in model:
+        if isinstance(module, Dense):
+            return module
+    raise InputError("this model has no Dense projection: it is not an embedkd student")
+
+
+def _before_projection(model: SentenceTransformer) -> list[Any]:
+    modules = list(model)
+    head = projection(model)
+    return modules[: next(i for i, m in enumerate(modules) if m is head)]
+
+
+def set_max_seq_length(model: SentenceTransformer, value: int | None) -> None:
+    """Set the truncation length, where the model has one (a static model reads any length)."""
+    if value is None or getattr(model[0], "max_seq_length", None) == float("inf"):
+        return
+    model.max_seq_length = value
+
+
 def build_student(
     base: str | os.PathLike[str],
     *,
@@ -93,10 +122,22 @@ def build_student(
     modules of the base are dropped: the projection to the teacher's space replaces them.
     """
     from sentence_transformers import SentenceTransformer
-    from sentence_transformers.sentence_transformer.modules import Dense, Normalize, Pooling, Transformer
+    from sentence_transformers.sentence_transformer.modules import (
+        Dense,
+        Normalize,
+        Pooling,
+        StaticEmbedding,
+        Transformer,
+    )
 
     base_model = load_model(base, device="cpu")
     modules = list(base_model)
+    if modules and isinstance(modules[0], StaticEmbedding):  # token table + mean: no layers, no pooling module
+        if layers is not None:
+            raise InputError("a static student has no layers to keep")
+        static = modules[0]
+        dense = Dense(static.get_embedding_dimension(), teacher_dimension, activation_function=None)
+        return SentenceTransformer(modules=[static, dense, Normalize()], device=device or "cpu"), None
     if not modules or not isinstance(modules[0], Transformer):
         raise InputError(f"{base} does not start with a Transformer module; cannot build a student from it")
     transformer = modules[0]
@@ -117,8 +158,7 @@ def build_student(
 @torch.inference_mode()
 def pooled_embeddings(model: SentenceTransformer, texts: Sequence[str], *, batch_size: int = 64) -> np.ndarray:
     """Mean-pooled backbone outputs (the projection's input) for ``texts``."""
-    modules = list(model)
-    head = nn.Sequential(*modules[:2])
+    head = nn.Sequential(*_before_projection(model))
     device = next(model.parameters()).device
     out = []
     for start in range(0, len(texts), batch_size):
@@ -148,7 +188,7 @@ def fit_ridge_projection(x: np.ndarray, y: np.ndarray, *, ridge: float = 0.01) -
 
 def set_projection(model: SentenceTransformer, weight: np.ndarray, bias: np.ndarray) -> None:
     """Load ``y = x @ weight + bias`` into the student's Dense layer."""
-    dense: Any = list(model)[2]
+    dense: Any = projection(model)
     linear: nn.Linear = dense.linear
     with torch.no_grad():
         linear.weight.copy_(torch.from_numpy(weight.T.copy()))

@@ -39,7 +39,7 @@ class EncoderStages:
     @property
     def max_tokens(self) -> int:
         """Longest input the model reads, in tokens (special tokens and the role's prompt included)."""
-        return int(self.encoder.max_seq_length or 512)
+        return self.encoder.max_seq_length or 1_000_000  # None: a static model reads any length
 
     def pre(self, texts: list[str]) -> Tokens:
         features = self.encoder.tokenize(texts, role=self.role)

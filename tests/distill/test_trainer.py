@@ -233,3 +233,36 @@ def test_rank_term_trains_against_anchor_documents_and_is_off_without_a_corpus(
     calls["n"] = 0
     distill(bow_config(bow_teacher, tiny_model_dir, tmp_path / "b", rank_weight=0.5, max_steps=5))
     assert calls["n"] == 0  # no BEIR folder in --data and no --anchor-data: the term is off, not an error
+
+
+def test_a_static_student_is_distilled_by_model2vec_then_aligned(
+    bow_teacher: BowData, tiny_model_factory, tmp_path: Path, isolated_cache: Path
+) -> None:
+    pytest.importorskip("model2vec")
+    source = tiny_model_factory(hidden=32, seed=1)  # the black-box teacher cannot be distilled: another model is
+    config = bow_config(
+        bow_teacher,
+        Path(f"static:{source}"),  # a static base distilled by model2vec from `source`
+        tmp_path / "static",
+        frozen_layers=None,  # the default: a static student has no layers to cache
+        freeze_embeddings=True,  # the default; a static student's table stays trainable
+    )
+    result = distill(config)
+    history = result.history
+    assert 1 - history[-1]["cosine"] < 0.8 * (1 - history[0]["cosine"]), history  # the LEAF loss aligned it
+
+    out = result.out
+    modules = json.loads((out / "modules.json").read_text())
+    assert [m["type"].rsplit(".", 1)[-1] for m in modules] == ["StaticEmbedding", "Dense", "Normalize"]
+    manifest = StudentManifest.read(out)
+    assert manifest is not None and manifest.teacher.dimension == 24 and manifest.base.startswith("static:")
+    script = (
+        "import sys, json; sys.modules['embedkd'] = None\n"
+        "from sentence_transformers import SentenceTransformer\n"
+        f"m = SentenceTransformer({str(out)!r}, device='cpu')\n"
+        "print(json.dumps(m.encode(['apple river']).shape))\n"
+    )
+    shape = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
+    assert json.loads(shape) == [1, 24]
+    encoder = Encoder.load(out, device="cpu")
+    assert encoder.max_seq_length is None and encoder.token_counts(["apple river"]) == [2]
