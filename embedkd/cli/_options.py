@@ -6,6 +6,7 @@ Names follow sentence-transformers where it has one (``max_seq_length``, ``trunc
 
 from __future__ import annotations
 
+from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
@@ -18,6 +19,7 @@ __all__ = [
     "BackendOpt",
     "BatchSize",
     "Device",
+    "Engine",
     "IndexDir",
     "InputPath",
     "MaxSeqLength",
@@ -71,3 +73,8 @@ QuantizeOpt = Annotated[
     Quantize,
     typer.Option("--quantize", case_sensitive=False, help="none, or int8 (dynamic int8 weights; onnx/openvino)."),
 ]
+
+
+class Engine(str, Enum):
+    LOCAL = "local"
+    RAY = "ray"

@@ -14,6 +14,7 @@ from embedkd.cli._options import (
     BackendOpt,
     BatchSize,
     Device,
+    Engine,
     InputPath,
     MaxSeqLength,
     PrecisionOpt,
@@ -23,6 +24,7 @@ from embedkd.cli._options import (
 )
 from embedkd.data import read_texts
 from embedkd.device import Precision
+from embedkd.errors import InputError
 from embedkd.models.backends import Backend, Quantize
 from embedkd.models.encoder import Encoder
 from embedkd.npy import save_npy_atomic
@@ -69,8 +71,44 @@ def encode_command(
     ] = OutputDtype.FLOAT32,
     float16: Annotated[bool, typer.Option("--float16", hidden=True, help="Same as --output-dtype float16.")] = False,
     progress: Progress = True,
+    engine: Annotated[
+        Engine,
+        typer.Option(
+            case_sensitive=False,
+            help="local: this process, one .npy. ray: a Ray Data actor pool over INPUT's documents (chunked as an "
+            "index chunks them), writing resumable parquet shards to --output DIR for `index build "
+            "--from-embeddings` (RAY_ADDRESS joins a cluster).",
+        ),
+    ] = Engine.LOCAL,
+    workers: Annotated[
+        int, typer.Option(min=1, help="ray: teacher actors (one per GPU, or per --cpus-per-worker).")
+    ] = 1,
+    cpus_per_worker: Annotated[int, typer.Option(min=1, help="ray: CPUs (and torch threads) per actor.")] = 1,
+    shard_size: Annotated[int, typer.Option(min=1, help="ray: documents per parquet shard.")] = 1000,
 ) -> None:
     """Write L2-normalised embeddings of every text in INPUT, one row per text, in input order."""
+    if Engine(engine) is Engine.RAY:
+        from embedkd.data.documents import read_documents
+        from embedkd.scale.ray_encode import encode_with_ray
+
+        if output is None:
+            raise InputError("--engine ray needs --output DIR (a folder for the shards)")
+        stats = encode_with_ray(
+            read_documents(input_path),
+            output,
+            teacher=model,
+            workers=workers,
+            cpus_per_worker=cpus_per_worker,
+            batch_size=batch_size,
+            shard_size=shard_size,
+            precision=Precision(precision).value,
+            source=str(input_path),
+        )
+        typer.echo(
+            f"wrote {stats['shards_written']} shards ({stats['chunks']} chunks) to {output}; "
+            f"{stats['shards_total']} in all"
+        )
+        return
     texts = read_texts(input_path, field=field)
     encoder = Encoder.load(
         model,
@@ -83,8 +121,6 @@ def encode_command(
     embeddings = encoder.encode(texts, role=Role(role).value, batch_size=batch_size, progress=progress)
     if truncate_dim is not None:
         if truncate_dim > embeddings.shape[1]:
-            from embedkd.errors import InputError
-
             raise InputError(f"--truncate-dim {truncate_dim} exceeds the model's {embeddings.shape[1]} dimensions")
         embeddings = embeddings[:, :truncate_dim]
         embeddings /= np.maximum(np.linalg.norm(embeddings, axis=1, keepdims=True), 1e-12)

@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from embedkd.cli._app import app
-from embedkd.cli._options import BatchSize, Device, IndexDir, PrecisionOpt, Progress, TruncateDim
+from embedkd.cli._options import BatchSize, Device, Engine, IndexDir, PrecisionOpt, Progress, TruncateDim
 from embedkd.data.documents import read_documents
 from embedkd.device import Precision, resolve_device
 from embedkd.distill.teacher import Teacher
@@ -73,12 +73,66 @@ def build_command(
     device: Device = "auto",
     precision: PrecisionOpt = Precision.AUTO,
     progress: Progress = True,
+    from_embeddings: Annotated[
+        Path | None,
+        typer.Option(help="Build from sharded teacher embeddings (`embedkd encode --engine ray`) instead of encoding."),
+    ] = None,
+    engine: Annotated[
+        Engine,
+        typer.Option(
+            case_sensitive=False, help="local, or ray: encode with a Ray Data actor pool into OUT.embeddings first."
+        ),
+    ] = Engine.LOCAL,
+    workers: Annotated[int, typer.Option(min=1, help="ray: teacher actors.")] = 1,
 ) -> None:
     """Embed documents with the teacher (cached, resumable) and write a new index folder.
 
     The teacher's precision is recorded in the manifest; later writes to the index use the same one.
     """
     documents = read_documents(docs)
+    if Engine(engine) is Engine.RAY and from_embeddings is None:
+        from embedkd.scale.ray_encode import encode_with_ray
+
+        from_embeddings = out.with_name(out.name + ".embeddings")
+        encode_with_ray(
+            documents,
+            from_embeddings,
+            teacher=teacher,
+            workers=workers,
+            batch_size=batch_size,
+            precision=Precision(precision).value,
+            chunking={"enabled": chunking, "max_tokens": chunk_tokens, "overlap": overlap} if chunk_tokens else None,
+            source=str(docs),
+        )
+    if from_embeddings is not None:
+        from embedkd.index.shards import build_from_embeddings
+
+        params = IndexParams(
+            kind=IndexKind(index_type),
+            dims=truncate_dim,
+            nlist=nlist,
+            nprobe=nprobe,
+            hnsw_m=hnsw_m,
+            hnsw_ef_search=ef_search,
+            rescore=rescore,
+        )
+        start = time.perf_counter()
+        index = build_from_embeddings(
+            out,
+            documents,
+            from_embeddings,
+            params=params,
+            teacher=teacher,
+            device=resolve_device(device),
+            progress=progress,
+        )
+        info = index.info()
+        index.close()
+        typer.echo(
+            f"built {params.kind.value} index {out} from {from_embeddings}: {info['counts']['documents']} documents, "
+            f"{info['counts']['chunks']} chunks, {time.perf_counter() - start:.1f}s"
+        )
+        return
     params = IndexParams(
         kind=IndexKind(index_type),
         dims=truncate_dim,

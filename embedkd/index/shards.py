@@ -1,0 +1,195 @@
+"""Sharded teacher embeddings on disk: what a distributed encode writes and ``index build --from-embeddings``
+reads, whichever engine made them.
+
+A folder holds ``manifest.json`` (the teacher's identity, dimension, precision, chunking and the shard
+list) and ``shard-NNNNN.parquet`` files with one row per chunk: ``id`` (document id), ``ordinal`` (chunk
+number), ``text_sha`` (sha256 of the exact text embedded) and ``vector`` (float32 list). Shards are fixed
+slices of the input documents, written to a temporary name and renamed, so a shard that exists is complete
+and a rerun skips it. The chunks are the ones an index would make (``Index.chunk``), so an index built from
+the shards holds exactly the vectors it would have computed itself.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from embedkd.data.documents import Document
+from embedkd.errors import InputError
+from embedkd.index.chunking import Chunk, chunk_document
+from embedkd.models.manifest import TeacherRef
+
+__all__ = ["ShardManifest", "ShardSet", "build_from_embeddings", "chunk_for_index", "text_sha"]
+
+MANIFEST = "manifest.json"
+
+
+def text_sha(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def chunk_for_index(docs: Sequence[Document], teacher: TeacherRef, chunking: dict[str, Any]) -> list[list[Chunk]]:
+    """The chunks an index with these ``chunking`` settings makes of ``docs`` (see ``Index.chunk``)."""
+    from embedkd.index.chunking import Chunk
+    from embedkd.index.collection import _full_text
+
+    if not chunking.get("enabled", True):
+        return [[Chunk(0, _full_text(d), d.text, 0, len(d.text))] for d in docs]
+    from transformers import AutoTokenizer
+
+    from embedkd.models.loading import resolve_model_path
+
+    tokenizer = AutoTokenizer.from_pretrained(str(resolve_model_path(teacher.name)))
+    tokenizer.model_max_length = 10**9
+    return [
+        chunk_document(d, tokenizer, max_tokens=int(chunking["max_tokens"]), overlap=int(chunking["overlap"]))
+        for d in docs
+    ]
+
+
+@dataclass
+class ShardManifest:
+    teacher: TeacherRef
+    dimension: int
+    precision: str
+    chunking: dict[str, Any]
+    documents: int
+    shard_size: int
+    source: str = ""
+    engine: str = ""
+    shards: dict[str, int] = field(default_factory=dict)  # file name -> rows
+
+    @classmethod
+    def read(cls, folder: Path) -> ShardManifest:
+        path = Path(folder) / MANIFEST
+        if not path.is_file():
+            raise InputError(f"{folder} holds no {MANIFEST}: not a sharded-embeddings folder")
+        data = json.loads(path.read_text())
+        return cls(**{**data, "teacher": TeacherRef(**data["teacher"])})
+
+    def write(self, folder: Path) -> None:
+        tmp = Path(folder) / f".{MANIFEST}.tmp"
+        tmp.write_text(json.dumps(asdict(self), indent=2))
+        os.replace(tmp, Path(folder) / MANIFEST)
+
+    def shard_count(self) -> int:
+        return -(-self.documents // self.shard_size)
+
+
+class ShardSet:
+    """Read and write the shards of one folder."""
+
+    def __init__(self, folder: Path, manifest: ShardManifest) -> None:
+        self.folder = Path(folder)
+        self.manifest = manifest
+
+    @staticmethod
+    def name(index: int) -> str:
+        return f"shard-{index:05d}.parquet"
+
+    def missing(self) -> list[int]:
+        return [i for i in range(self.manifest.shard_count()) if not (self.folder / self.name(i)).is_file()]
+
+    def write_shard(self, index: int, rows: list[dict[str, Any]]) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        table = pa.table(
+            {
+                "id": [r["id"] for r in rows],
+                "ordinal": pa.array([r["ordinal"] for r in rows], pa.int32()),
+                "text_sha": [r["text_sha"] for r in rows],
+                "vector": pa.array([np.asarray(r["vector"], np.float32) for r in rows], pa.list_(pa.float32())),
+            }
+        )
+        target = self.folder / self.name(index)
+        tmp = self.folder / f".{target.name}.tmp"
+        pq.write_table(table, tmp)
+        os.replace(tmp, target)
+        self.manifest.shards[target.name] = len(rows)
+        self.manifest.write(self.folder)
+
+    def rows(self) -> Iterator[tuple[str, np.ndarray]]:
+        """(text sha, vector) of every chunk, shard by shard."""
+        import pyarrow.parquet as pq
+
+        for i in range(self.manifest.shard_count()):
+            path = self.folder / self.name(i)
+            if not path.is_file():
+                raise InputError(f"{path} is missing: finish the encode (rerun it; finished shards are kept)")
+            table = pq.read_table(path, columns=["text_sha", "vector"])
+            vectors = np.asarray(table.column("vector").to_pylist(), dtype=np.float32)
+            yield from zip(table.column("text_sha").to_pylist(), vectors, strict=True)
+
+    def lookup(self) -> dict[str, np.ndarray]:
+        return dict(self.rows())
+
+
+def build_from_embeddings(
+    folder: Path,
+    docs: Sequence[Document],
+    embeddings: Path,
+    *,
+    params: Any = None,
+    teacher: str | None = None,
+    device: str = "cpu",
+    progress: bool = True,
+) -> Any:
+    """Build an index from sharded embeddings, through the same ``build_index`` as an encode-and-build.
+
+    The shards' teacher is the index's teacher (``teacher``, when given, must be the same weights), and
+    every chunk of ``docs`` must have its vector in the shards (same text, by sha256).
+    """
+    from embedkd.index.collection import build_index
+
+    manifest = ShardManifest.read(embeddings)
+    if teacher is not None:
+        from embedkd.distill.teacher import Teacher
+        from embedkd.retrieval import RetrievalMode, alignment_problem, raise_or_warn
+
+        here = Teacher.from_model(teacher).ref
+        problem = alignment_problem(
+            name=f"teacher {teacher}",
+            fingerprint=here.fingerprint,
+            dimension=here.dimension,
+            manifest=None,
+            indexed_by=manifest.teacher,
+            mode=RetrievalMode.TEACHER,
+            where=f"the embeddings in {embeddings}",
+        )
+        raise_or_warn(problem, force=False)
+    lookup = ShardSet(Path(embeddings), manifest).lookup()
+
+    def embed(texts: list[str]) -> np.ndarray:
+        out = np.empty((len(texts), manifest.dimension), dtype=np.float32)
+        for i, text in enumerate(texts):
+            vector = lookup.get(text_sha(text))
+            if vector is None:
+                raise InputError(
+                    f"a chunk of the documents has no vector in {embeddings} (e.g. {text[:60]!r}): encode these "
+                    "documents with the same chunking first"
+                )
+            out[i] = vector
+        return out
+
+    chunking = manifest.chunking
+    return build_index(
+        folder,
+        docs,
+        teacher=manifest.teacher,
+        embed=embed,
+        params=params,
+        chunking=bool(chunking.get("enabled", True)),
+        chunk_tokens=int(chunking["max_tokens"]),
+        overlap=int(chunking.get("overlap", 64)),
+        device=device,
+        precision=manifest.precision,
+        progress=progress,
+    )
