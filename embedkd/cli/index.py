@@ -84,12 +84,25 @@ def build_command(
         ),
     ] = Engine.LOCAL,
     workers: Annotated[int, typer.Option(min=1, help="ray: teacher actors.")] = 1,
+    backend: Annotated[
+        str,
+        typer.Option(
+            help="Where the vectors live: faiss (in this process, the default) or milvus (a Milvus cluster or a "
+            "Milvus Lite file, see --uri); documents and the manifest stay in the index folder."
+        ),
+    ] = "faiss",
+    uri: Annotated[
+        str | None, typer.Option(help="milvus: a Milvus URI (http://host:19530) or a local Milvus Lite file (x.db).")
+    ] = None,
 ) -> None:
     """Embed documents with the teacher (cached, resumable) and write a new index folder.
 
     The teacher's precision is recorded in the manifest; later writes to the index use the same one.
     """
     documents = read_documents(docs)
+    if backend not in {"faiss", "milvus"}:
+        raise InputError(f"--backend must be faiss or milvus, got {backend!r}")
+    extra = {"backend": "milvus", "uri": uri} if backend == "milvus" else {}
     if Engine(engine) is Engine.RAY and from_embeddings is None:
         from embedkd.scale.ray_encode import encode_with_ray
 
@@ -115,6 +128,7 @@ def build_command(
             hnsw_m=hnsw_m,
             hnsw_ef_search=ef_search,
             rescore=rescore,
+            extra=dict(extra),
         )
         start = time.perf_counter()
         index = build_from_embeddings(
@@ -141,6 +155,7 @@ def build_command(
         hnsw_m=hnsw_m,
         hnsw_ef_search=ef_search,
         rescore=rescore,
+        extra=dict(extra),
     )
     device = resolve_device(device)
     embed_teacher = Teacher.from_model(teacher, device=device, precision=Precision(precision).value)

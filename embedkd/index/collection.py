@@ -116,6 +116,10 @@ class Index:
         if (folder / "manifest.json").exists():
             raise InputError(f"{folder} already holds an index; open it, or choose another folder")
         params = params or IndexParams()
+        if params.extra.get("backend") == "milvus":
+            from embedkd.index.milvus import new_collection_name
+
+            params.extra.setdefault("collection", new_collection_name())  # recorded in the manifest
         manifest = IndexManifest(
             teacher=teacher,
             dimension=teacher.dimension,
@@ -131,7 +135,7 @@ class Index:
         writer = FolderLock(folder, what="index")
         writer.acquire()
         store = DocStore(folder, dimension=teacher.dimension)
-        index = cls(folder, manifest, store, FaissIndex(teacher.dimension, params, device=device), writer=writer)
+        index = cls(folder, manifest, store, make_vectors(teacher.dimension, params, device=device), writer=writer)
         manifest.counts = store.counts()
         manifest.write(folder)
         return index
@@ -152,7 +156,7 @@ class Index:
             writer.acquire()
         try:
             store = DocStore(folder, dimension=manifest.dimension, readonly=readonly)
-            vectors = FaissIndex(manifest.dimension, params, device=device)
+            vectors = make_vectors(manifest.dimension, params, device=device)
             index = cls(folder, manifest, store, vectors, writer=writer)
             index._load_vectors()
         except BaseException:
@@ -177,6 +181,10 @@ class Index:
 
     def _load_vectors(self) -> None:
         state = self._state()
+        if state and getattr(self.vectors, "persistent", False):  # Milvus kept them: replay what came later
+            self._applied = int(state["generation"])
+            self._catch_up()
+            return
         path = self.folder / str(state.get("file", ""))
         if state and path.is_file():
             try:
@@ -210,7 +218,7 @@ class Index:
     def _rebuild(self) -> None:
         generation = self.store.generation()
         ids = self.store.live_chunk_ids()
-        if len(ids) == 0:
+        if len(ids) == 0 and not getattr(self.vectors, "persistent", False):
             self.vectors = FaissIndex(self.manifest.dimension, self.vectors.params, device=self.vectors.device)
         else:
             self.vectors.build(self.store.vectors_for(ids), ids)
@@ -223,6 +231,8 @@ class Index:
                 self.save()
         finally:
             self.store.close()
+            if hasattr(self.vectors, "close"):
+                self.vectors.close()
             if self._writer is not None:
                 self._writer.release()
 
@@ -465,6 +475,15 @@ def _full_text(doc: Document) -> str:
     from embedkd.data.beir import doc_text
 
     return doc_text(doc.title, doc.text)
+
+
+def make_vectors(dimension: int, params: IndexParams, *, device: str = "cpu") -> Any:
+    """The vector backend ``params`` asks for: faiss in this process (the default), or Milvus."""
+    if params.extra.get("backend") == "milvus":
+        from embedkd.index.milvus import MilvusVectors
+
+        return MilvusVectors(dimension, params, device=device)
+    return FaissIndex(dimension, params, device=device)
 
 
 def build_index(
