@@ -1,0 +1,235 @@
+"""/v1/embeddings under load: embedkd against infinity-emb on the same student, and where embedkd's time goes.
+
+    python -m benchmarks.serving_peers --student STUDENT [--infinity .venv-infinity/bin/infinity_emb]
+
+32 concurrent clients (wrk), one short query per request, for ``--seconds``:
+
+1. embedkd's ``/v1/embeddings`` (the student on torch fp32, then on ONNX Runtime);
+2. infinity-emb's ``/embeddings`` on the same student (its own venv: it pins sentence-transformers < 4, so
+   the student folder is copied with sentence-transformers 3.x module names; same weights);
+3. in-process ``encode`` at the server's effective batch size, on the same backend;
+4. a py-spy profile of the embedkd server under that load: the functions where its threads spend their
+   time (own time, all threads).
+
+Server and load generator share this machine's cores, as a real single-box deployment would.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import sys
+import subprocess
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from benchmarks._report import machine, markdown_table, run_main
+from benchmarks.load import SHORT_QUERIES, inprocess_throughput, metric_sum
+from embedkd.data.documents import Document
+from embedkd.distill.teacher import Teacher
+from embedkd.index import build_index
+from embedkd.models.encoder import Encoder
+from embedkd.testing import LiveServer, free_port
+
+
+def wrk(url: str, path: str, bodies: list[dict[str, Any]], seconds: int, connections: int = 32) -> dict[str, Any]:
+    encoded = ",".join(json.dumps(json.dumps(b)) for b in bodies)
+    script = f"""
+local bodies = {{{encoded}}}
+local n = 0
+request = function()
+  n = n + 1
+  return wrk.format("POST", "{path}", {{["Content-Type"] = "application/json"}}, bodies[(n % #bodies) + 1])
+end
+"""
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as handle:
+        handle.write(script)
+    out = subprocess.run(
+        ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", handle.name, url],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    p50 = re.search(r"50%\s+([\d.]+)(us|ms|s)", out)
+    scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+    return {
+        "requests/s": rps,
+        "non-2xx": int(errors.group(1)) if errors else 0,
+        "p50 ms": float(p50.group(1)) * scale[p50.group(2)] if p50 else None,
+    }
+
+
+def st3_copy(student: Path, target: Path) -> Path:
+    """The student folder with sentence-transformers 3.x module names and configs (same weights)."""
+    shutil.copytree(student, target, ignore=shutil.ignore_patterns("checkpoints", "onnx", "openvino"))
+    names = {n: f"sentence_transformers.models.{n}" for n in ("Transformer", "Pooling", "Dense", "Normalize")}
+    modules = json.loads((target / "modules.json").read_text())
+    for module in modules:
+        module["type"] = names[module["type"].rsplit(".", 1)[1]]
+    (target / "modules.json").write_text(json.dumps(modules, indent=2))
+    bert = json.loads((target / "config.json").read_text())
+    (target / "sentence_bert_config.json").write_text(
+        json.dumps({"max_seq_length": min(256, int(bert.get("max_position_embeddings", 512))), "do_lower_case": False})
+    )
+    pooling = json.loads((target / "1_Pooling" / "config.json").read_text())
+    (target / "1_Pooling" / "config.json").write_text(
+        json.dumps({"word_embedding_dimension": pooling["embedding_dimension"], "pooling_mode_mean_tokens": True})
+    )
+    dense = json.loads((target / "2_Dense" / "config.json").read_text())
+    keep = ("in_features", "out_features", "bias", "activation_function")
+    (target / "2_Dense" / "config.json").write_text(json.dumps({k: dense[k] for k in keep}))
+    return target
+
+
+def infinity_server(binary: str, model: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [binary, "v2", "--model-id", str(model), "--engine", "torch", "--device", "cpu", "--port", str(port),
+             "--batch-size", "32", "--no-model-warmup", "--served-model-name", "student"],
+            stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+    deadline = time.time() + 300
+    while time.time() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
+                return proc
+        except httpx.HTTPError:
+            pass
+        if proc.poll() is not None:
+            raise RuntimeError(f"infinity exited: {log.read_text()[-2000:]}")
+        time.sleep(1)
+    raise RuntimeError("infinity did not start")
+
+
+def profile(pid: int, seconds: int, out: Path) -> list[tuple[str, float]]:
+    """Share of samples by innermost function (own time) across the server's threads, via py-spy."""
+    py_spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    raw = out / "server.collapsed"
+    subprocess.run(
+        [py_spy, "record", "--pid", str(pid), "--duration", str(seconds), "--rate", "200", "--format", "raw",
+         "--output", str(raw), "--threads", "--nonblocking"],
+        capture_output=True, check=True,
+    )  # fmt: skip
+    own: Counter[str] = Counter()
+    for line in raw.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        frames = [f for f in stack.split(";") if not f.startswith("thread")]
+        leaf = frames[-1] if frames else "?"
+        name = re.sub(r"\s*\(.*?/site-packages/|\s*\(/.*?/", " (", leaf)
+        own[name] += int(count)
+    total = sum(own.values()) or 1
+    return [(name, n / total) for name, n in own.most_common(15)]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--student", type=Path, required=True)
+    parser.add_argument("--infinity", default=".venv-infinity/bin/infinity_emb")
+    parser.add_argument("--seconds", type=int, default=20)
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+    parser.add_argument("--concurrent", default="nothing else")
+    args = parser.parse_args()
+    bodies = [{"input": q, "model": "student"} for q in SHORT_QUERIES]
+    results: dict[str, Any] = {"machine": machine(), "concurrent": args.concurrent, "rows": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        teacher = Teacher.from_model("mpnet-base")
+        docs = [Document(id=f"d{i}", text=q) for i, q in enumerate(SHORT_QUERIES)]
+        build_index(
+            root / "index", docs, teacher=teacher.ref, embed=lambda t: teacher.embeddings(t), progress=False
+        ).close()
+        for backend in ("torch", "onnx"):
+            server = LiveServer(root / "index", args.student, free_port(), extra=["--backend", backend])
+            try:
+                before = httpx.get(f"{server.url}/metrics").text
+                load = wrk(server.url, "/v1/embeddings", bodies, args.seconds)
+                after = httpx.get(f"{server.url}/metrics").text
+                s0, c0 = metric_sum(before, "embedkd_batch_size", 'model="student"')
+                s1, c1 = metric_sum(after, "embedkd_batch_size", 'model="student"')
+                batch = max(1, round((s1 - s0) / max(1.0, c1 - c0)))
+                if backend == "torch":
+                    load_again = threading_profile(server, bodies, args.seconds, root)
+                    results["profile"] = load_again
+            finally:
+                server.stop()
+            encoder = Encoder.load(args.student, device="cpu", backend=backend)
+            inproc = inprocess_throughput(encoder, batch)
+            results["rows"].append(
+                {"server": f"embedkd ({backend})", **load, "effective batch": batch, "in-process texts/s": inproc}
+            )
+            print(json.dumps(results["rows"][-1]), flush=True)
+        if Path(args.infinity).exists():
+            port = free_port()
+            proc = infinity_server(args.infinity, st3_copy(args.student, root / "st3"), port, root / "infinity.log")
+            try:
+                url = f"http://127.0.0.1:{port}"
+                load = wrk(url, "/embeddings", bodies, args.seconds)
+            finally:
+                os.killpg(proc.pid, signal.SIGTERM)
+                proc.wait(timeout=60)
+            results["rows"].append({"server": "infinity-emb 0.0.78 (torch)", **load})
+            print(json.dumps(results["rows"][-1]), flush=True)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "serving_peers.json").write_text(json.dumps(results, indent=2))
+    write_markdown(results, args.out / "serving_peers.md")
+
+
+def threading_profile(server: LiveServer, bodies: list[dict[str, Any]], seconds: int, root: Path) -> Any:
+    """Profile the server while wrk loads it (the profile's own overhead makes this run's req/s unreliable)."""
+    import threading
+
+    box: dict[str, Any] = {}
+    loader = threading.Thread(target=lambda: box.update(wrk(server.url, "/v1/embeddings", bodies, seconds + 4)))
+    loader.start()
+    time.sleep(2)
+    try:
+        top = profile(server.proc.pid, seconds, root)
+    except (subprocess.CalledProcessError, FileNotFoundError) as exc:
+        top = [(f"py-spy failed: {exc}", 0.0)]
+    loader.join()
+    return top
+
+
+def write_markdown(results: dict[str, Any], path: Path) -> None:
+    rows = results["rows"]
+    infinity = next((r for r in rows if r["server"].startswith("infinity")), None)
+    lines = [
+        "# /v1/embeddings under load: embedkd and infinity-emb on the same student",
+        "",
+        f"Machine: {results['machine']}. Ran beside: {results['concurrent']}. wrk, 32 connections, one short "
+        "query per request; server and load generator share the cores.",
+        "",
+    ]
+    table = []
+    for r in rows:
+        ratio = f"{r['requests/s'] / r['in-process texts/s']:.2f}" if "in-process texts/s" in r else ""
+        vs = f"{r['requests/s'] / infinity['requests/s']:.2f}x" if infinity and r is not infinity else ""
+        table.append(
+            [r["server"], f"{r['requests/s']:.0f}", f"{r['p50 ms']:.1f}" if r.get("p50 ms") else "",
+             r.get("effective batch", ""), f"{r['in-process texts/s']:.0f}" if "in-process texts/s" in r else "",
+             ratio, vs, r["non-2xx"]]
+        )  # fmt: skip
+    lines += markdown_table(
+        ["server", "req/s", "p50 ms", "effective batch", "in-process texts/s at that batch", "ratio", "vs infinity",
+         "non-2xx"],
+        table,
+    )  # fmt: skip
+    if results.get("profile"):
+        lines += ["", "## Where the embedkd server's time goes (py-spy, own time, all threads, torch backend)", ""]
+        lines += markdown_table(["function", "share"], [[n, f"{s:.1%}"] for n, s in results["profile"]])
+    path.write_text("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    run_main(main)
