@@ -45,7 +45,13 @@ def _minilm_folder() -> Path:
 
 
 def build_tiny_encoder(
-    folder: Path, *, hidden: int = 32, layers: int = 2, seed: int = 0, dense_to: int | None = None
+    folder: Path,
+    *,
+    hidden: int = 32,
+    layers: int = 2,
+    seed: int = 0,
+    dense_to: int | None = None,
+    dropout: float = 0.1,
 ) -> Path:
     """Save a tiny random BERT sentence-transformers folder (mean pooling, normalised) to ``folder``."""
     import torch
@@ -66,6 +72,8 @@ def build_tiny_encoder(
         num_attention_heads=2,
         intermediate_size=hidden * 2,
         max_position_embeddings=128,
+        hidden_dropout_prob=dropout,
+        attention_probs_dropout_prob=dropout,
     )
     BertModel(config).save_pretrained(backbone_dir)
     transformer = Transformer(str(backbone_dir), max_seq_length=64)

@@ -32,6 +32,7 @@ from embedkd.distill.batching import bucketed_batches
 from embedkd.distill.checkpoint import copy_checkpoint, load_state, replace_dir, save_checkpoint, set_rng_state
 from embedkd.distill.config import DistillConfig, Precision
 from embedkd.distill.data import TextKind, TrainingText, describe, kind_of, load_training_texts, split_holdout
+from embedkd.distill.distributed import init_ranks
 from embedkd.distill.layer_cache import LayerCache
 from embedkd.distill.targets import anchor_source, centred_anchors, load_anchors, load_pairs, load_teacher
 from embedkd.distill.teacher import Teacher, read_aligned_texts
@@ -71,6 +72,7 @@ class DistillResult:
     out: Path
     manifest: StudentManifest
     history: list[dict[str, Any]] = field(default_factory=list)
+    model: Any = None  # the weights at the last step (the saved student is the best checkpoint)
 
 
 def _role(kind: TextKind) -> str:
@@ -81,6 +83,9 @@ class _Distiller:
     def __init__(self, config: DistillConfig) -> None:
         self.config = config
         self.device = resolve_device(config.device)
+        self.ranks = init_ranks(self.device)
+        if self.ranks.active and self.device.startswith("cuda"):
+            self.device = f"cuda:{self.ranks.local_rank}"
         self.checkpoints = config.out / "checkpoints"
         self.history: list[dict[str, Any]] = []
         self.timings: dict[str, float] = {}
@@ -172,6 +177,8 @@ class _Distiller:
         logger.info("training texts: %s", describe(train)["by_kind"])
 
         started = time.perf_counter()
+        if not self.ranks.main:
+            self.ranks.barrier()  # rank 0 fills the shared teacher cache first; the others then read it
         targets = self._targets(teacher, train)
         holdout_targets = self._targets(teacher, holdout) if holdout else np.zeros((0, 0))
         beir = None
@@ -188,6 +195,8 @@ class _Distiller:
             logger.info("no corpus to rank against (no BEIR folder in --data, no --anchor-data): ranking term off")
         pairs = load_pairs(config.pairs) if config.pairs else None
         self.timings["teacher_seconds"] = time.perf_counter() - started
+        if self.ranks.main:
+            self.ranks.barrier()
 
         state = load_state(self.checkpoints / "last") if config.resume else None
         if config.resume and state is None:
@@ -197,9 +206,15 @@ class _Distiller:
         base_max_len = state["base_max_seq_length"] if state else model.max_seq_length
         self._base_max_len = base_max_len
         set_max_seq_length(model, min(config.max_seq_length, base_max_len or config.max_seq_length))
+        self.ranks.sync_parameters(model.parameters())
 
         trained = self._train(model, train, targets, holdout, holdout_targets, beir, anchors, pairs, state)
         self.timings["train_seconds"] = trained
+        if not self.ranks.main:  # rank 0 saves the student; the others wait for it and report the same result
+            self.ranks.barrier()
+            saved = StudentManifest.read(config.out)
+            assert saved is not None
+            return DistillResult(out=config.out, manifest=saved, history=self.history, model=model)
 
         best_dir = self.checkpoints / "best"
         best_state = load_state(best_dir) or {}
@@ -219,7 +234,8 @@ class _Distiller:
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
-        return DistillResult(out=config.out, manifest=manifest, history=self.history)
+        self.ranks.barrier()
+        return DistillResult(out=config.out, manifest=manifest, history=self.history, model=model)
 
     def _student(
         self,
@@ -384,11 +400,12 @@ class _Distiller:
         first_step = step
         eval_elapsed = 0.0
         start = time.perf_counter()
-        if state is None:
+        if state is None and self.ranks.main:
             metrics = self._evaluate(model, holdout, holdout_targets, beir)
             record(metrics, 0.0)
             checkpoint(metrics)
             eval_elapsed = time.perf_counter() - start
+        self.ranks.barrier()
 
         model.train()
         pair_rng = random.Random(config.seed + 7)
@@ -401,8 +418,10 @@ class _Distiller:
                 epoch, cursor = epoch + 1, 0
                 epoch_batches = bucketed_batches(lengths, config.batch_size, seed=config.seed + epoch)
                 continue
-            micro = epoch_batches[cursor : cursor + config.grad_accum]
-            cursor += len(micro)
+            # every rank takes its own share of the global batch: ranks x grad_accum micro-batches per step
+            share = cursor + self.ranks.rank * config.grad_accum
+            micro = epoch_batches[share : share + config.grad_accum]
+            cursor += config.grad_accum * self.ranks.world
             optimizer.zero_grad(set_to_none=True)
             step_loss = 0.0
             for indices in micro:
@@ -421,6 +440,7 @@ class _Distiller:
                     loss.backward()
                 step_loss += float(loss.detach())
                 seen_texts += len(indices)
+            self.ranks.average_gradients(model.parameters())
             if scaler is not None:
                 scaler.unscale_(optimizer)
             torch.nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm)
@@ -434,19 +454,22 @@ class _Distiller:
             loss_ema = step_loss if loss_ema is None else 0.95 * loss_ema + 0.05 * step_loss
             elapsed = time.perf_counter() - start
             if config.max_minutes and (step == budget_check or step % config.eval_every == 0):
-                total_steps = self._fit_budget(
+                fitted = self._fit_budget(
                     planned_steps, step, step - first_step, elapsed - eval_elapsed, eval_elapsed, resumed_seconds
                 )
+                total_steps = self.ranks.broadcast(fitted)  # rank 0's clock decides for every rank
                 bar.total = total_steps
             bar.set_postfix(loss=f"{loss_ema:.4f}", texts_s=f"{seen_texts / max(elapsed, 1e-9):.0f}")
             bar.update(1)
-            if step % config.eval_every == 0 or step == total_steps:
+            if (step % config.eval_every == 0 or step == total_steps) and self.ranks.main:
                 eval_started = time.perf_counter()
                 metrics = self._evaluate(model, holdout, holdout_targets, beir)
                 metrics["loss"] = loss_ema
                 record(metrics, elapsed)
                 checkpoint(metrics)
                 eval_elapsed += time.perf_counter() - eval_started
+            if step % config.eval_every == 0 or step == total_steps:
+                self.ranks.barrier()
         bar.close()
         self.timings["train_seconds_total"] = resumed_seconds + time.perf_counter() - start  # across --resume
         return time.perf_counter() - start
