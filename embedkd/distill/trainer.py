@@ -29,6 +29,7 @@ from embedkd.data.beir import BeirDataset, load_beir
 from embedkd.device import autocast, resolve_device, resolve_precision
 from embedkd.distill import losses
 from embedkd.distill.batching import bucketed_batches
+from embedkd.distill.budget import fit_budget
 from embedkd.distill.checkpoint import copy_checkpoint, load_state, replace_dir, save_checkpoint, set_rng_state
 from embedkd.distill.config import DistillConfig, Precision
 from embedkd.distill.data import TextKind, TrainingText, describe, kind_of, load_training_texts, split_holdout
@@ -454,8 +455,15 @@ class _Distiller:
             loss_ema = step_loss if loss_ema is None else 0.95 * loss_ema + 0.05 * step_loss
             elapsed = time.perf_counter() - start
             if config.max_minutes and (step == budget_check or step % config.eval_every == 0):
-                fitted = self._fit_budget(
-                    planned_steps, step, step - first_step, elapsed - eval_elapsed, eval_elapsed, resumed_seconds
+                fitted = fit_budget(
+                    config,
+                    self.history,
+                    planned=planned_steps,
+                    step=step,
+                    done=step - first_step,
+                    train_s=elapsed - eval_elapsed,
+                    eval_s=eval_elapsed,
+                    already=resumed_seconds,
                 )
                 total_steps = self.ranks.broadcast(fitted)  # rank 0's clock decides for every rank
                 bar.total = total_steps
@@ -488,30 +496,6 @@ class _Distiller:
         if getattr(getattr(auto_model, "config", None), "model_type", "") not in _LAYER_CACHE_MODELS:
             return 0
         return total // 2
-
-    def _fit_budget(self, planned: int, step: int, done: int, train_s: float, eval_s: float, already: float) -> int:
-        """The number of steps that fits ``max_minutes``, from the speed measured so far (at most ``planned``).
-
-        Called after 20 steps and at every evaluation, so a slow start (a busy machine, warm-up) is corrected
-        as soon as the speed is known better.
-        """
-        budget = float(self.config.max_minutes or 0) * 60 - already
-        per_step = train_s / max(1, done)
-        per_eval = eval_s / max(1, len(self.history) - 1) if len(self.history) > 1 else 0.0
-        if not per_eval and self.history:
-            per_eval = float(self.history[0].get("eval_seconds", 0.0))
-        remaining = budget - train_s - eval_s - per_eval  # the final evaluation always runs
-        steps_left = remaining / (per_step + per_eval / self.config.eval_every)
-        affordable = min(planned, max(step + 1, step + int(steps_left)))
-        if affordable < planned:
-            logger.info(
-                "time budget %.0f min: %d of %d planned steps fit (%.2f s/step)",
-                self.config.max_minutes,
-                affordable,
-                planned,
-                per_step,
-            )
-        return affordable
 
     def _batch_loss(
         self,
