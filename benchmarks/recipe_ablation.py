@@ -82,6 +82,7 @@ def default_variants(data_root: Path) -> dict[str, dict[str, Any]]:
         "every corpus document as anchor": {"max_anchors": 1_000_000},
         "+ whole documents": {"data_options": DataOptions(max_texts_per_source=40_000, seed=0, documents=True)},
         "lr 4e-4 / head 4e-3": {"lr": 4e-4, "head_lr": 4e-3},
+        "student mpnet-base, 3 layers, rank weight 1.0": {"student": "mpnet-base", "layers": 3, "rank_weight": 1.0},
     }
 
 
