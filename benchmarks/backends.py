@@ -1,6 +1,6 @@
 """CPU inference backends: latency, throughput and quality of each model on each backend.
 
-    python -m benchmarks.backends --student STUDENT [--student-l3 STUDENT3] [--out benchmarks/results]
+    python -m benchmarks.backends --student "default student=PATH" [--student "NAME=PATH" ...]
 
 For the teacher and each student, on torch fp32, torch bf16 (where the CPU has native bf16), ONNX Runtime,
 ONNX int8, OpenVINO and OpenVINO int8 (where they install): batch-1 p50/p99 latency of one short query,
@@ -65,8 +65,12 @@ def main() -> None:
     parser.add_argument("--beir", type=Path, default=Path("../shared/data/beir/scifact"))
     parser.add_argument("--precomputed", type=Path, default=Path("../shared/data/embeddings/scifact-mpnet-base"))
     parser.add_argument("--teacher", default="mpnet-base")
-    parser.add_argument("--student", type=Path, required=True, help="The default student (6 layers).")
-    parser.add_argument("--student-l3", type=Path, default=None, help="A 3-layer student, if one is at hand.")
+    parser.add_argument(
+        "--student",
+        action="append",
+        required=True,
+        help="NAME=PATH of a student (repeatable); the first is the default.",
+    )
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     parser.add_argument("--concurrent", default="nothing else")
     args = parser.parse_args()
@@ -81,9 +85,11 @@ def main() -> None:
         teacher_source.import_embeddings(read_aligned_texts(args.beir, corpus), corpus)
     docs = teacher_source.embeddings(test.doc_texts(), role="document")
 
-    models = {"teacher": args.teacher, "student L6": str(args.student)}
-    if args.student_l3:
-        models["student L3"] = str(args.student_l3)
+    models = {"teacher": args.teacher}
+    for item in args.student:
+        name, _, path = item.partition("=")
+        models[name] = path
+    results_default = args.student[0].partition("=")[0]
     rows: list[dict[str, Any]] = []
     for model_label, path in models.items():
         reference: np.ndarray | None = None
@@ -111,7 +117,7 @@ def main() -> None:
             rows.append(row)
             print(json.dumps(row), flush=True)
             del encoder
-    results = {"machine": machine(), "concurrent": args.concurrent, "rows": rows}
+    results = {"machine": machine(), "concurrent": args.concurrent, "rows": rows, "default": results_default}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "backends.json").write_text(json.dumps(results, indent=2))
     write_markdown(results, args.out / "backends.md")
@@ -157,12 +163,13 @@ def write_markdown(results: dict[str, Any], path: Path) -> None:
     if ratios:
         lines += ["", "## Teacher / student speed on the same backend", ""]
         lines += markdown_table(["student", "backend", "batch-1 latency ratio", "batch-64 throughput ratio"], ratios)
-    fastest = _fastest_within(rows, "student L6", 0.003)
+    default = results.get("default", "student L6")
+    fastest = _fastest_within(rows, default, 0.003)
     if fastest is not None:
-        base = by[("student L6", "torch fp32")]
+        base = by[(default, "torch fp32")]
         lines += [
             "",
-            f"Fastest student L6 backend within 0.003 nDCG@10 of torch fp32: **{fastest['backend']}**, batch-1 p50 "
+            f"Fastest {default} backend within 0.003 nDCG@10 of torch fp32: **{fastest['backend']}**, batch-1 p50 "
             f"{fastest['b1 p50 ms']:.1f} ms against {base['b1 p50 ms']:.1f} ms "
             f"({base['b1 p50 ms'] / fastest['b1 p50 ms']:.2f}x lower), nDCG@10 {fastest['ndcg@10']:.4f} against "
             f"{base['ndcg@10']:.4f}.",
