@@ -83,7 +83,7 @@ def prepare(
     workdir: Path,
     *,
     teacher: str = "mpnet-base",
-    student_base: str = "minilm-l6",
+    student_base: str = "teacher",
     student: Path | None = None,
     corpus: Path | None = None,
     max_docs: int | None = None,

@@ -43,7 +43,9 @@ def demo_command(
     ] = None,
     max_docs: Annotated[int | None, typer.Option(min=1, help="Cap the default corpus.")] = None,
     teacher: Annotated[str, typer.Option(help="Teacher model that indexes the documents.")] = "mpnet-base",
-    student_base: Annotated[str, typer.Option(help="Base model of the student to train.")] = "minilm-l6",
+    student_base: Annotated[
+        str, typer.Option(help="Base model of the student to train (teacher: its own lower layers, 3 of them).")
+    ] = "teacher",
     student: Annotated[Path | None, typer.Option(help="Use this trained student instead of training one.")] = None,
     generic_text: Annotated[
         str,

@@ -38,13 +38,17 @@ class DistillConfig:
     )
     teacher: str = opt("mpnet-base", "Teacher model name, folder or hub id.")
     student: str = opt(
-        "minilm-l6",
-        "Base model the student starts from: a name, folder or hub id; `static` for a static-embedding student "
-        "(model2vec's distillation of the teacher, then aligned like any student; `static:MODEL` distils MODEL, "
-        "e.g. when the teacher is a black box).",
+        "teacher",
+        "Base model the student starts from. `teacher` (the default): the teacher's own layers, cut to --layers "
+        "(3 by default), QED-style: its tokenizer and embedding matrix, measured best here "
+        "(benchmarks/results/learning_curve.md). Else a name, folder or hub id (e.g. minilm-l6, needed for a "
+        "black-box teacher); `static` for a static-embedding student (model2vec's distillation of the teacher, "
+        "then aligned like any student; `static:MODEL` distils MODEL).",
         flags=("--student-base",),
     )
-    layers: int | None = opt(None, "Keep this many evenly spaced layers of the student base.")
+    layers: int | None = opt(
+        None, "Keep this many evenly spaced layers of the student base (default: 3 when the base is the teacher)."
+    )
     teacher_embeddings: list[Path] = opt(
         [], "Precomputed teacher embeddings (.npy, a black-box teacher); pair each with --teacher-texts."
     )
@@ -54,7 +58,7 @@ class DistillConfig:
     loss: LossName = opt(LossName.LEAF, "leaf (L2 to the teacher's vectors), cosine, or dse (in-batch scores).")
     anchor_weight: float = opt(0.0, "Weight of the score loss against teacher document anchors.")
     rank_weight: float = opt(
-        0.1,
+        1.0,
         "Weight of the listwise KL over the teacher's scores of the anchor documents (EmbedDistill-style); "
         "on when a corpus is given (a BEIR folder in --data, or --anchor-data), off otherwise.",
     )

@@ -43,6 +43,7 @@ from embedkd.models.manifest import Alignment, StudentManifest
 from embedkd.models.static import static_base
 from embedkd.models.student import (
     STATIC,
+    TEACHER_BASE,
     build_student,
     encoder_layers,
     fit_ridge_projection,
@@ -249,12 +250,17 @@ class _Distiller:
         if state is not None:
             model = SentenceTransformer(str(self.checkpoints / "last"), device=self.device)
             return model, state.get("kept_layers")
-        base = config.student
+        base, layers = config.student, config.layers
         if base == STATIC or base.startswith(f"{STATIC}:"):  # static[:MODEL]: model2vec of the teacher (or MODEL)
             base = str(static_base(base.partition(":")[2] or config.teacher))
-        model, kept = build_student(
-            base, teacher_dimension=teacher.ref.dimension, layers=config.layers, device=self.device
-        )
+        elif base == TEACHER_BASE:  # the teacher's own lower layers (QED): same tokenizer and embeddings
+            if teacher.model_path is None:
+                raise InputError(
+                    f"teacher {config.teacher} is a black box: a student cannot be cut from it; choose "
+                    "--student-base (e.g. minilm-l6)"
+                )
+            base, layers = str(teacher.model_path), layers or 3
+        model, kept = build_student(base, teacher_dimension=teacher.ref.dimension, layers=layers, device=self.device)
         rng = np.random.default_rng(config.seed)
         sample = rng.choice(len(train), size=min(config.init_sample, len(train)), replace=False)
         base_max_len = model.max_seq_length  # the caller truncates for training and restores this on save

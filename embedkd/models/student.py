@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "STATIC",
+    "TEACHER_BASE",
     "build_student",
     "projection",
     "set_max_seq_length",
@@ -83,6 +84,7 @@ def prune_layers(transformer: Any, keep: int | Sequence[int]) -> list[int]:
 
 
 STATIC = "static"  # the student base that means "a static-embedding student distilled from the teacher"
+TEACHER_BASE = "teacher"  # the student base that means "the teacher's own lower layers" (QED)
 
 
 def projection(model: SentenceTransformer) -> Any:

@@ -266,3 +266,19 @@ def test_a_static_student_is_distilled_by_model2vec_then_aligned(
     assert json.loads(shape) == [1, 24]
     encoder = Encoder.load(out, device="cpu")
     assert encoder.max_seq_length is None and encoder.token_counts(["apple river"]) == [2]
+
+
+def test_the_default_student_is_cut_from_the_teacher_and_needs_its_weights(
+    bow_teacher: BowData, tiny_model_factory, tmp_path: Path, isolated_cache: Path
+) -> None:
+    from embedkd.errors import InputError
+
+    with pytest.raises(InputError, match="black box"):
+        distill(bow_config(bow_teacher, Path("teacher"), tmp_path / "a"))
+    teacher = tiny_model_factory(hidden=32, seed=1, layers=4)
+    config = bow_config(
+        bow_teacher, Path("teacher"), tmp_path / "b", teacher=str(teacher), teacher_embeddings=[], teacher_texts=[],
+        data=[bow_teacher.texts_path], max_steps=4, eval_every=2,
+    )  # fmt: skip
+    result = distill(config)
+    assert result.manifest.layers == [0, 2, 3]  # 3 evenly spaced layers of the teacher's 4, by default
