@@ -68,9 +68,23 @@ def _read_folder(folder: Path) -> list[Document]:
     return docs
 
 
+def _read_parquet(path: Path) -> list[Document]:
+    """Documents from a parquet file with the jsonl fields as columns (``_id``/``id``, ``title``, ``text``,
+    optional ``metadata``), read with pyarrow (the ``scale`` extra)."""
+    try:
+        import pyarrow.parquet as pq
+    except ImportError as exc:
+        raise InputError(f"{path}: reading parquet needs pyarrow: pip install 'embedkd[scale]'") from exc
+    try:
+        rows = pq.read_table(path).to_pylist()
+    except Exception as exc:  # noqa: BLE001 - pyarrow raises several types for a damaged file
+        raise InputError(f"{path}: not a readable parquet file ({exc})") from exc
+    return [_from_record(row, f"{path}:row {i}") for i, row in enumerate(rows, start=1)]
+
+
 def read_documents(path: Path) -> list[Document]:
-    """Documents from a ``.jsonl`` (``_id``/``id``, ``title``, ``text``, optional ``metadata``), a BEIR
-    folder (its ``corpus.jsonl``) or a folder of ``.txt``/``.md`` files (id = relative path)."""
+    """Documents from a ``.jsonl`` or ``.parquet`` (``_id``/``id``, ``title``, ``text``, optional ``metadata``),
+    a BEIR folder (its ``corpus.jsonl``) or a folder of ``.txt``/``.md`` files (id = relative path)."""
     path = Path(path)
     if not path.exists():
         raise InputError(f"{path}: no such file or folder")
@@ -79,8 +93,12 @@ def read_documents(path: Path) -> list[Document]:
             path = path / "corpus.jsonl"
         else:
             return validate_documents(_read_folder(path), source=str(path))
+    if path.suffix == ".parquet":
+        return validate_documents(_read_parquet(path), source=str(path))
     if path.suffix != ".jsonl":
-        raise InputError(f"{path}: documents must be a .jsonl file, a BEIR folder or a folder of .txt/.md files")
+        raise InputError(
+            f"{path}: documents must be a .jsonl or .parquet file, a BEIR folder or a folder of .txt/.md files"
+        )
     docs = [_from_record(record, f"{path}:{number}") for number, record in iter_jsonl(path)]
     return validate_documents(docs, source=str(path))
 

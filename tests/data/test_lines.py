@@ -25,3 +25,19 @@ def test_qrels_with_a_final_newline(tmp_path: Path) -> None:
     (tmp_path / "qrels").mkdir()
     (tmp_path / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\nq1\td1\t1\n")
     assert load_qrels(tmp_path, "test") == {"q1": {"d1": 1}}
+
+
+def test_documents_read_from_parquet(tmp_path) -> None:
+    pa = __import__("pytest").importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    from embedkd.data.documents import read_documents
+    from embedkd.errors import InputError
+
+    table = pa.table({"_id": ["a", "b"], "title": ["T", ""], "text": ["first text", "second"]})
+    pq.write_table(table, tmp_path / "docs.parquet")
+    docs = read_documents(tmp_path / "docs.parquet")
+    assert [(d.id, d.title, d.text) for d in docs] == [("a", "T", "first text"), ("b", "", "second")]
+    (tmp_path / "bad.parquet").write_bytes(b"not parquet")
+    with __import__("pytest").raises(InputError, match="not a readable parquet"):
+        read_documents(tmp_path / "bad.parquet")
