@@ -116,7 +116,10 @@ def write_markdown(results: dict[str, Any], path: Path) -> None:
         ["event", "time"],
         [
             [f"first `/search` answer ({results.get('first_answer_mode')} mode)", at("first_answer")],
-            [f"index complete ({int(events.get('documents', 0))} documents)", at("index_complete")],
+            [
+                f"index complete ({int(events['documents'])} documents)" if "documents" in events else "index complete",
+                at("index_complete"),
+            ],
             ["student live (`/search` answers asym, no restart)", at("student_live")],
         ],
     )
