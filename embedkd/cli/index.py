@@ -103,6 +103,16 @@ def build_command(
     if backend not in {"faiss", "milvus"}:
         raise InputError(f"--backend must be faiss or milvus, got {backend!r}")
     extra = {"backend": "milvus", "uri": uri} if backend == "milvus" else {}
+    params = IndexParams(
+        kind=IndexKind(index_type),
+        dims=truncate_dim,
+        nlist=nlist,
+        nprobe=nprobe,
+        hnsw_m=hnsw_m,
+        hnsw_ef_search=ef_search,
+        rescore=rescore,
+        extra=extra,
+    )
     if Engine(engine) is Engine.RAY and from_embeddings is None:
         from embedkd.scale.ray_encode import encode_with_ray
 
@@ -120,16 +130,6 @@ def build_command(
     if from_embeddings is not None:
         from embedkd.index.shards import build_from_embeddings
 
-        params = IndexParams(
-            kind=IndexKind(index_type),
-            dims=truncate_dim,
-            nlist=nlist,
-            nprobe=nprobe,
-            hnsw_m=hnsw_m,
-            hnsw_ef_search=ef_search,
-            rescore=rescore,
-            extra=dict(extra),
-        )
         start = time.perf_counter()
         index = build_from_embeddings(
             out,
@@ -147,16 +147,6 @@ def build_command(
             f"{info['counts']['chunks']} chunks, {time.perf_counter() - start:.1f}s"
         )
         return
-    params = IndexParams(
-        kind=IndexKind(index_type),
-        dims=truncate_dim,
-        nlist=nlist,
-        nprobe=nprobe,
-        hnsw_m=hnsw_m,
-        hnsw_ef_search=ef_search,
-        rescore=rescore,
-        extra=dict(extra),
-    )
     device = resolve_device(device)
     embed_teacher = Teacher.from_model(teacher, device=device, precision=Precision(precision).value)
     start = time.perf_counter()
