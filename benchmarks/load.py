@@ -71,14 +71,15 @@ def metric_sum(text: str, name: str, label: str) -> tuple[float, float]:
     return total, count
 
 
-def wrk_throughput(url: str, model: str, seconds: int, connections: int = 32) -> dict[str, Any]:
-    bodies = ",".join(json.dumps(json.dumps({"inputs": q, "model": model})) for q in SHORT_QUERIES)
+def wrk_post(url: str, path: str, bodies: list[dict[str, Any]], seconds: int, connections: int = 32) -> dict[str, Any]:
+    """Requests/s, non-2xx count and p50 of wrk POSTing ``bodies`` in turn to ``path``."""
+    encoded = ",".join(json.dumps(json.dumps(b)) for b in bodies)
     script = f"""
-local bodies = {{{bodies}}}
+local bodies = {{{encoded}}}
 local n = 0
 request = function()
   n = n + 1
-  return wrk.format("POST", "/encode", {{["Content-Type"] = "application/json"}}, bodies[(n % #bodies) + 1])
+  return wrk.format("POST", "{path}", {{["Content-Type"] = "application/json"}}, bodies[(n % #bodies) + 1])
 end
 """
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as handle:
@@ -91,7 +92,19 @@ end
     ).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    return {"requests/s": rps, "non-2xx": int(errors.group(1)) if errors else 0, "client": "wrk", "raw": out}
+    p50 = re.search(r"50%\s+([\d.]+)(us|ms|s)", out)
+    scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+    return {
+        "requests/s": rps,
+        "non-2xx": int(errors.group(1)) if errors else 0,
+        "p50 ms": float(p50.group(1)) * scale[p50.group(2)] if p50 else None,
+        "raw": out,
+    }
+
+
+def wrk_throughput(url: str, model: str, seconds: int, connections: int = 32) -> dict[str, Any]:
+    bodies = [{"inputs": q, "model": model} for q in SHORT_QUERIES]
+    return {**wrk_post(url, "/encode", bodies, seconds, connections), "client": "wrk"}
 
 
 def python_throughput(url: str, model: str, seconds: int, connections: int = 32) -> dict[str, Any]:

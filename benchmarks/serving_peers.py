@@ -33,7 +33,7 @@ from typing import Any
 import httpx
 
 from benchmarks._report import machine, markdown_table, run_main
-from benchmarks.load import SHORT_QUERIES, inprocess_throughput, metric_sum
+from benchmarks.load import SHORT_QUERIES, inprocess_throughput, metric_sum, wrk_post
 from embedkd.data.documents import Document
 from embedkd.distill.teacher import Teacher
 from embedkd.index import build_index
@@ -41,33 +41,10 @@ from embedkd.models.encoder import Encoder
 from embedkd.testing import LiveServer, free_port
 
 
-def wrk(url: str, path: str, bodies: list[dict[str, Any]], seconds: int, connections: int = 32) -> dict[str, Any]:
-    encoded = ",".join(json.dumps(json.dumps(b)) for b in bodies)
-    script = f"""
-local bodies = {{{encoded}}}
-local n = 0
-request = function()
-  n = n + 1
-  return wrk.format("POST", "{path}", {{["Content-Type"] = "application/json"}}, bodies[(n % #bodies) + 1])
-end
-"""
-    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as handle:
-        handle.write(script)
-    out = subprocess.run(
-        ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", handle.name, url],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
-    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    p50 = re.search(r"50%\s+([\d.]+)(us|ms|s)", out)
-    scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}
-    return {
-        "requests/s": rps,
-        "non-2xx": int(errors.group(1)) if errors else 0,
-        "p50 ms": float(p50.group(1)) * scale[p50.group(2)] if p50 else None,
-    }
+def wrk(url: str, path: str, bodies: list[dict[str, Any]], seconds: int) -> dict[str, Any]:
+    result = wrk_post(url, path, bodies, seconds)
+    result.pop("raw")
+    return result
 
 
 def st3_copy(student: Path, target: Path) -> Path:
