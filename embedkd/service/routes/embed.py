@@ -61,10 +61,20 @@ def input_texts(raw: str | list[str] | list[int] | list[list[int]], encoder: Enc
     return decode_tokens(encoder, [[int(t) for t in row] for row in raw if isinstance(row, list)])
 
 
+# Room for special tokens and a role prompt: a text whose UTF-8 bytes plus this fit cannot exceed the limit,
+# since no tokenizer in use makes more tokens than bytes (WordPiece, SentencePiece and byte-level BPE alike).
+_SPECIALS = 16
+
+
 async def too_long(stages: EncoderStages, texts: list[str]) -> list[tuple[int, int]]:
-    """(index, token count) of every input longer than the model reads."""
-    lengths = await run_in_threadpool(stages.token_lengths, texts)
-    return [(i, n) for i, n in enumerate(lengths) if n > stages.max_tokens]
+    """(index, token count) of every input longer than the model reads. Only texts that could be too long
+    are tokenised here, so short queries (the common case) are not tokenised twice."""
+    budget = stages.max_tokens - _SPECIALS - len((stages.encoder.prompts.get(stages.role) or "").encode())
+    suspects = [i for i, text in enumerate(texts) if len(text.encode("utf-8")) > budget]
+    if not suspects:
+        return []
+    lengths = await run_in_threadpool(stages.token_lengths, [texts[i] for i in suspects])
+    return [(i, n) for i, n in zip(suspects, lengths, strict=True) if n > stages.max_tokens]
 
 
 @router.post("/encode", response_model=EmbedResponse)
