@@ -124,7 +124,7 @@ def build_command(
             workers=workers,
             batch_size=batch_size,
             precision=Precision(precision).value,
-            chunking={"enabled": chunking, "max_tokens": chunk_tokens, "overlap": overlap} if chunk_tokens else None,
+            chunking={"enabled": chunking, "max_tokens": chunk_tokens, "overlap": overlap},
             source=str(docs),
         )
     if from_embeddings is not None:

@@ -70,7 +70,9 @@ def encode_with_ray(
     from embedkd.distill.teacher import Teacher
 
     ref = Teacher.from_model(teacher).ref
-    chunking = chunking or {"enabled": True, "max_tokens": ref.max_seq_length or 512, "overlap": 64}
+    # Index.create's defaults for what is not given: chunk at the teacher's limit, 64 tokens of overlap
+    chunking = {"enabled": True, "overlap": 64, **(chunking or {})}
+    chunking["max_tokens"] = chunking.get("max_tokens") or ref.max_seq_length or 512
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     wanted = ShardManifest(ref, ref.dimension, precision, chunking, len(docs), shard_size, source, "ray")
