@@ -224,7 +224,8 @@ def kill9_under_mixed_load(
     """Upserts (3 clients), deletes (1) and searches (2) against a server until ``min_acked`` upserts and
     ``min_deleted`` deletes are acknowledged (or ``limit_s`` passes), then kill -9, restart, and count:
     acknowledged writes lost or unsearchable, acknowledged deletes that came back (phantoms), 5xx answers,
-    and whether faiss and the store agree."""
+    and whether faiss and the store agree. A delete the kill left unanswered may have committed or not;
+    either is correct, but only as a whole (gone from the store *and* from search, or still in both)."""
     import httpx
 
     from embedkd.index import Index
@@ -232,6 +233,7 @@ def kill9_under_mixed_load(
     server = start()
     acked: dict[str, dict[str, str]] = {}
     deleted: set[str] = set()
+    in_flight: set[str] = set()  # deletes sent but never answered: either outcome is correct, not a mix
     lock = threading.Lock()
     stop = threading.Event()
     errors: list[int] = []
@@ -271,7 +273,9 @@ def kill9_under_mixed_load(
                     continue
                 doc_id = rng.choice(candidates)
                 response = call(client, "DELETE", f"/documents/{doc_id}")
-                if response is None:
+                if response is None:  # killed mid-request: the delete may or may not have committed
+                    with lock:
+                        in_flight.add(doc_id)
                     return
                 if response.status_code == 200:
                     with lock:
@@ -305,6 +309,8 @@ def kill9_under_mixed_load(
                 hits = [h["id"] for h in client.post("/search", json=body).json()["results"][0]["hits"]]
                 if doc_id in deleted:
                     phantoms += got.status_code != 404 or doc_id in hits
+                elif doc_id in in_flight and got.status_code == 404:
+                    phantoms += doc_id in hits  # the delete committed: gone from the store and from faiss alike
                 else:
                     lost += got.status_code != 200
                     unsearchable += not hits or hits[0] != doc_id
@@ -317,6 +323,7 @@ def kill9_under_mixed_load(
         "server errors": len(errors),
         "acknowledged upserts": len(acked),
         "acknowledged deletes": len(deleted),
+        "unanswered deletes": len(in_flight),
         "lost": lost,
         "unsearchable": unsearchable,
         "phantoms": phantoms,

@@ -18,6 +18,7 @@ os.environ["EMBEDKD_CACHE_DIR"] = tempfile.mkdtemp(prefix="embedkd-test-cache-")
 
 from collections.abc import Callable  # noqa: E402
 from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
@@ -33,7 +34,7 @@ from embedkd.testing import build_tiny_encoder  # noqa: E402
 def tiny_model_factory(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Path]:
     made: dict[tuple, Path] = {}
 
-    def make(**kwargs: int) -> Path:
+    def make(**kwargs: Any) -> Path:
         key = tuple(sorted(kwargs.items()))
         if key not in made:
             name = "tiny-" + "-".join(f"{k}{v}" for k, v in key) if key else "tiny"

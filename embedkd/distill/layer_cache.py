@@ -8,8 +8,9 @@ frozen layers' forward and backward passes from every step, and freezing them al
 model's lower-level knowledge intact.
 
 Works with encoders whose Hugging Face model returns ``hidden_states`` and whose layers take
-``(hidden_states, additive_attention_mask)``: BERT-style models such as MiniLM. Others raise
-:class:`~embedkd.errors.InputError` at set-up.
+``(hidden_states, additive_attention_mask)``: BERT-style models such as MiniLM, and MPNet (whose layers
+also take the encoder's relative-position bias, recomputed per batch from the encoder's own table).
+Others raise :class:`~embedkd.errors.InputError` at set-up.
 """
 
 from __future__ import annotations
@@ -131,8 +132,12 @@ class LayerCache:
         mask = mask.to(self.device)
         additive = torch.zeros(mask.shape, dtype=hidden.dtype, device=self.device)
         additive = additive.masked_fill(~mask, torch.finfo(hidden.dtype).min)[:, None, None, :]
+        extra = {}
+        owner, _ = layer_list_owner(model[0])
+        if hasattr(owner, "compute_position_bias"):  # MPNet: relative-position bias shared by every layer
+            extra["position_bias"] = owner.compute_position_bias(hidden)
         for layer in list(self.layers)[self.frozen :]:
-            out = layer(hidden, additive)
+            out = layer(hidden, additive, **extra)
             hidden = out[0] if isinstance(out, tuple) else out
         weights = mask.unsqueeze(-1).to(hidden.dtype)
         pooled = (hidden * weights).sum(1) / weights.sum(1).clamp(min=1.0)

@@ -2,15 +2,24 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import torch
 
 from embedkd.distill.layer_cache import LayerCache
 from embedkd.models.student import build_student, encoder_layers
 
 
-def test_cached_lower_layers_give_the_full_forward(tiny_model_factory, tmp_path: Path) -> None:
-    model, _ = build_student(str(tiny_model_factory(layers=3)), teacher_dimension=24)
+@pytest.mark.parametrize("architecture", ["bert", "mpnet"])
+def test_cached_lower_layers_give_the_full_forward(tiny_model_factory, architecture: str) -> None:
+    model, _ = build_student(str(tiny_model_factory(layers=3, architecture=architecture)), teacher_dimension=24)
     model.eval()
+    if architecture == "mpnet":  # attention strong enough that leaving out the position bias would show
+        encoder = model[0].auto_model.encoder
+        torch.nn.init.normal_(encoder.relative_attention_bias.weight, std=10.0)
+        with torch.no_grad():
+            for layer in encoder.layer:
+                layer.attention.attn.v.weight.mul_(30)
+                layer.attention.attn.o.weight.mul_(30)
     texts = ["apple", "a much longer sentence about rivers and tigers", "tiger river"]
     cache = LayerCache(model, texts, frozen=2, device="cpu", progress=False)
     assert cache.lengths() == [len(ids) for ids in model.tokenizer(texts)["input_ids"]]
