@@ -52,12 +52,14 @@ def build_tiny_encoder(
     seed: int = 0,
     dense_to: int | None = None,
     dropout: float = 0.1,
+    architecture: str = "bert",
 ) -> Path:
-    """Save a tiny random BERT sentence-transformers folder (mean pooling, normalised) to ``folder``."""
+    """Save a tiny random sentence-transformers folder (mean pooling, normalised) to ``folder``: a BERT,
+    or with ``architecture="mpnet"`` an MPNet (the teacher's architecture) on the same tokenizer."""
     import torch
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.sentence_transformer.modules import Dense, Normalize, Pooling, Transformer
-    from transformers import BertConfig, BertModel
+    from transformers import BertConfig, BertModel, MPNetConfig, MPNetModel
 
     torch.manual_seed(seed)
     folder = Path(folder)
@@ -65,17 +67,21 @@ def build_tiny_encoder(
     backbone_dir.mkdir(parents=True, exist_ok=True)
     for name in _TOKENIZER_FILES:
         shutil.copy(_minilm_folder() / name, backbone_dir / name)
-    config = BertConfig(
+    shape = dict(
         vocab_size=30522,
         hidden_size=hidden,
         num_hidden_layers=layers,
         num_attention_heads=2,
         intermediate_size=hidden * 2,
-        max_position_embeddings=128,
         hidden_dropout_prob=dropout,
         attention_probs_dropout_prob=dropout,
     )
-    BertModel(config).save_pretrained(backbone_dir)
+    if architecture == "mpnet":  # positions start after the padding id, as in the real MPNet
+        MPNetModel(MPNetConfig(**shape, max_position_embeddings=130, pad_token_id=0)).save_pretrained(backbone_dir)
+    elif architecture == "bert":
+        BertModel(BertConfig(**shape, max_position_embeddings=128)).save_pretrained(backbone_dir)
+    else:
+        raise ValueError(f"unknown architecture {architecture!r}: bert or mpnet")
     transformer = Transformer(str(backbone_dir), max_seq_length=64)
     modules: list[torch.nn.Module] = [transformer, Pooling(hidden, pooling_mode="mean")]
     if dense_to:
