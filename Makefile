@@ -63,8 +63,8 @@ bench: models
 	$(PY) -m benchmarks.mteb_run --query-model $(BENCH_DIR)/student-l6 --doc-model mpnet-base \
 		--beir $(DATA)/beir/scifact --sts $(DATA)/sts/stsb-test.tsv
 	$(PY) -m benchmarks.mteb_run --query-model mpnet-base --beir $(DATA)/beir/scifact --sts $(DATA)/sts/stsb-test.tsv
-	$(PY) -m benchmarks.frontier --data-root $(DATA) --student-l6 $(BENCH_DIR)/student-l6 \
-		--student-l3 $(BENCH_DIR)/student-l3
+	$(PY) -m benchmarks.frontier --data-root $(DATA) --student "default student=$(BENCH_DIR)/student-l6" \
+		--student "3-layer student=$(BENCH_DIR)/student-l3" --baseline minilm-l6=minilm-l6
 
 test: install
 	$(PY) -m pytest

@@ -1,11 +1,13 @@
 """Speed/quality frontier: which student to use, in one table and one plot.
 
-    python benchmarks/frontier.py --student-l6 STUDENT --student-l3 STUDENT3 [--out benchmarks/results]
-    python benchmarks/frontier.py --smoke --out /tmp/frontier       # tiny models, seconds, for CI
+    python -m benchmarks.frontier --student "default student=runs/student" --student "static=runs/static" \
+        [--baseline "minilm-l6=minilm-l6"] [--baseline "static (model2vec)=static"] [--out benchmarks/results]
+    python -m benchmarks.frontier --smoke --out /tmp/frontier       # tiny models, seconds, for CI
 
-Rows: the teacher; the default student (L6); the 3-layer pruned student; undistilled MiniLM; the teacher
-index truncated to 512/256/128 dimensions (Matryoshka-style) and int8 (sq8) and binary indexes, all
-queried by the default student. For each: SciFact nDCG@10 asymmetric (student queries, teacher index)
+Rows: the teacher; every ``--student NAME=FOLDER`` (the first is the default one); every undistilled
+``--baseline NAME=MODEL`` (``static`` is model2vec's distillation of the teacher, before any alignment);
+the teacher index truncated to 512/256/128 dimensions (Matryoshka-style) and int8 (sq8) and binary
+indexes, all queried by the first student. For each: SciFact nDCG@10 asymmetric (student queries, teacher index)
 and symmetric (one model for both sides), STS-B Spearman, query-encode latency at batch 1 (p50/p99) and
 throughput at batch 64 on this machine, model size and index memory. The plot is nDCG@10 against batch-1
 query latency with the Pareto frontier drawn through the best points.
@@ -29,6 +31,7 @@ from embedkd.distill.teacher import Teacher, read_aligned_texts
 from embedkd.evaluation import evaluate_run, load_sts, sts_spearman
 from embedkd.index import FaissIndex, IndexKind, IndexParams
 from embedkd.models import Encoder
+from embedkd.models.static import static_base
 
 LATENCY_QUERIES = 200
 
@@ -84,7 +87,7 @@ def frontier(
     teacher: Encoder,
     teacher_docs: np.ndarray,
     students: dict[str, Encoder],
-    baseline: Encoder | None,
+    baselines: dict[str, Encoder],
 ) -> list[Row]:
     queries = list(dataset.queries.values())
     sts = load_sts(sts_path)
@@ -136,13 +139,14 @@ def frontier(
                 flat_mib,
             )
         )
-    if baseline is not None:
+    for name, baseline in baselines.items():
         p50, p99, qps = encode_latency(baseline, queries)
         sym_ndcg, mib = sym(baseline)
+        q_b = baseline.encode_query(queries)  # asymmetric only where it happens to share the teacher's width
         rows.append(
             Row(
-                f"undistilled {baseline.name}",
-                None,
+                f"undistilled {name}",
+                ndcg(dataset, q_b, flat, teacher_docs) if q_b.shape[1] == teacher_docs.shape[1] else None,
                 sym_ndcg,
                 sts_of(baseline),
                 p50,
@@ -281,7 +285,7 @@ def write_table(rows: list[Row], path: Path, stamp: str) -> None:
     lines += [
         "",
         "asym: queries by the model, documents by the teacher (its index). sym: one model for both. "
-        "Index rows are queried by the default student; their 'sym' column is the teacher's own queries "
+        "Index rows are queried by the first student; their 'sym' column is the teacher's own queries "
         "on that index. Latency is query encoding only; index search adds well under a millisecond "
         "at this size (see index.md). faiss MiB is the in-RAM faiss structure only: every index folder also "
         "keeps the float16 vectors (7.6 MiB for SciFact's 5,183 x 768, used for exact rescoring and "
@@ -304,11 +308,26 @@ def stamp_line(smoke: bool) -> str:
     )
 
 
+def _named(spec: str) -> tuple[str, str]:
+    name, sep, value = str(spec).partition("=")
+    if not sep or not name or not value:
+        raise SystemExit(f"expected NAME=VALUE, got {spec!r}")
+    return name, value
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-root", type=Path, default=Path("../shared/data"))
-    parser.add_argument("--student-l6", type=Path)
-    parser.add_argument("--student-l3", type=Path)
+    parser.add_argument(
+        "--student", action="append", default=[], help="NAME=FOLDER of an aligned student; the first is the default."
+    )
+    parser.add_argument(
+        "--baseline",
+        action="append",
+        default=None,
+        help="NAME=MODEL of an undistilled model used on its own (default: minilm-l6); MODEL 'static' is "
+        "model2vec's distillation of the teacher.",
+    )
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     parser.add_argument("--smoke", action="store_true", help="Tiny random models and data, for CI.")
     args = parser.parse_args()
@@ -324,21 +343,21 @@ def main() -> None:
         sts_path = build_tiny_sts(work / "sts.tsv")
         teacher_dir = build_tiny_encoder(work / "teacher", hidden=48, seed=1)
         student_dirs = {
-            "student (L2)": build_tiny_encoder(work / "student", hidden=32, seed=2, dense_to=48),
-            "student (L1)": build_tiny_encoder(work / "student1", hidden=32, layers=1, seed=3, dense_to=48),
+            "student (L2)": str(build_tiny_encoder(work / "student", hidden=32, seed=2, dense_to=48)),
+            "student (L1)": str(build_tiny_encoder(work / "student1", hidden=32, layers=1, seed=3, dense_to=48)),
         }
         ref = _Teacher.from_model(str(teacher_dir)).ref
         for folder in student_dirs.values():
-            StudentManifest(teacher=ref, base="tiny").write(folder)
-        baseline_dir = build_tiny_encoder(work / "baseline", hidden=32, seed=4)
+            StudentManifest(teacher=ref, base="tiny").write(Path(folder))
+        baseline_models = {"tiny": str(build_tiny_encoder(work / "baseline", hidden=32, seed=4))}
     else:
         beir = args.data_root / "beir" / "scifact"
         sts_path = args.data_root / "sts" / "stsb-test.tsv"
         teacher_dir = None
-        student_dirs = {"default student (L6)": args.student_l6}
-        if args.student_l3:
-            student_dirs["pruned student (3 layers)"] = args.student_l3
-        baseline_dir = None
+        student_dirs = dict(_named(spec) for spec in args.student)
+        if not student_dirs:
+            raise SystemExit("give at least one --student NAME=FOLDER")
+        baseline_models = dict(_named(spec) for spec in (args.baseline or ["minilm-l6=minilm-l6"]))
 
     dataset = load_beir(beir, "test")
     teacher = Encoder.load(str(teacher_dir) if teacher_dir else "mpnet-base", device="cpu")
@@ -348,8 +367,11 @@ def main() -> None:
         cache.import_embeddings(read_aligned_texts(beir, precomputed), precomputed)
     teacher_docs = cache.embeddings(dataset.doc_texts(), role="document", progress=False)
     students = {name: Encoder.load(path, device="cpu") for name, path in student_dirs.items() if path}
-    baseline = Encoder.load(str(baseline_dir) if baseline_dir else "minilm-l6", device="cpu")
-    rows = frontier(dataset, sts_path, teacher, teacher_docs, students, baseline)
+    baselines = {
+        name: Encoder.load(str(static_base(str(teacher.path))) if model == "static" else model, device="cpu")
+        for name, model in baseline_models.items()
+    }
+    rows = frontier(dataset, sts_path, teacher, teacher_docs, students, baselines)
 
     stamp = stamp_line(args.smoke)
     (args.out / "frontier.json").write_text(json.dumps({"stamp": stamp, "rows": [asdict(r) for r in rows]}, indent=2))

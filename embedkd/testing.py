@@ -67,7 +67,7 @@ def build_tiny_encoder(
     backbone_dir.mkdir(parents=True, exist_ok=True)
     for name in _TOKENIZER_FILES:
         shutil.copy(_minilm_folder() / name, backbone_dir / name)
-    shape = dict(
+    shape: dict[str, Any] = dict(
         vocab_size=30522,
         hidden_size=hidden,
         num_hidden_layers=layers,
