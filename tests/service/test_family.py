@@ -65,3 +65,18 @@ def test_a_student_of_another_teacher_cannot_join_the_family(make_client, tiny_m
     )
     with pytest.raises(AlignmentError, match="other"):
         make_client(students=[str(stranger)])
+
+
+def test_the_official_openai_client_lists_and_uses_every_student(
+    make_client, service_files: dict[str, Path], second_student: Path
+) -> None:
+    openai = pytest.importorskip("openai")
+    client: TestClient = make_client(students=[str(second_student)])
+    oai = openai.OpenAI(base_url=f"{client.base_url}/v1", api_key="unused", http_client=client, max_retries=0)
+    default = client.get("/models").json()["student"]["name"]
+    listed = {m.id for m in oai.models.list()}
+    assert {default, "student-b"} <= listed
+    for name, folder in ((default, service_files["student"]), ("student-b", second_student)):
+        got = oai.embeddings.create(input=["apple orchard"], model=name).data[0].embedding
+        want = Encoder.load(folder, device="cpu").encode_query(["apple orchard"])[0]
+        np.testing.assert_allclose(got, want, atol=1e-5)
