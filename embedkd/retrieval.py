@@ -17,7 +17,7 @@ import numpy as np
 
 from embedkd.errors import AlignmentError, InputError
 from embedkd.index.base import SearchParams
-from embedkd.index.collection import Hit, Index
+from embedkd.index.document_index import Hit, Index
 from embedkd.models.encoder import Encoder
 from embedkd.models.manifest import StudentManifest, TeacherRef
 

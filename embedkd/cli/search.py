@@ -13,7 +13,7 @@ from embedkd.cli._options import BackendOpt, Device, IndexDir, QuantizeOpt
 from embedkd.device import resolve_device
 from embedkd.errors import InputError
 from embedkd.index.base import SearchParams
-from embedkd.index.collection import Index
+from embedkd.index.document_index import Index
 from embedkd.models.backends import Backend, Quantize
 from embedkd.models.encoder import Encoder
 from embedkd.retrieval import AsymmetricRetriever, RetrievalMode

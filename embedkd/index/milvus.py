@@ -2,7 +2,7 @@
 
 Only the vectors move: the document store, the manifest, the teacher guard, upserts and deletes by
 document id, metadata filters (passed to Milvus as an ``id in [...]`` filter) and chunk grouping stay in
-:class:`~embedkd.index.collection.Index`, exactly as with faiss. Milvus persists what it holds, so an
+:class:`~embedkd.index.document_index.Index`, exactly as with faiss. Milvus persists what it holds, so an
 index records the store generation it has applied (``index.state.json``) and replays only later changes
 when it is opened. The collection name is chosen when the index is created and kept in its parameters.
 """

@@ -38,7 +38,7 @@ def text_sha(text: str) -> str:
 def chunk_for_index(docs: Sequence[Document], teacher: TeacherRef, chunking: dict[str, Any]) -> list[list[Chunk]]:
     """The chunks an index with these ``chunking`` settings makes of ``docs`` (see ``Index.chunk``)."""
     from embedkd.index.chunking import Chunk
-    from embedkd.index.collection import _full_text
+    from embedkd.index.document_index import _full_text
 
     if not chunking.get("enabled", True):
         return [[Chunk(0, _full_text(d), d.text, 0, len(d.text))] for d in docs]
@@ -147,7 +147,7 @@ def build_from_embeddings(
     The shards' teacher is the index's teacher (``teacher``, when given, must be the same weights), and
     every chunk of ``docs`` must have its vector in the shards (same text, by sha256).
     """
-    from embedkd.index.collection import build_index
+    from embedkd.index.document_index import build_index
 
     manifest = ShardManifest.read(embeddings)
     if teacher is not None:

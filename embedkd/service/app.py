@@ -27,7 +27,7 @@ from embedkd._version import __version__
 from embedkd.device import resolve_device
 from embedkd.distill.teacher import Teacher
 from embedkd.errors import AlignmentError, EmbedkdError, InputError, ModelNotFoundError
-from embedkd.index.collection import Index
+from embedkd.index.document_index import Index
 from embedkd.models.encoder import Encoder
 from embedkd.retrieval import AsymmetricRetriever, RetrievalMode, alignment_problem, raise_or_warn, student_mode
 from embedkd.service.background import grow_index, watch_student

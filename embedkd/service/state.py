@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from embedkd.distill.teacher import Teacher
-from embedkd.index.collection import Index
+from embedkd.index.document_index import Index
 from embedkd.models.encoder import Encoder
 from embedkd.retrieval import AsymmetricRetriever
 from embedkd.service.batching import MicroBatcher
