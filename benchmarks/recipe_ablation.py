@@ -1,7 +1,8 @@
 """Recipe ablation: one change per row, the same step count and seed, judged on a development set.
 
     python -m benchmarks.recipe_ablation --data-root ../shared/data --steps 1500 [--only "name;name"]
-    python -m benchmarks.recipe_ablation --stage default --steps 1600   # rows on top of today's default
+    python -m benchmarks.recipe_ablation --stage default --steps 1600   # rows on top of the MiniLM default
+    python -m benchmarks.recipe_ablation --stage teacher-cut --steps 1600   # rows on top of today's default
 
 Stage ``first-wave`` (``recipe_ablation.{md,json}``) starts every row from the first wave's recipe; stage
 ``default`` (``recipe_ablation_default.{md,json}``) starts from the current ``DistillConfig`` defaults
@@ -86,6 +87,20 @@ def default_variants(data_root: Path) -> dict[str, dict[str, Any]]:
     }
 
 
+def teacher_cut_variants(data_root: Path) -> dict[str, dict[str, Any]]:
+    """Rows on top of today's default: a student cut from 3 of the teacher's layers, rank KL weight 1.0."""
+    return {
+        "base (current default: 3 teacher layers, rank KL 1.0)": {},
+        "4 teacher layers": {"layers": 4},
+        "frozen layers 1 (layer cache)": {"frozen_layers": 1},
+        "4 teacher layers, frozen layers 1 (layer cache)": {"layers": 4, "frozen_layers": 1},
+        "lr 1e-4 / head 1e-3": {"lr": 1e-4, "head_lr": 1e-3},
+        "rank weight 3.0": {"rank_weight": 3.0},
+        "every corpus document as anchor": {"max_anchors": 1_000_000},
+        "lr 4e-4 / head 4e-3": {"lr": 4e-4, "head_lr": 4e-3},
+    }
+
+
 def variants(data_root: Path) -> dict[str, dict[str, Any]]:
     scifact = data_root / "beir" / "scifact"
     queries = data_root / "train" / "queries.jsonl"
@@ -106,6 +121,20 @@ def variants(data_root: Path) -> dict[str, dict[str, Any]]:
         "batch 16": {"batch_size": 16},
         "student mpnet-base, 2 layers": {"student": "mpnet-base", "layers": 2},
     }
+
+
+STAGES = {  # stage -> (results file stem, base recipe, rows)
+    "first-wave": ("recipe_ablation", base_recipe, variants),
+    "default": ("recipe_ablation_default", default_recipe, default_variants),
+    "teacher-cut": ("recipe_ablation_teacher_cut", default_recipe, teacher_cut_variants),
+}
+DESCRIPTIONS = {
+    "first-wave": "the first wave's recipe (all layers trained, no ranking term) and changes one thing.",
+    "default": "the then `DistillConfig` defaults (MiniLM-L6, 3 of 6 layers frozen and served from the layer "
+    "cache, listwise KL against the corpus documents, weight 0.1, T 0.05) and changes one thing.",
+    "teacher-cut": "today's `DistillConfig` defaults (a student cut from 3 evenly spaced layers of the teacher, "
+    "listwise KL against the corpus documents at weight 1.0, T 0.05) and changes one thing.",
+}
 
 
 class Judge:
@@ -143,13 +172,12 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=Path(".embedkd/ablation"))
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     parser.add_argument("--steps", type=int, default=1500)
-    parser.add_argument("--stage", choices=["first-wave", "default"], default="first-wave")
+    parser.add_argument("--stage", choices=list(STAGES), default="first-wave")
     parser.add_argument("--only", type=str, default="", help="Row names to run, separated by ';'.")
     parser.add_argument("--concurrent", type=str, default="", help="What else ran on the machine meanwhile.")
     args = parser.parse_args()
-    stem = "recipe_ablation" if args.stage == "first-wave" else "recipe_ablation_default"
+    stem, recipe, rows = STAGES[args.stage]
     results_path = args.out / f"{stem}.json"
-    recipe, rows = (base_recipe, variants) if args.stage == "first-wave" else (default_recipe, default_variants)
     results: dict[str, Any] = json.loads(results_path.read_text()) if results_path.is_file() else {}
     results.setdefault("machine", machine())
     results.setdefault("rows", [])
@@ -194,13 +222,7 @@ def write_markdown(results: dict[str, Any], path: Path) -> None:
         "",
         f"Machine: {results['machine']}.",
         "",
-        "Every row starts from "
-        + (
-            "today's `DistillConfig` defaults (3 of 6 layers frozen and served from the layer cache, listwise "
-            "KL against the corpus documents, weight 0.1, T 0.05) and changes one thing."
-            if results.get("stage") == "default"
-            else "the first wave's recipe (all layers trained, no ranking term) and changes one thing."
-        ),
+        "Every row starts from " + DESCRIPTIONS[results.get("stage", "first-wave")],
         "",
         "Chosen by **dev nDCG@10** (SciFact train qrels, 809 queries never trained on), asymmetric against",
         "the teacher's document vectors. Test nDCG@10 is shown but was never used to choose. Agreement@10:",
