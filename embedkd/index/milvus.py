@@ -9,6 +9,7 @@ when it is opened. The collection name is chosen when the index is created and k
 
 from __future__ import annotations
 
+import os
 import uuid
 from typing import Any
 
@@ -51,7 +52,9 @@ class MilvusVectors:
         self.dimension = params.dims or dimension
         self.device = device
         self.collection = str(params.extra.setdefault("collection", new_collection_name()))
-        self._client = MilvusClient(str(uri))
+        # A secured cluster's credentials ("user:password" or an API key) come from the environment,
+        # never from the index's parameters, which are written to its manifest.
+        self._client = MilvusClient(str(uri), token=os.environ.get("MILVUS_TOKEN", ""))
         self._count: int | None = None
         if not self._client.has_collection(self.collection):
             self._create()
