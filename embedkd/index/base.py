@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -38,6 +39,11 @@ class VectorIndex(Protocol):
     def ntotal(self) -> int: ...
 
     def build(self, vectors: np.ndarray, ids: np.ndarray) -> None: ...
+
+    def build_from(
+        self, fetch: Callable[[np.ndarray], np.ndarray], ids: np.ndarray, *, block: int = ..., by_position: bool = ...
+    ) -> None:
+        """``build`` with vectors fetched by id, a block at a time (an index larger than memory)."""
 
     def add(self, vectors: np.ndarray, ids: np.ndarray) -> None: ...
 

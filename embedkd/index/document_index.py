@@ -221,7 +221,7 @@ class Index:
         if len(ids) == 0 and not getattr(self.vectors, "persistent", False):
             self.vectors = FaissIndex(self.manifest.dimension, self.vectors.params, device=self.vectors.device)
         else:
-            self.vectors.build(self.store.vectors_for(ids), ids)
+            self.vectors.build_from(self.store.vectors_for, ids)  # block by block from the memory-mapped store
         self._applied = generation
         self._unsaved += 1
 
@@ -371,7 +371,7 @@ class Index:
         ids = self.store.live_chunk_ids()
         fresh = FaissIndex(self.manifest.dimension, self.vectors.params, device=self.vectors.device)
         if len(ids):
-            fresh.build(self.store.vectors_for(ids), ids)
+            fresh.build_from(self.store.vectors_for, ids)
         with self._lock.write():
             current, applied = self.vectors, self._applied
             self.vectors, self._applied = fresh, generation
@@ -497,11 +497,16 @@ def build_index(
     chunk_tokens: int | None = None,
     overlap: int = 64,
     batch_docs: int = 2048,
+    embed_block: int = 65_536,
     progress: bool = True,
     device: str = "cpu",
     precision: str = "fp32",
 ) -> Index:
-    """Build a new index folder atomically: everything is written to a temp folder, then renamed."""
+    """Build a new index folder atomically: everything is written to a temp folder, then renamed.
+
+    ``embed`` is called in order on blocks of at most ``embed_block`` chunk texts (a document is never split
+    across blocks), so neither the vectors nor the faiss build need the whole corpus in memory at once.
+    """
     folder = Path(folder)
     if folder.exists() and any(folder.iterdir()):
         raise InputError(f"{folder} exists and is not empty; choose a new folder or delete it first")
@@ -520,15 +525,22 @@ def build_index(
             precision=precision,
         )
         chunks = [index.chunk(doc) for doc in tqdm(docs, desc="chunking", unit="doc", disable=not progress)]
-        texts = [c.encode_text for doc_chunks in chunks for c in doc_chunks]
-        vectors = np.asarray(embed(texts), dtype=np.float32)  # cached and resumable on the teacher's side
-        offset = 0
-        for start in range(0, len(docs), batch_docs):
-            batch_chunks = chunks[start : start + batch_docs]
-            n = sum(len(c) for c in batch_chunks)
-            index.store.upsert(docs[start : start + batch_docs], batch_chunks, vectors[offset : offset + n])
-            offset += n
-        index._rebuild()
+        start = 0
+        while start < len(docs):  # embed and store a block at a time: memory stays bounded for any corpus
+            stop, n = start, 0
+            while stop < len(docs) and (stop == start or n + len(chunks[stop]) <= embed_block):
+                n += len(chunks[stop])
+                stop += 1
+            texts = [c.encode_text for doc_chunks in chunks[start:stop] for c in doc_chunks]
+            vectors = np.asarray(embed(texts), dtype=np.float32)  # cached and resumable on the teacher's side
+            offset = 0
+            for first in range(start, stop, batch_docs):
+                last = min(first + batch_docs, stop)
+                count = sum(len(c) for c in chunks[first:last])
+                index.store.upsert(docs[first:last], chunks[first:last], vectors[offset : offset + count])
+                offset += count
+            start = stop
+        index._rebuild()  # trains on a sample, then adds block by block from the store's memory map
         index.save()
         index.close()
         if folder.exists():

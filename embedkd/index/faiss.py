@@ -164,29 +164,47 @@ class FaissIndex:
 
     def build(self, vectors: np.ndarray, ids: np.ndarray) -> None:
         """Create the structure (training it on ``vectors`` when the kind needs it) and add ``vectors``."""
-        prepared = self.prepare(vectors)
-        self._index = self._new_index(len(prepared))
+        vectors = np.asarray(vectors)
+        self.build_from(lambda rows: vectors[rows], np.asarray(ids, dtype=np.int64), by_position=True)
+
+    def build_from(
+        self,
+        fetch: Callable[[np.ndarray], np.ndarray],
+        ids: np.ndarray,
+        *,
+        block: int = 65_536,
+        by_position: bool = False,
+    ) -> None:
+        """:meth:`build` without holding every vector at once: ``fetch(ids)`` returns the vectors of some ids
+        (``fetch(rows)`` of positions in ``ids`` with ``by_position``). Trains on a sample, then adds block by block."""
+        ids = np.ascontiguousarray(ids, dtype=np.int64)
+
+        def get(rows: np.ndarray) -> np.ndarray:
+            return self.prepare(np.asarray(fetch(rows if by_position else ids[rows]), dtype=np.float32))
+
+        self._index = self._new_index(len(ids))
         if self.needs_training:
             minimum = getattr(self._index, "nlist", 1)
             if self.kind is IndexKind.IVF_PQ:
                 minimum = max(minimum, 2**self.params.pq_bits)
-            if len(prepared) < minimum:
+            if len(ids) < minimum:
                 raise InputError(
                     f"a {self.kind.value} index needs at least {minimum} vectors to train, got "
-                    f"{len(prepared)}; use flat or hnsw for small collections"
+                    f"{len(ids)}; use flat or hnsw for small collections"
                 )
-            self._index.train(self._training_sample(prepared))
+            self._index.train(get(self._training_rows(len(ids))))
         self._tombstones.clear()
-        self._add_prepared(prepared, ids)
+        for start in range(0, len(ids), block):
+            rows = np.arange(start, min(start + block, len(ids)))
+            self._add_prepared(get(rows), ids[rows])
 
-    def _training_sample(self, prepared: np.ndarray) -> np.ndarray:
+    def _training_rows(self, n: int) -> np.ndarray:
         """At most 64 points per IVF list (faiss advises 30-256): k-means cost grows with the sample."""
         limit = 64 * getattr(self._index, "nlist", 0) if self.kind is not IndexKind.SQ8 else 262_144
         limit = max(limit, 2**self.params.pq_bits * 64 if self.kind is IndexKind.IVF_PQ else 0)
-        if len(prepared) <= limit:
-            return prepared
-        rows = np.random.default_rng(0).choice(len(prepared), size=limit, replace=False)
-        return prepared[np.sort(rows)]
+        if n <= limit:
+            return np.arange(n)
+        return np.sort(np.random.default_rng(0).choice(n, size=limit, replace=False))
 
     def _ensure_built(self, vectors: np.ndarray) -> None:
         if self._index is None:

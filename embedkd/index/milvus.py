@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -105,11 +106,26 @@ class MilvusVectors:
         self._client.create_collection(self.collection, schema=schema, index_params=index)
 
     def build(self, vectors: np.ndarray, ids: np.ndarray) -> None:
+        vectors = np.asarray(vectors)
+        self.build_from(lambda rows: vectors[rows], ids, by_position=True)
+
+    def build_from(
+        self,
+        fetch: Callable[[np.ndarray], np.ndarray],
+        ids: np.ndarray,
+        *,
+        block: int = 65_536,
+        by_position: bool = False,
+    ) -> None:
+        """A fresh collection filled block by block: ``fetch`` gives the vectors of ids (or of positions)."""
+        ids = np.ascontiguousarray(ids, dtype=np.int64)
         if self._client.has_collection(self.collection):
             self._client.drop_collection(self.collection)
         self._create()
         self._count = 0
-        self.add(vectors, ids)
+        for start in range(0, len(ids), block):
+            rows = np.arange(start, min(start + block, len(ids)))
+            self.add(np.asarray(fetch(rows if by_position else ids[rows]), dtype=np.float32), ids[rows])
 
     def add(self, vectors: np.ndarray, ids: np.ndarray) -> None:
         prepared = self.prepare(vectors)

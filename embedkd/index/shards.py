@@ -116,20 +116,51 @@ class ShardSet:
         self.manifest.shards[target.name] = len(rows)
         self.manifest.write(self.folder)
 
-    def rows(self) -> Iterator[tuple[str, np.ndarray]]:
-        """(text sha, vector) of every chunk, shard by shard."""
+    def shard(self, i: int) -> dict[str, np.ndarray]:
+        """Vectors of shard ``i`` by text sha."""
         import pyarrow.parquet as pq
 
-        for i in range(self.manifest.shard_count()):
-            path = self.folder / self.name(i)
-            if not path.is_file():
-                raise InputError(f"{path} is missing: finish the encode (rerun it; finished shards are kept)")
-            table = pq.read_table(path, columns=["text_sha", "vector"])
-            vectors = np.asarray(table.column("vector").to_pylist(), dtype=np.float32)
-            yield from zip(table.column("text_sha").to_pylist(), vectors, strict=True)
+        path = self.folder / self.name(i)
+        if not path.is_file():
+            raise InputError(f"{path} is missing: finish the encode (rerun it; finished shards are kept)")
+        table = pq.read_table(path, columns=["text_sha", "vector"])
+        vectors = np.asarray(table.column("vector").to_pylist(), dtype=np.float32)
+        return dict(zip(table.column("text_sha").to_pylist(), vectors, strict=True))
 
-    def lookup(self) -> dict[str, np.ndarray]:
-        return dict(self.rows())
+    def rows(self) -> Iterator[tuple[str, np.ndarray]]:
+        """(text sha, vector) of every chunk, shard by shard."""
+        for i in range(self.manifest.shard_count()):
+            yield from self.shard(i).items()
+
+
+class ShardReader:
+    """Vectors by text sha for texts asked for in the shards' own order, a few shards in memory at a time.
+
+    The shards were written from the same documents in the same order as an index build asks for them, so
+    each request is in the newest shard read or a later one; shards behind it are dropped. A text asked for
+    again later (a duplicate chunk) falls back to a scan of every shard.
+    """
+
+    def __init__(self, shards: ShardSet) -> None:
+        self.shards = shards
+        self._next = 0
+        self._window: list[dict[str, np.ndarray]] = []
+
+    def get(self, shas: Sequence[str]) -> list[np.ndarray | None]:
+        found: list[np.ndarray | None] = []
+        for sha in shas:
+            vector = next((w[sha] for w in reversed(self._window) if sha in w), None)
+            while vector is None and self._next < self.shards.manifest.shard_count():
+                self._window.append(self.shards.shard(self._next))
+                self._next += 1
+                vector = self._window[-1].get(sha)
+            found.append(vector)
+        self._window = self._window[-1:]
+        missing = {sha for sha, vector in zip(shas, found, strict=True) if vector is None}
+        if missing:  # out of order (a duplicate text): look through every shard once
+            extra = {sha: v for sha, v in self.shards.rows() if sha in missing}
+            found = [v if v is not None else extra.get(sha) for sha, v in zip(shas, found, strict=True)]
+        return found
 
 
 def build_from_embeddings(
@@ -165,12 +196,11 @@ def build_from_embeddings(
             where=f"the embeddings in {embeddings}",
         )
         raise_or_warn(problem, force=False)
-    lookup = ShardSet(Path(embeddings), manifest).lookup()
+    reader = ShardReader(ShardSet(Path(embeddings), manifest))
 
     def embed(texts: list[str]) -> np.ndarray:
         out = np.empty((len(texts), manifest.dimension), dtype=np.float32)
-        for i, text in enumerate(texts):
-            vector = lookup.get(text_sha(text))
+        for i, (text, vector) in enumerate(zip(texts, reader.get([text_sha(t) for t in texts]), strict=True)):
             if vector is None:
                 raise InputError(
                     f"a chunk of the documents has no vector in {embeddings} (e.g. {text[:60]!r}): encode these "

@@ -9,6 +9,7 @@ import textwrap
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -178,14 +179,14 @@ def test_hnsw_compaction_rebuilds_outside_the_lock_and_keeps_concurrent_writes(
     assert index.vectors.needs_compaction
     building = threading.Event()
     release = threading.Event()
-    real_build = FaissIndex.build
+    real_build = FaissIndex.build_from
 
-    def slow_build(self: FaissIndex, vectors: np.ndarray, ids: np.ndarray) -> None:
+    def slow_build(self: FaissIndex, fetch: Any, ids: np.ndarray, **kwargs: Any) -> None:
         building.set()
         release.wait(10)
-        real_build(self, vectors, ids)
+        real_build(self, fetch, ids, **kwargs)
 
-    monkeypatch.setattr(FaissIndex, "build", slow_build)
+    monkeypatch.setattr(FaissIndex, "build_from", slow_build)
     saver = threading.Thread(target=index.save)
     saver.start()
     assert building.wait(5)

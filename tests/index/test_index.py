@@ -241,3 +241,47 @@ def test_search_params_set_nprobe_and_ef_search_per_call(teacher, embed, tmp_pat
     hnsw.close()
     with pytest.raises(InputError, match="nprobe"):
         SearchParams(nprobe=0)
+
+
+@pytest.mark.parametrize("kind", ["ivf-pq", "hnsw"])
+def test_a_build_in_small_blocks_equals_a_build_in_one(kind: str, teacher, embed, tmp_path: Path) -> None:
+    docs = make_docs(300)
+    calls: list[int] = []
+
+    def counting_embed(texts: list[str]) -> np.ndarray:
+        calls.append(len(texts))
+        return embed(texts)
+
+    params = params_for(kind)
+    whole = build_index(tmp_path / "whole", docs, teacher=teacher.ref, embed=embed, params=params, progress=False)
+    blocks = build_index(
+        tmp_path / "blocks", docs, teacher=teacher.ref, embed=counting_embed, params=params, progress=False,
+        embed_block=40, batch_docs=7,
+    )  # fmt: skip
+    longest = max(len(whole.chunk(doc)) for doc in docs)  # a document is never split across blocks
+    assert len(calls) > 5 and max(calls) <= max(40, longest) and sum(calls) == whole.info()["counts"]["chunks"]
+    queries = embed(["apple river music", "tiger violin", "quiet harbour"])
+    assert [[(h.id, h.chunk) for h in row] for row in blocks.search(queries, 10)] == [
+        [(h.id, h.chunk) for h in row] for row in whole.search(queries, 10)
+    ]
+    whole.close()
+    blocks.close()
+
+
+def test_faiss_build_from_fetches_block_by_block_and_equals_build(teacher, embed) -> None:
+    from embedkd.index import FaissIndex
+
+    vectors = embed([f"text {i} apple river" for i in range(500)])
+    ids = np.arange(1000, 1500, dtype=np.int64)
+    asked: list[int] = []
+
+    def fetch(wanted: np.ndarray) -> np.ndarray:
+        asked.append(len(wanted))
+        return vectors[wanted - 1000]
+
+    params = params_for("ivf-flat")
+    one, blocks = FaissIndex(vectors.shape[1], params), FaissIndex(vectors.shape[1], params)
+    one.build(vectors, ids)
+    blocks.build_from(fetch, ids, block=64)
+    assert max(asked) <= max(64, 64 * 8) and sum(asked[1:]) == 500  # a training sample, then the blocks
+    np.testing.assert_array_equal(one.search(vectors[:5], 10)[1], blocks.search(vectors[:5], 10)[1])

@@ -51,7 +51,7 @@ def test_ray_encode_matches_one_process_resumes_and_builds_the_same_index(
     chunks = [c for doc_chunks in chunk_for_index(docs, manifest.teacher, manifest.chunking) for c in doc_chunks]
     assert len(chunks) > len(docs)  # long documents were chunked as an index chunks them
     reference = Encoder.load(teacher, device="cpu").encode([c.encode_text for c in chunks], role="document")
-    got = ShardSet(out, manifest).lookup()
+    got = dict(ShardSet(out, manifest).rows())
     diff = max(float(np.abs(got[text_sha(c.encode_text)] - r).max()) for c, r in zip(chunks, reference, strict=True))
     assert diff <= 1e-5, diff
 
