@@ -48,6 +48,8 @@ class Row:
     params_m: float
     index_mib: float
     is_teacher: bool = False
+    is_baseline: bool = False  # an undistilled model on its own index: plotted at its symmetric score
+    is_index_variant: bool = False  # another index kind for the first student: in the table, not the plot
     sym_source: str | None = None  # where a symmetric score measured elsewhere comes from
 
 
@@ -161,6 +163,7 @@ def frontier(
                 qps,
                 baseline.parameters() / 1e6,
                 mib,
+                is_baseline=True,
             )
         )
 
@@ -190,6 +193,7 @@ def frontier(
                 base.qps_b64,
                 base.params_m,
                 index.memory_bytes() / 2**20,
+                is_index_variant=True,
             )
         )
     return rows
@@ -230,14 +234,16 @@ def plot(rows: list[Row], path: Path, stamp: str) -> None:
 
     points: list[tuple[float, float, Row]] = []
     for r in rows:
-        y = r.ndcg_asym if r.ndcg_asym is not None else r.ndcg_sym
+        if r.is_index_variant:
+            continue
+        y = r.ndcg_sym if r.is_baseline or r.ndcg_asym is None else r.ndcg_asym
         if y is not None:
             points.append((r.p50_ms, y, r))
     fig, ax = plt.subplots(figsize=(10, 6.5), dpi=120)
     ys = [y for _, y, _ in points]
     labels = spread_labels([(x, y) for x, y, _ in points], min_gap=0.04 * (max(ys) - min(ys) or 1.0))
     for (x, y, r), label_y in zip(points, labels, strict=True):
-        marker, color = ("*", "crimson") if r.is_teacher else ("o", "tab:blue") if r.ndcg_asym else ("s", "gray")
+        marker, color = ("*", "crimson") if r.is_teacher else ("s", "gray") if r.is_baseline else ("o", "tab:blue")
         ax.scatter([x], [y], marker=marker, s=220 if r.is_teacher else 60, color=color, zorder=3)
         ax.annotate(
             r.name + (" (teacher)" if r.is_teacher and "teacher" not in r.name else ""),
@@ -260,7 +266,7 @@ def plot(rows: list[Row], path: Path, stamp: str) -> None:
     ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
     ax.xaxis.set_minor_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}" if str(v)[0] in "25" else ""))
     ax.set_xlabel("query-encode latency, batch 1, p50 (ms, log scale)")
-    ax.set_ylabel("SciFact nDCG@10 (asymmetric; symmetric for models without a teacher index)")
+    ax.set_ylabel("SciFact nDCG@10 (students: asymmetric; undistilled, gray: on their own index)")
     ax.set_title("embedkd speed / quality frontier")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(loc="lower right")
@@ -313,7 +319,7 @@ def write_table(rows: list[Row], path: Path, stamp: str) -> None:
     path.write_text("\n".join(lines) + "\n")
 
 
-def stamp_line(smoke: bool) -> str:
+def stamp_line(smoke: bool, concurrent: str = "nothing else") -> str:
     import faiss
     import sentence_transformers
 
@@ -321,7 +327,8 @@ def stamp_line(smoke: bool) -> str:
 
     return (
         f"{'SMOKE RUN (tiny random models) — ' if smoke else ''}Machine: {machine()}; embedkd {__version__}, "
-        f"sentence-transformers {sentence_transformers.__version__}, faiss {faiss.__version__}"
+        f"sentence-transformers {sentence_transformers.__version__}, faiss {faiss.__version__}. "
+        f"Ran beside: {concurrent}"
     )
 
 
@@ -353,6 +360,7 @@ def main() -> None:
     )
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     parser.add_argument("--smoke", action="store_true", help="Tiny random models and data, for CI.")
+    parser.add_argument("--concurrent", default="nothing else", help="What else ran on the machine meanwhile.")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
 
@@ -401,7 +409,7 @@ def main() -> None:
         known_sym[name] = (float(last["sym_ndcg10"]), f"{Path(path).name}, {last['train_minutes_budget']:g} min")
     rows = frontier(dataset, sts_path, teacher, teacher_docs, students, baselines, known_sym)
 
-    stamp = stamp_line(args.smoke)
+    stamp = stamp_line(args.smoke, args.concurrent)
     (args.out / "frontier.json").write_text(json.dumps({"stamp": stamp, "rows": [asdict(r) for r in rows]}, indent=2))
     write_table(rows, args.out / "frontier.md", stamp)
     plot(rows, args.out / "frontier.png", stamp)
