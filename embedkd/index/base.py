@@ -40,10 +40,8 @@ class VectorIndex(Protocol):
 
     def build(self, vectors: np.ndarray, ids: np.ndarray) -> None: ...
 
-    def build_from(
-        self, fetch: Callable[[np.ndarray], np.ndarray], ids: np.ndarray, *, block: int = ..., by_position: bool = ...
-    ) -> None:
-        """``build`` with vectors fetched by id, a block at a time (an index larger than memory)."""
+    def build_from(self, fetch: Callable[[np.ndarray], np.ndarray], ids: np.ndarray, *, block: int = ...) -> None:
+        """``build`` with ``fetch(rows)`` giving the vectors of ``ids[rows]`` a block at a time (larger than memory)."""
 
     def add(self, vectors: np.ndarray, ids: np.ndarray) -> None: ...
 

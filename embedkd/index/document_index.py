@@ -221,7 +221,8 @@ class Index:
         if len(ids) == 0 and not getattr(self.vectors, "persistent", False):
             self.vectors = FaissIndex(self.manifest.dimension, self.vectors.params, device=self.vectors.device)
         else:
-            self.vectors.build_from(self.store.vectors_for, ids)  # block by block from the memory-mapped store
+            # block by block from the memory-mapped store
+            self.vectors.build_from(lambda rows: self.store.vectors_for(ids[rows]), ids)
         self._applied = generation
         self._unsaved += 1
 
@@ -371,7 +372,7 @@ class Index:
         ids = self.store.live_chunk_ids()
         fresh = FaissIndex(self.manifest.dimension, self.vectors.params, device=self.vectors.device)
         if len(ids):
-            fresh.build_from(self.store.vectors_for, ids)
+            fresh.build_from(lambda rows: self.store.vectors_for(ids[rows]), ids)
         with self._lock.write():
             current, applied = self.vectors, self._applied
             self.vectors, self._applied = fresh, generation

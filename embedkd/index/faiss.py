@@ -165,22 +165,15 @@ class FaissIndex:
     def build(self, vectors: np.ndarray, ids: np.ndarray) -> None:
         """Create the structure (training it on ``vectors`` when the kind needs it) and add ``vectors``."""
         vectors = np.asarray(vectors)
-        self.build_from(lambda rows: vectors[rows], np.asarray(ids, dtype=np.int64), by_position=True)
+        self.build_from(lambda rows: vectors[rows], ids)
 
-    def build_from(
-        self,
-        fetch: Callable[[np.ndarray], np.ndarray],
-        ids: np.ndarray,
-        *,
-        block: int = 65_536,
-        by_position: bool = False,
-    ) -> None:
-        """:meth:`build` without holding every vector at once: ``fetch(ids)`` returns the vectors of some ids
-        (``fetch(rows)`` of positions in ``ids`` with ``by_position``). Trains on a sample, then adds block by block."""
+    def build_from(self, fetch: Callable[[np.ndarray], np.ndarray], ids: np.ndarray, *, block: int = 65_536) -> None:
+        """:meth:`build` without holding every vector at once: ``fetch(rows)`` returns the vectors of
+        ``ids[rows]``. Trains on a sample, then adds block by block."""
         ids = np.ascontiguousarray(ids, dtype=np.int64)
 
         def get(rows: np.ndarray) -> np.ndarray:
-            return self.prepare(np.asarray(fetch(rows if by_position else ids[rows]), dtype=np.float32))
+            return self.prepare(np.asarray(fetch(rows), dtype=np.float32))
 
         self._index = self._new_index(len(ids))
         if self.needs_training:

@@ -107,17 +107,10 @@ class MilvusVectors:
 
     def build(self, vectors: np.ndarray, ids: np.ndarray) -> None:
         vectors = np.asarray(vectors)
-        self.build_from(lambda rows: vectors[rows], ids, by_position=True)
+        self.build_from(lambda rows: vectors[rows], ids)
 
-    def build_from(
-        self,
-        fetch: Callable[[np.ndarray], np.ndarray],
-        ids: np.ndarray,
-        *,
-        block: int = 65_536,
-        by_position: bool = False,
-    ) -> None:
-        """A fresh collection filled block by block: ``fetch`` gives the vectors of ids (or of positions)."""
+    def build_from(self, fetch: Callable[[np.ndarray], np.ndarray], ids: np.ndarray, *, block: int = 65_536) -> None:
+        """A fresh collection filled block by block: ``fetch(rows)`` gives the vectors of ``ids[rows]``."""
         ids = np.ascontiguousarray(ids, dtype=np.int64)
         if self._client.has_collection(self.collection):
             self._client.drop_collection(self.collection)
@@ -125,7 +118,7 @@ class MilvusVectors:
         self._count = 0
         for start in range(0, len(ids), block):
             rows = np.arange(start, min(start + block, len(ids)))
-            self.add(np.asarray(fetch(rows if by_position else ids[rows]), dtype=np.float32), ids[rows])
+            self.add(np.asarray(fetch(rows), dtype=np.float32), ids[rows])
 
     def add(self, vectors: np.ndarray, ids: np.ndarray) -> None:
         prepared = self.prepare(vectors)
