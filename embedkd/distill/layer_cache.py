@@ -77,6 +77,8 @@ class LayerCache:
         auto_model.eval()
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))  # little padding per batch
         owner, attr = layer_list_owner(transformer)
+        # MPNet: the relative-position bias every layer adds, recomputed per batch from the encoder's table
+        self._position_bias = getattr(owner, "compute_position_bias", None)
         setattr(owner, attr, nn.ModuleList(list(self.layers)[:frozen]))  # run only the layers being cached
         try:
             with (
@@ -132,10 +134,7 @@ class LayerCache:
         mask = mask.to(self.device)
         additive = torch.zeros(mask.shape, dtype=hidden.dtype, device=self.device)
         additive = additive.masked_fill(~mask, torch.finfo(hidden.dtype).min)[:, None, None, :]
-        extra = {}
-        owner, _ = layer_list_owner(model[0])
-        if hasattr(owner, "compute_position_bias"):  # MPNet: relative-position bias shared by every layer
-            extra["position_bias"] = owner.compute_position_bias(hidden)
+        extra = {} if self._position_bias is None else {"position_bias": self._position_bias(hidden)}
         for layer in list(self.layers)[self.frozen :]:
             out = layer(hidden, additive, **extra)
             hidden = out[0] if isinstance(out, tuple) else out
