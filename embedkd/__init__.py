@@ -25,10 +25,11 @@ if TYPE_CHECKING:
     from embedkd.distill import DataOptions, DistillConfig, DistillResult, Teacher, distill
     from embedkd.evaluation import evaluate_run, score_retrieval
     from embedkd.index import Index, IndexKind, IndexParams, build_index
-    from embedkd.models import Encoder, load_model, resolve_model_path
+    from embedkd.models import Embedder, Encoder, load_model, resolve_model_path
     from embedkd.retrieval import AsymmetricRetriever, RetrievalMode
 
 _EXPORTS = {
+    "Embedder": "embedkd.models",
     "Encoder": "embedkd.models",
     "load_model": "embedkd.models",
     "resolve_model_path": "embedkd.models",
@@ -53,6 +54,7 @@ __all__ = [
     "DataOptions",
     "DistillConfig",
     "DistillResult",
+    "Embedder",
     "Encoder",
     "Index",
     "IndexKind",

@@ -49,7 +49,7 @@ def teacher_embedder(index_or_teacher: Index | str, *, device: str, batch_size: 
         raise_or_warn(problem, force=False)
     else:
         teacher = Teacher.from_model(index_or_teacher, device=device)
-    return lambda texts: teacher.embeddings(texts, role="document", batch_size=batch_size, progress=progress)
+    return lambda texts: teacher.encode_document(texts, batch_size=batch_size, progress=progress)
 
 
 @index_app.command("build")
@@ -154,7 +154,7 @@ def build_command(
         out,
         documents,
         teacher=embed_teacher.ref,
-        embed=lambda texts: embed_teacher.embeddings(texts, role="document", batch_size=batch_size, progress=progress),
+        embed=lambda texts: embed_teacher.encode_document(texts, batch_size=batch_size, progress=progress),
         params=params,
         chunking=chunking,
         chunk_tokens=chunk_tokens,

@@ -58,7 +58,12 @@ def read_aligned_texts(texts_path: Path, embeddings_path: Path) -> list[str]:
 
 
 class Teacher:
-    """Normalised teacher embeddings for any texts, from the cache first."""
+    """Normalised teacher embeddings for any texts, from the cache first.
+
+    An :class:`~embedkd.models.embedder.Embedder`: ``encode_query``/``encode_document`` answer from the
+    cache and encode (and cache) only what it misses. A black box (:meth:`black_box`) is the same embedder
+    with no model behind it: it answers from imported vectors and refuses texts it has none for.
+    """
 
     def __init__(
         self,
@@ -90,6 +95,22 @@ class Teacher:
     @property
     def cache(self) -> EmbeddingCache:
         return self.cache_for("document")
+
+    @property
+    def name(self) -> str:
+        return self.ref.name
+
+    @property
+    def dimension(self) -> int:
+        return self.ref.dimension
+
+    @property
+    def fingerprint(self) -> str:
+        return self.ref.fingerprint
+
+    @property
+    def is_black_box(self) -> bool:
+        return self.model_path is None
 
     @classmethod
     def from_model(
@@ -221,6 +242,12 @@ class Teacher:
                     out[rest] = self._own([texts[i] for i in rest], role=role, batch_size=batch_size, progress=progress)
                 return out
         return self._own(texts, role=role, batch_size=batch_size, progress=progress)
+
+    def encode_query(self, texts: Sequence[str], *, batch_size: int = 64, progress: bool = False) -> np.ndarray:
+        return self.embeddings(texts, role="query", batch_size=batch_size, progress=progress)
+
+    def encode_document(self, texts: Sequence[str], *, batch_size: int = 64, progress: bool = False) -> np.ndarray:
+        return self.embeddings(texts, role="document", batch_size=batch_size, progress=progress)
 
     def _own(self, texts: Sequence[str], *, role: str, batch_size: int, progress: bool) -> np.ndarray:
         cache = self.cache_for(role)

@@ -254,7 +254,7 @@ class _Distiller:
         if base == STATIC or base.startswith(f"{STATIC}:"):  # static[:MODEL]: model2vec of the teacher (or MODEL)
             base = str(static_base(base.partition(":")[2] or config.teacher))
         elif base == TEACHER_BASE:  # the teacher's own lower layers (QED): same tokenizer and embeddings
-            if teacher.model_path is None:
+            if teacher.is_black_box:
                 raise InputError(
                     f"teacher {config.teacher} is a black box: a student cannot be cut from it; choose "
                     "--student-base (e.g. minilm-l6)"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from embedkd.models.embedder import Embedder
 from embedkd.models.encoder import Encoder
 from embedkd.models.info import FolderInfo, describe_folder, fingerprint
 from embedkd.models.loading import load_model, resolve_model_path
@@ -11,6 +12,7 @@ from embedkd.models.registry import KNOWN_MODELS, ModelSpec, ModelStatus, find_s
 __all__ = [
     "KNOWN_MODELS",
     "Alignment",
+    "Embedder",
     "Encoder",
     "FolderInfo",
     "ModelSpec",
