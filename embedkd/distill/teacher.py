@@ -257,12 +257,8 @@ class Teacher:
                 f"{len(missing)} texts have no precomputed embedding from black-box teacher "
                 f"{self.ref.name} (e.g. {missing[0][:60]!r}); supply embeddings for every training text"
             )
-        if missing:
-            encoder = self.encoder()
-            return cache.ensure(
-                texts,
-                lambda chunk: encoder.encode(chunk, role=role, batch_size=batch_size),
-                progress=progress,
-                description=f"teacher {self.ref.name} ({role}, {self.precision})",
+        if missing:  # the one code path that fills a model's cache: the encoder's own
+            return self.encoder().encode_cached(
+                texts, role=role, batch_size=batch_size, progress=progress, root=self.cache_root
             )
         return cache.get(texts)

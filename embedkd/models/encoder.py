@@ -119,6 +119,12 @@ class Encoder:
 
     # ------------------------------------------------------------------ facts
     @property
+    def variant(self) -> str:
+        """How the numbers are made: the precision on torch, else the backend (its own number format).
+        Vectors of another variant never share a cache."""
+        return self.precision if self.backend == "torch" else self.backend
+
+    @property
     def dimension(self) -> int:
         dim = self.model.get_embedding_dimension()
         if dim is None:
@@ -226,9 +232,7 @@ class Encoder:
     # ------------------------------------------------------------------ caching
     def cache(self, *, role: str | None = "document", root: Path | None = None) -> EmbeddingCache:
         """The on-disk cache of this model's embeddings for ``role``."""
-        # vectors of another precision or backend never share a cache
-        variant = self.precision if self.backend == "torch" else self.backend
-        return EmbeddingCache.for_ref(self.as_teacher(), role=role, variant=variant, root=root)
+        return EmbeddingCache.for_ref(self.as_teacher(), role=role, variant=self.variant, root=root)
 
     def encode_cached(
         self,
@@ -245,5 +249,5 @@ class Encoder:
             texts,
             lambda chunk: self.encode(chunk, role=role, batch_size=batch_size),
             progress=progress,
-            description=f"{self.name}: {role or 'text'} embeddings",
+            description=f"{self.name} ({role or 'text'}, {self.variant})",
         )
