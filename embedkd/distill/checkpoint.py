@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from embedkd.errors import InputError
 from embedkd.npy import fsync_dir
 
 if TYPE_CHECKING:
@@ -98,3 +99,17 @@ def load_state(folder: Path) -> dict[str, Any] | None:
             return None
     # weights_only: a checkpoint holds tensors and plain values only, and loading never runs pickled code
     return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def check_out_folder(out: Path) -> None:
+    """Refuse an output folder that holds anything but an embedkd student or a run's checkpoints."""
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise InputError(f"--out {out} is a file; give a folder for the student")
+    children = {child.name for child in out.iterdir()}
+    if children and "embedkd.json" not in children and children != {"checkpoints"}:
+        raise InputError(
+            f"--out {out} is not empty and does not hold an embedkd student; choose a new or empty folder "
+            "(its files would be replaced)"
+        )

@@ -30,7 +30,14 @@ from embedkd.device import autocast, resolve_device, resolve_precision
 from embedkd.distill import losses
 from embedkd.distill.batching import bucketed_batches
 from embedkd.distill.budget import fit_budget
-from embedkd.distill.checkpoint import copy_checkpoint, load_state, replace_dir, save_checkpoint, set_rng_state
+from embedkd.distill.checkpoint import (
+    check_out_folder,
+    copy_checkpoint,
+    load_state,
+    replace_dir,
+    save_checkpoint,
+    set_rng_state,
+)
 from embedkd.distill.config import DistillConfig, Precision
 from embedkd.distill.data import TextKind, TrainingText, describe, kind_of, load_training_texts, split_holdout
 from embedkd.distill.distributed import init_ranks
@@ -577,20 +584,6 @@ class _Distiller:
                 "timings": {k: round(v, 1) for k, v in self.timings.items()},
                 "device": self.device,
             },
-        )
-
-
-def check_out_folder(out: Path) -> None:
-    """Refuse an output folder that holds anything but an embedkd student or a run's checkpoints."""
-    if not out.exists():
-        return
-    if not out.is_dir():
-        raise InputError(f"--out {out} is a file; give a folder for the student")
-    children = {child.name for child in out.iterdir()}
-    if children and "embedkd.json" not in children and children != {"checkpoints"}:
-        raise InputError(
-            f"--out {out} is not empty and does not hold an embedkd student; choose a new or empty folder "
-            "(its files would be replaced)"
         )
 
 
