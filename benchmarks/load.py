@@ -71,8 +71,15 @@ def metric_sum(text: str, name: str, label: str) -> tuple[float, float]:
     return total, count
 
 
+# The load generator gets one core at most, so the server keeps the rest (taskset is in util-linux).
+PIN_LOADGEN = ["taskset", "-c", "0"] if shutil.which("taskset") else []
+
+
 def wrk_post(url: str, path: str, bodies: list[dict[str, Any]], seconds: int, connections: int = 32) -> dict[str, Any]:
-    """Requests/s, non-2xx count and p50 of wrk POSTing ``bodies`` in turn to ``path``."""
+    """Requests/s, non-2xx count, p50 and p99 of wrk POSTing ``bodies`` in turn to ``path``.
+
+    wrk runs one thread pinned to CPU 0 (``taskset``): the load generator takes one core at most.
+    """
     encoded = ",".join(json.dumps(json.dumps(b)) for b in bodies)
     script = f"""
 local bodies = {{{encoded}}}
@@ -85,19 +92,25 @@ end
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as handle:
         handle.write(script)
     out = subprocess.run(
-        ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", handle.name, url],
+        [*PIN_LOADGEN, "wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", handle.name, url],
         capture_output=True,
         text=True,
         check=True,
     ).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    p50 = re.search(r"50%\s+([\d.]+)(us|ms|s)", out)
     scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+
+    def percentile(label: str) -> float | None:
+        found = re.search(rf"\b{label}%\s+([\d.]+)(us|ms|s)\b", out)
+        return float(found.group(1)) * scale[found.group(2)] if found else None
+
     return {
         "requests/s": rps,
         "non-2xx": int(errors.group(1)) if errors else 0,
-        "p50 ms": float(p50.group(1)) * scale[p50.group(2)] if p50 else None,
+        "p50 ms": percentile("50"),
+        "p99 ms": percentile("99"),
+        "connections": connections,
         "raw": out,
     }
 

@@ -2,7 +2,8 @@
 
     python -m benchmarks.serving_peers --student STUDENT [--infinity .venv-infinity/bin/infinity_emb]
 
-32 concurrent clients (wrk), one short query per request, for ``--seconds``:
+1, 8 and 32 concurrent clients (wrk, one thread pinned to one core), one short query per request, for
+``--seconds``:
 
 1. embedkd's ``/v1/embeddings`` (the student on torch fp32, then on ONNX Runtime);
 2. infinity-emb's ``/embeddings`` on the same student (its own venv: it pins sentence-transformers < 4, so
@@ -33,7 +34,7 @@ from typing import Any
 import httpx
 
 from benchmarks._report import machine, markdown_table, run_main
-from benchmarks.load import SHORT_QUERIES, inprocess_throughput, metric_sum, wrk_post
+from benchmarks.load import PIN_LOADGEN, SHORT_QUERIES, inprocess_throughput, metric_sum, wrk_post
 from embedkd.data.documents import Document
 from embedkd.distill.teacher import Teacher
 from embedkd.index import build_index
@@ -41,8 +42,8 @@ from embedkd.models.encoder import Encoder
 from embedkd.testing import LiveServer, free_port
 
 
-def wrk(url: str, path: str, bodies: list[dict[str, Any]], seconds: int) -> dict[str, Any]:
-    result = wrk_post(url, path, bodies, seconds)
+def wrk(url: str, path: str, bodies: list[dict[str, Any]], seconds: int, connections: int = 32) -> dict[str, Any]:
+    result = wrk_post(url, path, bodies, seconds, connections)
     result.pop("raw")
     return result
 
@@ -114,49 +115,60 @@ def main() -> None:
     parser.add_argument("--student", type=Path, required=True)
     parser.add_argument("--infinity", default=".venv-infinity/bin/infinity_emb")
     parser.add_argument("--seconds", type=int, default=20)
+    parser.add_argument("--clients", default="1,8,32", help="Concurrent clients (wrk connections), comma-separated.")
+    parser.add_argument("--backends", default="torch,onnx")
+    parser.add_argument("--server-threads", type=int, default=0, help="OMP threads of the embedkd server (0: default).")
+    parser.add_argument("--no-profile", action="store_true")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     parser.add_argument("--concurrent", default="nothing else")
     args = parser.parse_args()
+    clients = [int(c) for c in args.clients.split(",")]
     bodies = [{"input": q, "model": "student"} for q in SHORT_QUERIES]
-    results: dict[str, Any] = {"machine": machine(), "concurrent": args.concurrent, "rows": []}
+    results: dict[str, Any] = {
+        "machine": machine(),
+        "concurrent": args.concurrent,
+        "load_generator": "wrk, 1 thread pinned to CPU 0 (taskset)" if PIN_LOADGEN else "wrk, 1 thread (no taskset)",
+        "rows": [],
+    }
+    env = {"OMP_NUM_THREADS": str(args.server_threads)} if args.server_threads else None
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         teacher = Teacher.from_model("mpnet-base")
         docs = [Document(id=f"d{i}", text=q) for i, q in enumerate(SHORT_QUERIES)]
-        build_index(
-            root / "index", docs, teacher=teacher.ref, embed=lambda t: teacher.embeddings(t), progress=False
-        ).close()
-        for backend in ("torch", "onnx"):
-            server = LiveServer(root / "index", args.student, free_port(), extra=["--backend", backend])
+        build_index(root / "index", docs, teacher=teacher.ref, embed=teacher.encode_document, progress=False).close()
+        for backend in args.backends.split(","):
+            server = LiveServer(root / "index", args.student, free_port(), extra=["--backend", backend], env=env)
+            measured = []
             try:
-                before = httpx.get(f"{server.url}/metrics").text
-                load = wrk(server.url, "/v1/embeddings", bodies, args.seconds)
-                after = httpx.get(f"{server.url}/metrics").text
-                s0, c0 = metric_sum(before, "embedkd_batch_size", 'model="student"')
-                s1, c1 = metric_sum(after, "embedkd_batch_size", 'model="student"')
-                batch = max(1, round((s1 - s0) / max(1.0, c1 - c0)))
-                if backend == "torch":
-                    load_again = threading_profile(server, bodies, args.seconds, root)
-                    results["profile"] = load_again
+                for n in clients:
+                    before = httpx.get(f"{server.url}/metrics").text
+                    load = wrk(server.url, "/v1/embeddings", bodies, args.seconds, n)
+                    after = httpx.get(f"{server.url}/metrics").text
+                    s0, c0 = metric_sum(before, "embedkd_batch_size", 'model="student"')
+                    s1, c1 = metric_sum(after, "embedkd_batch_size", 'model="student"')
+                    measured.append((n, load, max(1, round((s1 - s0) / max(1.0, c1 - c0)))))
+                if backend == "torch" and not args.no_profile:
+                    results["profile"] = threading_profile(server, bodies, args.seconds, root)
             finally:
                 server.stop()
             encoder = Encoder.load(args.student, device="cpu", backend=backend)
-            inproc = inprocess_throughput(encoder, batch)
-            results["rows"].append(
-                {"server": f"embedkd ({backend})", **load, "effective batch": batch, "in-process texts/s": inproc}
-            )
-            print(json.dumps(results["rows"][-1]), flush=True)
+            for _n, load, batch in measured:
+                row = {"server": f"embedkd ({backend})", **load, "effective batch": batch}
+                row["in-process texts/s"] = inprocess_throughput(encoder, batch)
+                results["rows"].append(row)
+                print(json.dumps(row), flush=True)
         if Path(args.infinity).exists():
             port = free_port()
             proc = infinity_server(args.infinity, st3_copy(args.student, root / "st3"), port, root / "infinity.log")
             try:
                 url = f"http://127.0.0.1:{port}"
-                load = wrk(url, "/embeddings", bodies, args.seconds)
+                for n in clients:
+                    load = wrk(url, "/embeddings", bodies, args.seconds, n)
+                    results["rows"].append({"server": "infinity-emb 0.0.78 (torch)", **load})
+                    print(json.dumps(results["rows"][-1]), flush=True)
             finally:
                 os.killpg(proc.pid, signal.SIGTERM)
                 proc.wait(timeout=60)
-            results["rows"].append({"server": "infinity-emb 0.0.78 (torch)", **load})
-            print(json.dumps(results["rows"][-1]), flush=True)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "serving_peers.json").write_text(json.dumps(results, indent=2))
     write_markdown(results, args.out / "serving_peers.md")
@@ -180,26 +192,30 @@ def threading_profile(server: LiveServer, bodies: list[dict[str, Any]], seconds:
 
 def write_markdown(results: dict[str, Any], path: Path) -> None:
     rows = results["rows"]
-    infinity = next((r for r in rows if r["server"].startswith("infinity")), None)
+    infinity = {r.get("connections", 32): r for r in rows if r["server"].startswith("infinity")}
     lines = [
         "# /v1/embeddings under load: embedkd and infinity-emb on the same student",
         "",
-        f"Machine: {results['machine']}. Ran beside: {results['concurrent']}. wrk, 32 connections, one short "
-        "query per request; server and load generator share the cores.",
+        f"Machine: {results['machine']}. Ran beside: {results['concurrent']}. Load generator: "
+        f"{results.get('load_generator', 'wrk')}; one short query per request; server and load generator share "
+        "the machine. The in-process column encodes the same queries at the server's effective batch size on the "
+        "same backend, with both cores (no load generator beside it).",
         "",
     ]
     table = []
-    for r in rows:
+    for r in sorted(rows, key=lambda r: (r.get("connections", 32), r["server"])):
+        n = r.get("connections", 32)
         ratio = f"{r['requests/s'] / r['in-process texts/s']:.2f}" if "in-process texts/s" in r else ""
-        vs = f"{r['requests/s'] / infinity['requests/s']:.2f}x" if infinity and r is not infinity else ""
+        peer = infinity.get(n)
+        vs = f"{r['requests/s'] / peer['requests/s']:.2f}x" if peer and r is not peer else ""
         table.append(
-            [r["server"], f"{r['requests/s']:.0f}", f"{r['p50 ms']:.1f}" if r.get("p50 ms") else "",
-             r.get("effective batch", ""), f"{r['in-process texts/s']:.0f}" if "in-process texts/s" in r else "",
-             ratio, vs, r["non-2xx"]]
+            [n, r["server"], f"{r['requests/s']:.0f}", f"{r['p50 ms']:.1f}" if r.get("p50 ms") else "",
+             f"{r['p99 ms']:.1f}" if r.get("p99 ms") else "", r.get("effective batch", ""),
+             f"{r['in-process texts/s']:.0f}" if "in-process texts/s" in r else "", ratio, vs, r["non-2xx"]]
         )  # fmt: skip
     lines += markdown_table(
-        ["server", "req/s", "p50 ms", "effective batch", "in-process texts/s at that batch", "ratio", "vs infinity",
-         "non-2xx"],
+        ["clients", "server", "req/s", "p50 ms", "p99 ms", "effective batch", "in-process texts/s at that batch",
+         "ratio", "vs infinity", "non-2xx"],
         table,
     )  # fmt: skip
     if results.get("profile"):
