@@ -46,6 +46,24 @@ def default_recipe(out: Path, data_root: Path) -> dict[str, Any]:
     )
 
 
+def evaluations(student_dir: Path, after_step: int) -> list[dict[str, Any]]:
+    """The run's dev evaluations after ``after_step`` (the trainer's own history in its last checkpoint)."""
+    import torch
+
+    path = student_dir / "checkpoints" / "last" / "trainer_state.pt"
+    state = torch.load(path, weights_only=False, map_location="cpu")
+    return [
+        {
+            "step": h["step"],
+            "cycle_seconds": h["seconds"],
+            "dev_ndcg10": h.get("ndcg_at_10"),
+            "heldout_cosine": h.get("cosine"),
+        }
+        for h in state.get("history", [])
+        if h["step"] > after_step
+    ]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-root", type=Path, default=Path("../shared/data"))
@@ -77,6 +95,7 @@ def main() -> None:
             keep_checkpoints=True,
             resume=(student_dir / "checkpoints" / "last").is_dir(),
         )
+        previous_step = max((p.get("last_step", -1) for p in results["points"]), default=-1)
         started = time.perf_counter()
         result = distill(config)
         wall = time.perf_counter() - started
@@ -98,7 +117,9 @@ def main() -> None:
             "stsb_spearman": spearman,
             "heldout_cosine": manifest.alignment.mean_cosine if manifest and manifest.alignment else None,
             "wall_seconds": wall,
+            "evaluations": evaluations(student_dir, previous_step),
         }
+        point["last_step"] = max((e["step"] for e in point["evaluations"]), default=0)
         results["points"].append(point)
         print(json.dumps(point), flush=True)
         args.out.mkdir(parents=True, exist_ok=True)
@@ -127,7 +148,8 @@ def write_report(results: dict[str, Any], out: Path, stem: str = "learning_curve
         f"# Learning curve of {'the default recipe' if stem == 'learning_curve' else 'a recipe variant'} "
         "(SciFact test, BEIR-exact nDCG@10)",
         "",
-        f"Machine: {results['machine']}. Running at the same time: {results.get('concurrent', 'nothing else')}.",
+        f"Machine: {results['machine']}. Running at the same time: {results.get('concurrent', 'nothing else')}."
+        + (f" {results['note']}" if results.get("note") else ""),
         "Recipe: `embedkd train`'s defaults on generic queries plus the SciFact corpus's titles and sentences (at most "
         f"40k texts from each); overrides `{json.dumps(results.get('recipe_overrides', {}))}`.",
         "",
@@ -150,8 +172,21 @@ def write_report(results: dict[str, Any], out: Path, stem: str = "learning_curve
         ),
         "",
         "Each point continues the previous one with `--resume` and a larger `--max-minutes`: a new learning-rate "
-        "cycle. The checkpoint kept at each point is the best by dev nDCG@10 (SciFact train qrels).",
+        "cycle. The checkpoint kept at each point is the best by dev nDCG@10 (SciFact train qrels), so a point whose "
+        "cycle never beat the previous best keeps the previous checkpoint (same best step, same scores).",
     ]
+    cycles = [p for p in points if p.get("evaluations")]
+    if cycles:
+        lines += ["", "## Every dev evaluation (each point's learning-rate cycle)", ""]
+        lines += markdown_table(
+            ["point (budget min)", "step", "minutes into the cycle", "dev nDCG@10", "held-out cos"],
+            [
+                [f"{p['train_minutes_budget']:g}", e["step"], f"{e['cycle_seconds'] / 60:.1f}",
+                 f"{e['dev_ndcg10']:.4f}" if e["dev_ndcg10"] is not None else "", f"{e['heldout_cosine']:.3f}"]
+                for p in cycles
+                for e in p["evaluations"]
+            ],
+        )  # fmt: skip
     (out / f"{stem}.md").write_text("\n".join(lines) + "\n")
     try:
         import matplotlib
