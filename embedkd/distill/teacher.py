@@ -90,7 +90,9 @@ class Teacher:
 
         Teachers without prompts share one cache for both roles. Each precision has its own cache.
         """
-        return EmbeddingCache.for_ref(self.ref, role=role, variant=precision or self.precision, root=self.cache_root)
+        # a wrapped encoder on an exported backend keys its cache by that backend, not by the precision
+        variant = precision or (self._encoder.variant if self._encoder is not None else self.precision)
+        return EmbeddingCache.for_ref(self.ref, role=role, variant=variant, root=self.cache_root)
 
     @property
     def cache(self) -> EmbeddingCache:

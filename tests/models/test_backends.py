@@ -48,13 +48,20 @@ def test_exported_backend_reproduces_torch(model_dir: Path, backend: str, quanti
         assert [o.name for o in session.get_outputs()] == ["last_hidden_state"]
 
 
-def test_int8_is_close_and_every_variant_has_its_own_cache_key(model_dir: Path) -> None:
+def test_int8_is_close_and_every_variant_has_its_own_cache_key(model_dir: Path, isolated_cache: Path) -> None:
     fp32 = Encoder.load(model_dir, device="cpu")
     int8 = Encoder.load(model_dir, device="cpu", backend="onnx", quantize="int8")
     assert int8.backend == "onnx-int8" and (model_dir / "onnx" / "model_qint8.onnx").is_file()
     cosine = (fp32.encode_query(TEXTS) * int8.encode_query(TEXTS)).sum(axis=1)
     assert np.all(cosine > 0.9), cosine
     assert fp32.cache(role="query").folder != int8.cache(role="query").folder
+    # a teacher around the int8 encoder reads and fills the int8 cache, never the fp32 one
+    from embedkd.distill import Teacher
+
+    teacher = Teacher.from_encoder(int8)
+    assert teacher.cache.folder == int8.cache().folder != fp32.cache().folder
+    teacher.encode_document(TEXTS)
+    assert teacher.cache.missing(TEXTS) == [] and set(fp32.cache().missing(TEXTS)) == set(TEXTS)
 
 
 def test_a_stale_export_is_replaced_when_the_weights_change(model_dir: Path, tiny_model_factory) -> None:
