@@ -27,6 +27,7 @@ from typing import Any
 from benchmarks._report import machine, markdown_table, run_main
 from benchmarks.recipe_ablation import Judge
 from embedkd.distill import DataOptions, DistillConfig, Teacher, distill
+from embedkd.distill.checkpoint import load_state
 from embedkd.evaluation import load_sts, score_retrieval, sts_spearman
 from embedkd.models import Encoder
 from embedkd.models.manifest import StudentManifest
@@ -48,10 +49,7 @@ def default_recipe(out: Path, data_root: Path) -> dict[str, Any]:
 
 def evaluations(student_dir: Path, after_step: int) -> list[dict[str, Any]]:
     """The run's dev evaluations after ``after_step`` (the trainer's own history in its last checkpoint)."""
-    import torch
-
-    path = student_dir / "checkpoints" / "last" / "trainer_state.pt"
-    state = torch.load(path, weights_only=False, map_location="cpu")
+    state = load_state(student_dir / "checkpoints" / "last") or {}
     return [
         {
             "step": h["step"],
