@@ -116,6 +116,8 @@ class DistillConfig:
         self.data = [Path(p) for p in self.data]
         self.teacher_embeddings = [Path(p) for p in self.teacher_embeddings]
         self.teacher_texts = [Path(p) for p in self.teacher_texts]
+        if isinstance(self.data_options, dict):  # a config read back from JSON
+            self.data_options = DataOptions(**self.data_options)
         try:
             self.loss = LossName(self.loss)
         except ValueError as exc:

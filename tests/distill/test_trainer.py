@@ -282,3 +282,12 @@ def test_the_default_student_is_cut_from_the_teacher_and_needs_its_weights(
     )  # fmt: skip
     result = distill(config)
     assert result.manifest.layers == [0, 2, 3]  # 3 evenly spaced layers of the teacher's 4, by default
+
+
+def test_a_config_read_back_from_json_gets_its_data_options(tmp_path: Path) -> None:
+    from embedkd.distill import DataOptions
+
+    config = DistillConfig(out=tmp_path, data=[tmp_path / "t.txt"], data_options={"max_texts_per_source": 5})
+    assert config.data_options == DataOptions(max_texts_per_source=5)
+    again = DistillConfig(out=tmp_path, data=[tmp_path / "t.txt"], data_options=config.to_dict()["data_options"])
+    assert again.data_options == config.data_options
