@@ -148,8 +148,13 @@ def write_report(results: dict[str, Any], out: Path, stem: str = "learning_curve
         "",
         f"Machine: {results['machine']}. Running at the same time: {results.get('concurrent', 'nothing else')}."
         + (f" {results['note']}" if results.get("note") else ""),
-        "Recipe: `embedkd train`'s defaults on generic queries plus the SciFact corpus's titles and sentences (at most "
-        f"40k texts from each); overrides `{json.dumps(results.get('recipe_overrides', {}))}`.",
+        "Recipe: `embedkd train`'s defaults on generic queries plus the SciFact corpus's titles and sentences ("
+        + (
+            "data options as in the overrides"
+            if "data_options" in results.get("recipe_overrides", {})
+            else "at most 40k texts from each"
+        )
+        + f"); overrides `{json.dumps(results.get('recipe_overrides', {}))}`.",
         "",
         f"References: teacher {teacher:.4f}; undistilled MiniLM-L6 (its own index) {minilm:.4f}. "
         "STS-B Spearman (a check that the student keeps general knowledge): teacher 0.8342, MiniLM 0.8203.",
