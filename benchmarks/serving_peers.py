@@ -118,6 +118,9 @@ def main() -> None:
     parser.add_argument("--clients", default="1,8,32", help="Concurrent clients (wrk connections), comma-separated.")
     parser.add_argument("--backends", default="torch,onnx")
     parser.add_argument("--server-threads", type=int, default=0, help="OMP threads of the embedkd server (0: default).")
+    parser.add_argument(
+        "--server-env", action="append", default=[], help="KEY=VALUE for the embedkd server's environment (repeatable)."
+    )
     parser.add_argument("--no-profile", action="store_true")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     parser.add_argument("--concurrent", default="nothing else")
@@ -130,7 +133,10 @@ def main() -> None:
         "load_generator": "wrk, 1 thread pinned to CPU 0 (taskset)" if PIN_LOADGEN else "wrk, 1 thread (no taskset)",
         "rows": [],
     }
-    env = {"OMP_NUM_THREADS": str(args.server_threads)} if args.server_threads else None
+    env = dict(item.split("=", 1) for item in args.server_env)
+    if args.server_threads:
+        env["OMP_NUM_THREADS"] = str(args.server_threads)
+    results["server_env"] = env
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         teacher = Teacher.from_model("mpnet-base")

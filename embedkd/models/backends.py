@@ -195,13 +195,15 @@ def ensure_export(
 class _Runner:
     """One compiled backend model: numpy inputs by name in, ``last_hidden_state`` out."""
 
-    def __init__(self, path: Path, backend: Backend, threads: int | None) -> None:
+    def __init__(self, path: Path, backend: Backend, threads: int | None, busy_wait: bool = True) -> None:
         self.backend = backend
         if backend is Backend.ONNX:
             ort = _require("onnxruntime")
             options = ort.SessionOptions()
             if threads:
                 options.intra_op_num_threads = threads
+            if not busy_wait:  # idle worker threads sleep instead of spinning, leaving the cores to others
+                options.add_session_config_entry("session.intra_op.allow_spinning", "0")
             self._session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
             self.input_names = [i.name for i in self._session.get_inputs()]
         else:
@@ -251,12 +253,20 @@ class BackendTransformer(torch.nn.Module):
 
 
 def attach_backend(
-    model: SentenceTransformer, path: Path, backend: Backend | str, *, threads: int | None = None
+    model: SentenceTransformer,
+    path: Path,
+    backend: Backend | str,
+    *,
+    threads: int | None = None,
+    busy_wait: bool = True,
 ) -> None:
-    """Run ``model``'s transformer on the exported file from now on (in place)."""
+    """Run ``model``'s transformer on the exported file from now on (in place).
+
+    ``busy_wait=False`` makes ONNX Runtime's idle threads sleep rather than spin between calls: slower for a
+    lone batch job, better for a server whose HTTP stack shares the same few cores."""
     backend = Backend(backend)
     key = next(iter(model._modules))
     inner: Any = model._modules[key]
     if isinstance(inner, BackendTransformer):
         inner = inner._modules["inner"]
-    model._modules[key] = BackendTransformer(inner, _Runner(path, backend, threads))
+    model._modules[key] = BackendTransformer(inner, _Runner(path, backend, threads, busy_wait))

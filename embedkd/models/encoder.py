@@ -63,11 +63,13 @@ class Encoder:
         precision: str = "fp32",
         backend: str = "torch",
         quantize: str = "none",
+        busy_wait: bool = True,
     ) -> Encoder:
         """Load a model; ``precision`` is fp32, bf16 (autocast), fp16 (CUDA) or auto (bf16 where native).
 
         ``backend`` ``onnx`` or ``openvino`` (``quantize`` ``int8`` for dynamic int8 weights) runs the
-        transformer on an export kept in the model folder, made on first use (``models/backends.py``).
+        transformer on an export kept in the model folder, made on first use (``models/backends.py``);
+        ``busy_wait=False`` lets its idle threads sleep instead of spin (for a server sharing its cores).
         """
         from embedkd.models.backends import Backend, attach_backend, backend_label, ensure_export
 
@@ -84,7 +86,7 @@ class Encoder:
             if str(model.device) != "cpu":
                 raise InputError(f"the {chosen.value} backend runs on the CPU; pass device='cpu'")
             export = ensure_export(model, path, weights, chosen, quantize)
-            attach_backend(model, export, chosen, threads=torch.get_num_threads())
+            attach_backend(model, export, chosen, threads=torch.get_num_threads(), busy_wait=busy_wait)
         return cls(
             model,
             name=display,

@@ -85,6 +85,7 @@ def _load(state: AppState) -> None:
             precision=settings.precision.value,
             backend=settings.backend.value,
             quantize=settings.quantize.value,
+            busy_wait=settings.busy_wait,
         )
         state.student = student
     if settings.load_teacher:
@@ -111,6 +112,7 @@ def _load(state: AppState) -> None:
             precision=settings.precision.value,
             backend=settings.backend.value,
             quantize=settings.quantize.value,
+            busy_wait=settings.busy_wait,
         )
         if extra.name in state.students or extra.name in {"student", "teacher"}:
             raise InputError(f"two students are named {extra.name!r}; rename a folder")

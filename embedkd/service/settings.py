@@ -48,6 +48,11 @@ class Settings(BaseSettings):
         "use; the teacher stays on torch, so document vectors match the index's).",
     )
     quantize: Quantize = Field(default=Quantize.NONE, description="none or int8 weights for an onnx/openvino student.")
+    busy_wait: bool = Field(
+        default=False,
+        description="Let an onnx student's idle inference threads spin between batches (ONNX Runtime's default). "
+        "Off: they sleep, which leaves the cores to the HTTP stack (see benchmarks/results/serving_peers.md).",
+    )
     precision: Precision = Field(
         default=Precision.FP32,
         description="Compute precision of query encoding: fp32 (default: bf16 autocast is slower at batch 1 on CPUs), "

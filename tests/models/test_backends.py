@@ -48,6 +48,22 @@ def test_exported_backend_reproduces_torch(model_dir: Path, backend: str, quanti
         assert [o.name for o in session.get_outputs()] == ["last_hidden_state"]
 
 
+def test_a_server_encoder_can_let_its_onnx_threads_sleep(model_dir: Path) -> None:
+    spinning = Encoder.load(model_dir, device="cpu", backend="onnx")
+    sleeping = Encoder.load(model_dir, device="cpu", backend="onnx", busy_wait=False)
+
+    def spin_setting(encoder: Encoder) -> str:
+        runner = next(iter(encoder.model._modules.values())).runner
+        try:
+            return runner._session.get_session_options().get_session_config_entry("session.intra_op.allow_spinning")
+        except RuntimeError:  # not set: ONNX Runtime's default
+            return "default"
+
+    assert spin_setting(sleeping) == "0"
+    assert spin_setting(spinning) == "default"  # ONNX Runtime's own default: spin
+    np.testing.assert_allclose(sleeping.encode_query(TEXTS), spinning.encode_query(TEXTS), atol=1e-6)
+
+
 def test_int8_is_close_and_every_variant_has_its_own_cache_key(model_dir: Path, isolated_cache: Path) -> None:
     fp32 = Encoder.load(model_dir, device="cpu")
     int8 = Encoder.load(model_dir, device="cpu", backend="onnx", quantize="int8")
