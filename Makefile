@@ -58,13 +58,13 @@ bench: models
 	$(PY) -m benchmarks.learning_curve --data-root $(DATA) --work $(BENCH_DIR)/curve
 	$(PY) -m benchmarks.distill_scifact --data-root $(DATA) --work $(BENCH_DIR)
 	$(PY) -m benchmarks.index_bench --beir $(DATA)/beir/scifact
-	$(PY) -m benchmarks.load --student $(BENCH_DIR)/student-l6 --beir $(DATA)/beir/scifact
-	$(PY) -m benchmarks.reliability --student $(BENCH_DIR)/student-l6 --beir $(DATA)/beir/scifact
-	$(PY) -m benchmarks.mteb_run --query-model $(BENCH_DIR)/student-l6 --doc-model mpnet-base \
+	$(PY) -m benchmarks.load --student $(BENCH_DIR)/student --beir $(DATA)/beir/scifact
+	$(PY) -m benchmarks.reliability --student $(BENCH_DIR)/student --beir $(DATA)/beir/scifact
+	$(PY) -m benchmarks.mteb_run --query-model $(BENCH_DIR)/student --doc-model mpnet-base \
 		--beir $(DATA)/beir/scifact --sts $(DATA)/sts/stsb-test.tsv
 	$(PY) -m benchmarks.mteb_run --query-model mpnet-base --beir $(DATA)/beir/scifact --sts $(DATA)/sts/stsb-test.tsv
-	$(PY) -m benchmarks.frontier --data-root $(DATA) --student "default student=$(BENCH_DIR)/student-l6" \
-		--student "3-layer student=$(BENCH_DIR)/student-l3" --baseline minilm-l6=minilm-l6
+	$(PY) -m benchmarks.frontier --data-root $(DATA) --student "default student=$(BENCH_DIR)/student" \
+		--student "MiniLM-L6 student=$(BENCH_DIR)/student-minilm" --baseline minilm-l6=minilm-l6
 
 test: install
 	$(PY) -m pytest
