@@ -205,7 +205,9 @@ def write_markdown(results: dict[str, Any], path: Path) -> None:
         f"Machine: {results['machine']}. Ran beside: {results['concurrent']}. Load generator: "
         f"{results.get('load_generator', 'wrk')}; one short query per request; server and load generator share "
         "the machine. The in-process column encodes the same queries at the server's effective batch size on the "
-        "same backend, with both cores (no load generator beside it).",
+        "same backend, with both cores (no load generator beside it). embedkd server environment: "
+        f"{results.get('server_env') or 'defaults'} (ONNX Runtime's idle threads sleep unless EMBEDKD_BUSY_WAIT=1, "
+        "serving_busy_wait.md).",
         "",
     ]
     table = []
