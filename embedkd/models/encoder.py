@@ -69,7 +69,7 @@ class Encoder:
 
         ``backend`` ``onnx`` or ``openvino`` (``quantize`` ``int8`` for dynamic int8 weights) runs the
         transformer on an export kept in the model folder, made on first use (``models/backends.py``);
-        ``busy_wait=False`` lets its idle threads sleep instead of spin (for a server sharing its cores).
+        ``busy_wait=False`` lets ONNX Runtime's idle threads sleep instead of spin (for a server sharing its cores).
         """
         from embedkd.models.backends import Backend, attach_backend, backend_label, ensure_export
 

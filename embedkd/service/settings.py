@@ -51,7 +51,7 @@ class Settings(BaseSettings):
     busy_wait: bool = Field(
         default=False,
         description="Let an onnx student's idle inference threads spin between batches (ONNX Runtime's default). "
-        "Off: they sleep, which leaves the cores to the HTTP stack (see benchmarks/results/serving_peers.md).",
+        "Off: they sleep, which leaves the cores to the HTTP stack (benchmarks/results/serving_busy_wait.md).",
     )
     precision: Precision = Field(
         default=Precision.FP32,
