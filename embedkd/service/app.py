@@ -73,7 +73,7 @@ def preflight(settings: Settings) -> None:
 
 
 def _load(state: AppState) -> None:
-    """Load the index and models (blocking; runs in a worker thread during start-up)."""
+    """Load the index and models (blocking; runs on the compute thread during start-up)."""
     settings = state.settings
     device = resolve_device(settings.device)
     index = Index.open(settings.index_dir, device=device)
@@ -157,6 +157,7 @@ def batchers_for(state: AppState, role: str, encoder: Encoder) -> dict[str, Micr
             max_queue=settings.max_queue,
             metrics=state.metrics,
             timeout_s=settings.request_timeout_s,
+            compute=state.compute,
         )
 
     out = {f"{role}:query": make("query")}
@@ -226,7 +227,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        await run_in_threadpool(_load, state)
+        await state.compute.run(_load, state)  # models load on the thread that will run them
         state.batchers = _batchers(state)
         for batcher in {id(b): b for b in state.batchers.values()}.values():
             await batcher.start()
@@ -251,6 +252,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 for batcher in {id(b): b for b in state.batchers.values()}.values():
                     await batcher.stop()
             finally:
+                state.compute.shutdown()
                 if state.index is not None:
                     await run_in_threadpool(state.index.close)
 

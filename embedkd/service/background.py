@@ -26,6 +26,7 @@ from embedkd.data.documents import read_documents
 from embedkd.errors import EmbedkdError
 from embedkd.models.encoder import Encoder
 from embedkd.retrieval import AsymmetricRetriever, student_mode
+from embedkd.service.compute import DOCUMENTS
 from embedkd.service.state import AppState
 
 __all__ = ["grow_index", "watch_student"]
@@ -51,13 +52,10 @@ async def grow_index(state: AppState, source: Path, *, batch: int = 16) -> None:
     _set(state, "index", state="building" if todo else "complete", documents=done, total=total, source=str(source))
     started = time.perf_counter()
 
-    def embed(texts: list[str]) -> Any:
-        return teacher.embeddings(texts, role="document", progress=False)
-
     for start in range(0, len(todo), batch):
         part = todo[start : start + batch]
         try:
-            await run_in_threadpool(index.upsert, part, embed)
+            await run_in_threadpool(index.upsert, part, state.embed_documents)
         except EmbedkdError as exc:  # a bad document is reported and skipped; the rest still goes in
             logger.warning("growing the index: skipped %d documents (%s)", len(part), exc)
         done += len(part)
@@ -85,13 +83,15 @@ async def watch_student(state: AppState, folder: Path, *, poll_s: float = 2.0) -
     assert state.index is not None
     _set(state, "student", state="loading")
     try:
-        student = await run_in_threadpool(
+        student = await state.compute.run(
             Encoder.load,
             folder,
             device=state.teacher.device if state.teacher else "cpu",
             precision=settings.precision.value,
             backend=settings.backend.value,
             quantize=settings.quantize.value,
+            busy_wait=settings.busy_wait,
+            priority=DOCUMENTS,
         )
         retriever = AsymmetricRetriever(
             state.index,
@@ -109,7 +109,7 @@ async def watch_student(state: AppState, folder: Path, *, poll_s: float = 2.0) -
         await batcher.start()
     old = {k: b for k, b in state.batchers.items() if k.startswith("student:")}
     # One assignment each: a request reads either the old set or the new one, never half of each.
-    latency = await run_in_threadpool(measure_latency, student)
+    latency = await state.compute.run(measure_latency, student, priority=DOCUMENTS)
     state.batchers = {**state.batchers, **new}
     state.student = student
     state.retriever = retriever

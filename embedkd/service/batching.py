@@ -4,8 +4,9 @@ Requests put their texts on a queue. A collector takes what is waiting, up to ``
 when the model is busy it keeps gathering until the model frees up or the batch is full (so batches grow
 with load), and when the model is idle it waits at most ``max_wait_ms`` for more (default 0: an idle server
 adds no delay). It sleeps on events, never polls.
-Tokenising runs in a thread pool while the previous batch is in the forward pass, which runs on a single
-dedicated thread. Past ``max_queue`` queued texts, new requests are refused with :class:`Overloaded`.
+Tokenising runs in a thread pool while the previous batch is in the forward pass, which runs on the
+server's one compute thread (:mod:`embedkd.service.compute`), shared by every model. Past ``max_queue``
+queued texts, new requests are refused with :class:`Overloaded`.
 
 A failing batch fails only its own requests: when tokenising a batch fails, each request in it is
 tokenised alone, so one bad input cannot fail its neighbours, and neither loop ever dies of an error.
@@ -24,6 +25,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from embedkd.service.compute import ComputeThread
 from embedkd.service.encoding import EncoderStages, Tokens
 from embedkd.service.metrics import Metrics
 
@@ -67,6 +69,7 @@ class MicroBatcher:
         max_queue: int,
         metrics: Metrics,
         timeout_s: float = 60.0,
+        compute: ComputeThread | None = None,
     ) -> None:
         self.stages = stages
         self.timeout_s = timeout_s
@@ -82,7 +85,8 @@ class MicroBatcher:
         self._core_idle.set()
         self._arrived = asyncio.Event()
         self._pre_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"{name}-pre")
-        self._core_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"{name}-core")
+        self._own_compute = compute is None  # a batcher alone (tests) gets a compute thread of its own
+        self._compute = compute or ComputeThread(f"{name}-core")
         self._tasks: list[asyncio.Task[None]] = []
         self._inflight: set[_Request] = set()
         self._stopping = False
@@ -107,7 +111,8 @@ class MicroBatcher:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._pre_pool.shutdown(wait=False, cancel_futures=True)
-        self._core_pool.shutdown(wait=False, cancel_futures=True)
+        if self._own_compute:
+            self._compute.shutdown()
 
     async def encode(self, texts: list[str]) -> tuple[np.ndarray, list[int]]:
         """Raw (un-normalised) embeddings of ``texts`` and their token counts."""
@@ -206,13 +211,12 @@ class MicroBatcher:
                 request.future.set_exception(exc)
 
     async def _run_core(self) -> None:
-        loop = asyncio.get_running_loop()
         while True:
             batch, tokens = await self._ready.get()
             self._core_idle.clear()
             started = time.perf_counter()
             try:
-                raw = await loop.run_in_executor(self._core_pool, self.stages.core, tokens)
+                raw = await self._compute.run(self.stages.core, tokens)
                 self.metrics.encode_seconds.labels(self.name).observe(time.perf_counter() - started)
                 self.metrics.batch_size.labels(self.name).observe(len(batch))
                 self._post(batch, raw, tokens.counts)

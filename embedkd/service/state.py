@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+import numpy as np
 
 from embedkd.distill.teacher import Teacher
 from embedkd.index.document_index import Index
 from embedkd.models.encoder import Encoder
 from embedkd.retrieval import AsymmetricRetriever
 from embedkd.service.batching import MicroBatcher
+from embedkd.service.compute import DOCUMENTS, ComputeThread
 from embedkd.service.metrics import Metrics
 from embedkd.service.settings import Settings
 
@@ -38,6 +42,17 @@ class AppState:
     started_at: float = field(default_factory=time.time)
     info: dict[str, Any] = field(default_factory=dict)
     progress: dict[str, dict[str, Any]] = field(default_factory=dict)  # what is still being built (background.py)
+    compute: ComputeThread = field(default_factory=ComputeThread)  # the one thread every model runs on
+
+    def embed_documents(self, texts: Sequence[str]) -> np.ndarray:
+        """The teacher's vectors of document texts, for index writes: on the compute thread, a few texts
+        at a time, behind any queued query (call from a worker thread, never from the event loop)."""
+        if self.teacher_cache is None:
+            raise RuntimeError("document writes need the teacher, which is not loaded")
+        teacher = self.teacher_cache
+        return self.compute.map_chunks(
+            lambda part: teacher.embeddings(part, role="document", progress=False), texts, priority=DOCUMENTS
+        )
 
     def model_names(self) -> dict[str, str]:
         names: dict[str, str] = {}

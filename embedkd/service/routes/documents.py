@@ -34,12 +34,10 @@ async def upsert_documents(body: DocumentsRequest, state: State) -> DocumentsRes
             status_code=503, detail="too many document writes in flight; retry shortly", headers={"Retry-After": "1"}
         )
     docs = [Document(id=d.id, text=d.text, title=d.title, metadata=dict(d.metadata)) for d in body.documents]
-    teacher, index = state.teacher_cache, state.index
+    index = state.index
     state.pending_writes += 1
     try:
-        result = await run_in_threadpool(
-            index.upsert, docs, lambda texts: teacher.embeddings(texts, role="document", progress=False)
-        )
+        result = await run_in_threadpool(index.upsert, docs, state.embed_documents)
     finally:
         state.pending_writes -= 1
     counts = index.store.counts()

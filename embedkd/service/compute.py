@@ -1,0 +1,109 @@
+"""The one thread that runs every model in the server: loads, forward passes, the teacher's document batches.
+
+Why one thread. PyTorch's CPU kernels run on OpenMP (libgomp), and every thread that starts a parallel
+region gets a team of worker threads of its own. Once libgomp manages more threads than the machine has
+CPUs, it stops letting idle workers spin between parallel regions, so each of the hundreds of regions in a
+forward pass pays a wake-up. A server that loads its models on one thread and runs them on others crosses
+that line on a 2-core machine: the default student's batch-1 forward took 14 ms on the serving thread
+against 10 ms on the thread that loaded it (``benchmarks/results/serving_threads.md``). With one thread
+for all model work, there is one team, and it spins as it does in-process.
+
+Queries come first. Work is taken by priority, then in arrival order, and the teacher's document batches
+are cut small (:meth:`ComputeThread.map_chunks`), so indexing delays a query by one small batch at most.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import itertools
+import queue
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from typing import Any, TypeVar
+
+import numpy as np
+
+__all__ = ["DOCUMENTS", "QUERIES", "ComputeThread"]
+
+T = TypeVar("T")
+
+QUERIES = 0  # request-driven forward passes (every batcher)
+DOCUMENTS = 1  # background and bulk work: the teacher's document batches, loading a new student
+
+
+class ComputeThread:
+    """A single worker thread with a priority queue; started on first use, stopped by :meth:`shutdown`."""
+
+    def __init__(self, name: str = "embedkd-compute") -> None:
+        self.name = name
+        self._queue: queue.PriorityQueue[tuple[int, int, Future[Any] | None, Callable[[], Any] | None]] = (
+            queue.PriorityQueue()
+        )
+        self._order = itertools.count()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def submit(self, fn: Callable[..., T], /, *args: Any, priority: int = QUERIES, **kwargs: Any) -> Future[T]:
+        future: Future[T] = Future()
+        with self._lock:  # a submit never lands behind the shutdown marker, where nothing would run it
+            if self._closed:
+                raise RuntimeError("the server is shutting down")
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._loop, name=self.name, daemon=True)
+                self._thread.start()
+            self._queue.put((priority, next(self._order), future, functools.partial(fn, *args, **kwargs)))
+        return future
+
+    def call(self, fn: Callable[..., T], /, *args: Any, priority: int = QUERIES, **kwargs: Any) -> T:
+        """Run ``fn`` on the compute thread and wait (from any other thread; inline on the compute thread)."""
+        if self.on_thread():
+            return fn(*args, **kwargs)
+        return self.submit(fn, *args, priority=priority, **kwargs).result()
+
+    async def run(self, fn: Callable[..., T], /, *args: Any, priority: int = QUERIES, **kwargs: Any) -> T:
+        """Await ``fn`` run on the compute thread (from the event loop)."""
+        return await asyncio.wrap_future(self.submit(fn, *args, priority=priority, **kwargs))
+
+    def map_chunks(
+        self,
+        fn: Callable[[Sequence[str]], np.ndarray],
+        texts: Sequence[str],
+        *,
+        chunk: int = 8,
+        priority: int = DOCUMENTS,
+    ) -> np.ndarray:
+        """``fn(texts)`` computed ``chunk`` texts at a time, so queued queries run between the chunks."""
+        parts = [self.call(fn, texts[i : i + chunk], priority=priority) for i in range(0, len(texts), chunk)]
+        return np.concatenate(parts) if parts else np.zeros((0, 0), dtype=np.float32)
+
+    def on_thread(self) -> bool:
+        return self._thread is not None and threading.current_thread() is self._thread
+
+    def shutdown(self) -> None:
+        """Stop taking work; whatever is still queued fails (a shutdown never waits on queued work)."""
+        with self._lock:
+            self._closed = True
+            if self._thread is not None:
+                self._queue.put((-1, -1, None, None))
+
+    def _loop(self) -> None:
+        while True:
+            _, _, future, work = self._queue.get()
+            if future is None or work is None:
+                break
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                future.set_result(work())
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller, the thread goes on
+                future.set_exception(exc)
+        while True:  # shut down: fail what is left
+            try:
+                _, _, future, _ = self._queue.get_nowait()
+            except queue.Empty:
+                return
+            if future is not None and future.set_running_or_notify_cancel():
+                future.set_exception(RuntimeError("the server is shutting down"))

@@ -1,0 +1,100 @@
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+
+from embedkd.service.compute import DOCUMENTS, QUERIES, ComputeThread
+
+
+def test_work_runs_on_one_thread_queries_first_and_errors_reach_the_caller() -> None:
+    compute = ComputeThread()
+    order: list[str] = []
+    gate = threading.Event()
+    try:
+        blocker = compute.submit(gate.wait, 5)  # holds the thread while the rest queues up
+        later = [
+            compute.submit(order.append, "document-1", priority=DOCUMENTS),
+            compute.submit(order.append, "document-2", priority=DOCUMENTS),
+            compute.submit(order.append, "query", priority=QUERIES),
+        ]
+        gate.set()
+        assert blocker.result(5) is True
+        for future in later:
+            future.result(5)
+        assert order == ["query", "document-1", "document-2"]  # priority first, then arrival order
+        names = {compute.call(lambda: threading.current_thread().name) for _ in range(3)}
+        assert names == {"embedkd-compute"}
+        assert compute.call(lambda: compute.call(lambda: 7)) == 7  # a call from the thread itself runs inline
+        with pytest.raises(ZeroDivisionError):
+            compute.call(lambda: 1 / 0)
+        assert asyncio.run(compute.run(lambda x: x + 1, 1)) == 2  # the thread survives a failure
+    finally:
+        compute.shutdown()
+
+
+def test_map_chunks_keeps_order_and_lets_queries_in_between() -> None:
+    compute = ComputeThread()
+    seen: list[int] = []
+
+    def embed(texts: list[str]) -> np.ndarray:
+        seen.append(len(texts))
+        time.sleep(0.01)
+        return np.array([[float(t)] for t in texts], dtype=np.float32)
+
+    try:
+        texts = [str(i) for i in range(20)]
+        out = compute.map_chunks(embed, texts, chunk=8)
+        np.testing.assert_array_equal(out[:, 0], np.arange(20, dtype=np.float32))
+        assert seen == [8, 8, 4]
+        # a query submitted while the chunks run does not wait for all of them
+        finished: list[str] = []
+        worker = threading.Thread(
+            target=lambda: (compute.map_chunks(embed, [str(i) for i in range(40)], chunk=4), finished.append("docs"))
+        )
+        worker.start()
+        time.sleep(0.015)
+        compute.call(finished.append, "query")
+        worker.join(5)
+        assert finished == ["query", "docs"]
+    finally:
+        compute.shutdown()
+
+
+def test_shutdown_fails_queued_work_and_refuses_new_work() -> None:
+    compute = ComputeThread()
+    gate, started = threading.Event(), threading.Event()
+    running = compute.submit(lambda: started.set() or gate.wait(5))
+    assert started.wait(5)
+    queued = compute.submit(lambda: "never")
+    compute.shutdown()
+    gate.set()
+    assert running.result(5) is True
+    with pytest.raises(RuntimeError, match="shutting down"):
+        queued.result(5)
+    with pytest.raises(RuntimeError, match="shutting down"):
+        compute.submit(lambda: None)
+
+
+def test_the_server_loads_and_runs_every_model_on_its_compute_thread(make_client, monkeypatch) -> None:
+    from embedkd.models.encoder import Encoder
+
+    threads: set[str] = set()
+    for name in ("load", "embed_tokens", "encode"):
+        original = getattr(Encoder, name)
+
+        def spy(*args, __original=original, **kwargs):  # type: ignore[no-untyped-def]
+            threads.add(threading.current_thread().name)
+            return __original(*args, **kwargs)
+
+        monkeypatch.setattr(Encoder, name, staticmethod(spy) if name == "load" else spy)
+    client: TestClient = make_client()
+    assert client.post("/v1/embeddings", json={"input": ["a query"], "model": "student"}).status_code == 200
+    assert client.post("/search", json={"query": "river water", "k": 2, "mode": "teacher"}).status_code == 200
+    docs = {"documents": [{"id": "new", "title": "New", "text": "a new document about rivers"}]}
+    assert client.post("/documents", json=docs).status_code == 200
+    assert threads == {"embedkd-compute"}
