@@ -34,8 +34,9 @@ from embedkd.models.manifest import StudentManifest
 
 
 def default_recipe(out: Path, data_root: Path) -> dict[str, Any]:
-    """`embedkd train`'s defaults on the benchmark data: generic queries plus the SciFact corpus (its titles and
-    sentences), at most 40k texts from each (the mix measured best in recipe_ablation.md)."""
+    """`embedkd train`'s defaults on the benchmark data: generic queries plus the SciFact corpus (its titles,
+    sentences and whole documents), at most 40k texts from each (the mix measured best in recipe_ablation.md;
+    whole documents since learning_curve_documents.md)."""
     return dict(
         out=out,
         data=[data_root / "train" / "queries.jsonl", data_root / "beir" / "scifact"],

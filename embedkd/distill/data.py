@@ -55,7 +55,14 @@ class DataOptions:
 
     sentences: bool = field(default=True, metadata={"help": "Split documents into sentences (>= min-words words)."})
     titles: bool = field(default=True, metadata={"help": "Use document titles as texts."})
-    documents: bool = field(default=False, metadata={"help": "Also train on whole documents (costly on a CPU)."})
+    documents: bool = field(
+        default=True,
+        metadata={
+            "help": "Also train on whole documents (title + text, cut to the training length; the teacher "
+            "encodes each once, unless its vectors are cached or imported). --no-documents: titles and "
+            "sentences only."
+        },
+    )
     min_words: int = field(default=4, metadata={"help": "Shortest sentence kept, in words."})
     max_texts_per_source: int | None = field(
         default=None, metadata={"help": "Sample at most N texts from each --data source."}
