@@ -130,3 +130,21 @@ def test_measure_backend_records_it_and_the_retriever_applies_the_rule(
     with pytest.raises(AlignmentError, match="export is broken"):
         check_alignment(Encoder.load(model_dir, device="cpu", backend="onnx"), index, RetrievalMode.ASYM)
     index.close()
+
+
+def test_on_an_exported_backend_torch_runs_pooling_on_one_thread(model_dir: Path, monkeypatch) -> None:
+    import torch
+
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)  # as on a 2-core machine, whatever this one has
+    calls: list[int] = []
+    monkeypatch.setattr(torch, "set_num_threads", calls.append)
+    onnx = Encoder.load(model_dir, device="cpu", backend="onnx")
+    calls.clear()
+    onnx.encode_query(TEXTS)
+    onnx.embed_tokens(onnx.tokenize(TEXTS, role="query"))
+    assert calls == [1, 2, 1, 2]  # one thread during each call, then the setting as it was
+    plain = Encoder.load(model_dir, device="cpu")
+    calls.clear()
+    plain.encode_query(TEXTS)
+    plain.embed_tokens(plain.tokenize(TEXTS, role="query"))
+    assert calls == []  # a torch model keeps every thread
