@@ -83,7 +83,7 @@ async def watch_student(state: AppState, folder: Path, *, poll_s: float = 2.0) -
     assert state.index is not None
     _set(state, "student", state="loading")
     try:
-        student = await state.compute.run(
+        student = await state.compute.run_aside(  # a long load (an export) must not hold up queries
             Encoder.load,
             folder,
             device=state.teacher.device if state.teacher else "cpu",
@@ -91,7 +91,6 @@ async def watch_student(state: AppState, folder: Path, *, poll_s: float = 2.0) -
             backend=settings.backend.value,
             quantize=settings.quantize.value,
             busy_wait=settings.busy_wait,
-            priority=DOCUMENTS,
         )
         retriever = AsymmetricRetriever(
             state.index,

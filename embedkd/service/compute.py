@@ -67,6 +67,32 @@ class ComputeThread:
         """Await ``fn`` run on the compute thread (from the event loop)."""
         return await asyncio.wrap_future(self.submit(fn, *args, priority=priority, **kwargs))
 
+    async def run_aside(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+        """Await ``fn`` on a thread of its own that ends with it, for long work that must not hold up
+        queries (loading a new student, which may export it first). The thread's OpenMP team, if any,
+        goes away with the thread, so the compute thread keeps spinning."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+
+        def settle(result: Any, error: BaseException | None) -> None:
+            if future.done():  # the awaiting task was cancelled
+                return
+            if error is not None:
+                future.set_exception(error)
+            else:
+                future.set_result(result)
+
+        def target() -> None:
+            try:
+                result = fn(*args, **kwargs)
+            except BaseException as exc:  # noqa: BLE001 - handed to the awaiting task
+                loop.call_soon_threadsafe(settle, None, exc)
+            else:
+                loop.call_soon_threadsafe(settle, result, None)
+
+        threading.Thread(target=target, name=f"{self.name}-aside", daemon=True).start()
+        return await future
+
     def map_chunks(
         self,
         fn: Callable[[Sequence[str]], np.ndarray],

@@ -98,3 +98,25 @@ def test_the_server_loads_and_runs_every_model_on_its_compute_thread(make_client
     docs = {"documents": [{"id": "new", "title": "New", "text": "a new document about rivers"}]}
     assert client.post("/documents", json=docs).status_code == 200
     assert threads == {"embedkd-compute"}
+
+
+def test_run_aside_uses_a_thread_that_ends_with_the_work() -> None:
+    compute = ComputeThread()
+    seen: list[threading.Thread] = []
+
+    def work(x: int) -> int:
+        seen.append(threading.current_thread())
+        return x * 2
+
+    async def run() -> int:
+        assert await compute.run_aside(work, 21) == 42
+        with pytest.raises(ZeroDivisionError):
+            await compute.run_aside(lambda: 1 / 0)
+        return await compute.run(lambda: threading.current_thread().name)
+
+    try:
+        assert asyncio.run(run()) == "embedkd-compute"
+        seen[0].join(5)
+        assert seen[0].name == "embedkd-compute-aside" and not seen[0].is_alive()
+    finally:
+        compute.shutdown()
