@@ -102,8 +102,10 @@ class ComputeThread:
         priority: int = DOCUMENTS,
     ) -> np.ndarray:
         """``fn(texts)`` computed ``chunk`` texts at a time, so queued queries run between the chunks."""
+        if not texts:  # fn's own empty answer keeps its width
+            return self.call(fn, texts, priority=priority)
         parts = [self.call(fn, texts[i : i + chunk], priority=priority) for i in range(0, len(texts), chunk)]
-        return np.concatenate(parts) if parts else np.zeros((0, 0), dtype=np.float32)
+        return np.concatenate(parts)
 
     def on_thread(self) -> bool:
         return self._thread is not None and threading.current_thread() is self._thread
