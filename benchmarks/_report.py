@@ -35,6 +35,34 @@ def markdown_table(header: Sequence[str], rows: Iterable[Sequence[object]]) -> l
     return lines
 
 
+def write_sections(path: Path, lines: Sequence[str]) -> None:
+    """Write ``lines`` (a ``# title`` and ``## sections``) into ``path``, keeping the sections of ``path``
+    that ``lines`` does not have: several benchmarks share ``load.md``, and each replaces only its own."""
+    mine = _split_sections(list(lines))
+    old = _split_sections(path.read_text().splitlines()) if path.is_file() else {}
+    head = mine.pop("", None) or old.get("", [])
+    merged = {**old, **mine}
+    merged.pop("", None)
+    out = [*head]
+    for body in merged.values():
+        while out and not out[-1].strip():
+            out.pop()
+        out += ["", *body]
+    path.write_text("\n".join(out).rstrip() + "\n")
+
+
+def _split_sections(lines: list[str]) -> dict[str, list[str]]:
+    """``{"": lines before the first "## " heading, heading: its lines (heading included)}``, in order."""
+    sections: dict[str, list[str]] = {"": []}
+    key = ""
+    for line in lines:
+        if line.startswith("## "):
+            key = line
+            sections[key] = []
+        sections[key].append(line)
+    return sections
+
+
 def run_main(main: Callable[[], int | None]) -> NoReturn:
     """Run a benchmark's ``main``: an expected failure (a missing folder, an unknown model) ends with its
     message and exit code, not a traceback."""

@@ -28,7 +28,7 @@ from typing import Any
 import httpx
 import numpy as np
 
-from benchmarks._report import machine, markdown_table, run_main
+from benchmarks._report import machine, markdown_table, run_main, write_sections
 from embedkd.data import load_beir
 from embedkd.data.documents import Document
 from embedkd.distill.teacher import Teacher, read_aligned_texts
@@ -386,7 +386,7 @@ def write_markdown(results: dict[str, Any], path: Path) -> None:
         f"{min(20, d['acknowledged'])}",
         "",
     ]
-    path.write_text("\n".join(lines) + "\n")
+    write_sections(path, lines)  # keeps the sections other benchmarks write into load.md
 
 
 if __name__ == "__main__":

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks._report import machine, markdown_table, run_main
+from benchmarks._report import machine, markdown_table, run_main, write_sections
 from embedkd.data import load_beir
 from embedkd.data.documents import Document
 from embedkd.distill import Teacher
@@ -269,9 +269,7 @@ def write_markdown(r: dict[str, Any], path: Path) -> None:
     # load.md carries the same table as its reliability section (replaced on every run).
     load = path.parent / "load.md"
     if load.is_file():
-        text = load.read_text()
-        text = text.split("\n## Reliability")[0].rstrip() + "\n\n## Reliability\n\n" + "\n".join(lines[2:]) + "\n"
-        load.write_text(text)
+        write_sections(load, ["## Reliability", "", *lines[2:]])
 
 
 if __name__ == "__main__":

@@ -33,7 +33,7 @@ from typing import Any
 
 import httpx
 
-from benchmarks._report import machine, markdown_table, run_main
+from benchmarks._report import machine, markdown_table, run_main, write_sections
 from benchmarks.load import PIN_LOADGEN, SHORT_QUERIES, inprocess_throughput, metric_sum, wrk_post
 from embedkd.data.documents import Document
 from embedkd.distill.teacher import Teacher
@@ -230,6 +230,8 @@ def write_markdown(results: dict[str, Any], path: Path) -> None:
         lines += ["", "## Where the embedkd server's time goes (py-spy, own time, all threads, torch backend)", ""]
         lines += markdown_table(["function", "share"], [[n, f"{s:.1%}"] for n, s in results["profile"]])
     path.write_text("\n".join(lines) + "\n")
+    # load.md carries the same tables as sections of its own (the rest of load.md is kept).
+    write_sections(path.parent / "load.md", ["#" + line if line.startswith("#") else line for line in lines])
 
 
 if __name__ == "__main__":

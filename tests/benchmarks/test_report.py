@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from benchmarks._report import machine, markdown_table, run_main
+from benchmarks._report import machine, markdown_table, run_main, write_sections
 from embedkd.errors import InputError
 
 
@@ -15,6 +17,17 @@ def test_markdown_table_has_a_header_rule_and_one_line_per_row() -> None:
         "| flat | 1.0000 |",
         "| hnsw | 0.98 |",
     ]
+
+
+def test_write_sections_replaces_its_own_sections_and_keeps_the_others(tmp_path: Path) -> None:
+    path = tmp_path / "load.md"
+    write_sections(path, ["# Load", "", "Machine: A.", "", "## Throughput", "", "old", "", "## Fuzzing", "", "ok"])
+    write_sections(path, ["## Peers", "", "| a |", "", "### Profile", "", "p"])  # no title: the file's is kept
+    write_sections(path, ["# Load", "", "Machine: B.", "", "## Throughput", "", "new"])
+    assert path.read_text().splitlines() == [
+        "# Load", "", "Machine: B.", "", "## Throughput", "", "new", "", "## Fuzzing", "", "ok",
+        "", "## Peers", "", "| a |", "", "### Profile", "", "p",
+    ]  # fmt: skip
 
 
 def test_machine_stamp_states_the_gpu_it_measured() -> None:
