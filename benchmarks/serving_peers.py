@@ -117,9 +117,11 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=20)
     parser.add_argument("--clients", default="1,8,32", help="Concurrent clients (wrk connections), comma-separated.")
     parser.add_argument("--backends", default="torch,onnx")
-    parser.add_argument("--server-threads", type=int, default=0, help="OMP threads of the embedkd server (0: default).")
     parser.add_argument(
-        "--server-env", action="append", default=[], help="KEY=VALUE for the embedkd server's environment (repeatable)."
+        "--server-env",
+        action="append",
+        default=[],
+        help="KEY=VALUE for the embedkd server's environment, e.g. OMP_NUM_THREADS=1 (repeatable).",
     )
     parser.add_argument("--no-profile", action="store_true")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
@@ -134,8 +136,6 @@ def main() -> None:
         "rows": [],
     }
     env = dict(item.split("=", 1) for item in args.server_env)
-    if args.server_threads:
-        env["OMP_NUM_THREADS"] = str(args.server_threads)
     results["server_env"] = env
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
