@@ -32,6 +32,7 @@ from embedkd.models.encoder import Encoder
 from embedkd.retrieval import AsymmetricRetriever, RetrievalMode, alignment_problem, raise_or_warn, student_mode
 from embedkd.service.background import grow_index, watch_student
 from embedkd.service.batching import BatchTimeout, EncodeFailed, MicroBatcher, Overloaded
+from embedkd.service.compute import name_os_thread
 from embedkd.service.encoding import EncoderStages
 from embedkd.service.metrics import Metrics
 from embedkd.service.middleware import TEI_PATHS, AuthMiddleware, BodyLimitMiddleware, MetricsMiddleware, error_body
@@ -180,6 +181,7 @@ def _batchers(state: AppState) -> dict[str, MicroBatcher]:
 
 def _background_priority() -> None:
     """Run this (saver) thread at the lowest CPU priority, so searches win the cores while it saves."""
+    name_os_thread("ekd-saver")
     with contextlib.suppress(OSError, AttributeError):
         os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from embedkd.service.compute import ComputeThread
+from embedkd.service.compute import ComputeThread, name_os_thread
 from embedkd.service.encoding import EncoderStages, Tokens
 from embedkd.service.metrics import Metrics
 
@@ -84,7 +84,9 @@ class MicroBatcher:
         self._core_idle = asyncio.Event()
         self._core_idle.set()
         self._arrived = asyncio.Event()
-        self._pre_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"{name}-pre")
+        self._pre_pool = ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix=f"{name}-pre", initializer=name_os_thread, initargs=("ekd-tokenize",)
+        )
         self._own_compute = compute is None  # a batcher alone (tests) gets a compute thread of its own
         self._compute = compute or ComputeThread(f"{name}-core")
         self._tasks: list[asyncio.Task[None]] = []

@@ -1,8 +1,11 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 import threading
 import time
+from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -35,6 +38,28 @@ def test_work_runs_on_one_thread_queries_first_and_errors_reach_the_caller() -> 
         assert asyncio.run(compute.run(lambda x: x + 1, 1)) == 2  # the thread survives a failure
     finally:
         compute.shutdown()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="OS thread names are read from /proc")
+def test_the_compute_thread_carries_an_os_name_that_its_own_threads_inherit() -> None:
+    def comm() -> str:
+        return Path(f"/proc/self/task/{threading.get_native_id()}/comm").read_text().strip()
+
+    compute = ComputeThread()
+    try:
+        assert compute.call(comm) == "ekd-compute"
+        child: list[str] = []
+        assert compute.call(lambda: _run_in_new_thread(lambda: child.append(comm()))) is None
+        assert child == ["ekd-compute"]  # e.g. OpenMP's workers, started from the compute thread
+        assert comm() != "ekd-compute"  # the caller's own name is untouched
+    finally:
+        compute.shutdown()
+
+
+def _run_in_new_thread(fn: Callable[[], object]) -> None:
+    thread = threading.Thread(target=fn)
+    thread.start()
+    thread.join()
 
 
 def test_map_chunks_keeps_order_and_lets_queries_in_between() -> None:
