@@ -9,7 +9,10 @@
 2. infinity-emb's ``/embeddings`` on the same student (its own venv: it pins sentence-transformers < 4, so
    the student folder is copied with sentence-transformers 3.x module names; same weights);
 3. in-process ``encode`` at the server's effective batch size, on the same backend;
-4. a py-spy profile of the embedkd server under that load: the functions where its threads spend their
+4. where the CPU goes during each embedkd run: CPU seconds of the server's threads by their OS names
+   (``ekd-compute``: the model, with the OpenMP / ONNX Runtime / OpenVINO workers it started;
+   ``ekd-tokenize``; the rest: the event loop and HTTP), and of the load generator;
+5. a py-spy profile of the embedkd server under that load: the functions where its threads spend their
    time (own time, all threads).
 
 Server and load generator share this machine's cores, as a real single-box deployment would.
@@ -21,6 +24,7 @@ import argparse
 import json
 import os
 import re
+import resource
 import shutil
 import signal
 import subprocess
@@ -42,10 +46,47 @@ from embedkd.models.encoder import Encoder
 from embedkd.testing import LiveServer, free_port
 
 
-def wrk(url: str, path: str, bodies: list[dict[str, Any]], seconds: int, connections: int = 32) -> dict[str, Any]:
+def wrk(
+    url: str, path: str, bodies: list[dict[str, Any]], seconds: int, connections: int = 32, pid: int | None = None
+) -> dict[str, Any]:
+    """wrk's numbers; with the server's ``pid``, also where the CPU went while it ran (``cpu``)."""
+    before = thread_cpu(pid) if pid else {}
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.perf_counter()
     result = wrk_post(url, path, bodies, seconds, connections)
+    wall = time.perf_counter() - started
     result.pop("raw")
+    if pid:
+        after = thread_cpu(pid)
+        spent = resource.getrusage(resource.RUSAGE_CHILDREN)
+        groups: dict[str, float] = {}
+        for name, seconds_used in after.items():
+            group = name if name in CPU_GROUPS else "event loop and the rest"
+            groups[group] = groups.get(group, 0.0) + seconds_used - before.get(name, 0.0)
+        load = spent.ru_utime + spent.ru_stime - children.ru_utime - children.ru_stime
+        result["cpu cores"] = {
+            **{k: round(v / wall, 3) for k, v in groups.items()},
+            "load generator": round(load / wall, 3),
+        }
     return result
+
+
+CPU_GROUPS = ("ekd-compute", "ekd-tokenize")
+
+
+def thread_cpu(pid: int) -> dict[str, float]:
+    """CPU seconds (user + system) of process ``pid``'s live threads, summed by OS thread name (Linux)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    used: dict[str, float] = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            stat = (task / "stat").read_text()
+        except OSError:  # the thread ended
+            continue
+        name = stat[stat.index("(") + 1 : stat.rindex(")")]
+        fields = stat[stat.rindex(")") + 2 :].split()
+        used[name] = used.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+    return used
 
 
 def st3_copy(student: Path, target: Path) -> Path:
@@ -148,7 +189,7 @@ def main() -> None:
             try:
                 for n in clients:
                     before = httpx.get(f"{server.url}/metrics").text
-                    load = wrk(server.url, "/v1/embeddings", bodies, args.seconds, n)
+                    load = wrk(server.url, "/v1/embeddings", bodies, args.seconds, n, pid=server.proc.pid)
                     after = httpx.get(f"{server.url}/metrics").text
                     s0, c0 = metric_sum(before, "embedkd_batch_size", 'model="student"')
                     s1, c1 = metric_sum(after, "embedkd_batch_size", 'model="student"')
@@ -226,6 +267,25 @@ def write_markdown(results: dict[str, Any], path: Path) -> None:
          "ratio", "vs infinity", "non-2xx"],
         table,
     )  # fmt: skip
+    cpu_rows = [r for r in sorted(rows, key=lambda r: (r["server"], r.get("connections", 32))) if r.get("cpu cores")]
+    if cpu_rows:
+        groups = [*CPU_GROUPS, "event loop and the rest", "load generator"]
+        lines += ["", "## Where the CPU goes (cores busy during each run, of the machine's 2)", ""]
+        lines += [
+            "Server threads by OS name: `ekd-compute` is the model (with the OpenMP, ONNX Runtime or OpenVINO "
+            "workers it started), `ekd-tokenize` the tokenizer; the rest is the event loop (HTTP, JSON, "
+            "batching). Load generator: wrk's own CPU time. Per request: the event loop's CPU ms per request.",
+            "",
+        ]
+        lines += markdown_table(
+            ["server", "clients", "req/s", *groups, "total", "event loop ms / request"],
+            [
+                [r["server"], r.get("connections", 32), f"{r['requests/s']:.0f}",
+                 *(f"{r['cpu cores'].get(g, 0.0):.2f}" for g in groups), f"{sum(r['cpu cores'].values()):.2f}",
+                 f"{1000 * r['cpu cores'].get('event loop and the rest', 0.0) / max(r['requests/s'], 1e-9):.2f}"]
+                for r in cpu_rows
+            ],
+        )  # fmt: skip
     if results.get("profile"):
         lines += ["", "## Where the embedkd server's time goes (py-spy, own time, all threads, torch backend)", ""]
         lines += markdown_table(["function", "share"], [[n, f"{s:.1%}"] for n, s in results["profile"]])
