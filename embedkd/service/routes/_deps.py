@@ -12,7 +12,8 @@ from embedkd.service.state import AppState
 __all__ = ["State", "batcher_for", "get_state", "pick_student"]
 
 
-def get_state(request: Request) -> AppState:
+async def get_state(request: Request) -> AppState:
+    # async on purpose: FastAPI runs a plain ``def`` dependency on its thread pool, a thread hop per request
     state: AppState = request.app.state.embedkd
     if not state.ready:
         raise HTTPException(status_code=503, detail="the server is still loading its models")
