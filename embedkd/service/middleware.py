@@ -156,6 +156,10 @@ class MetricsMiddleware:
         self.routes = routes
 
     def _template(self, scope: Scope) -> str:
+        route = scope.get("route")  # set by the router on the way in: no second matching for served requests
+        path = getattr(route, "path", None)
+        if isinstance(path, str) and path:
+            return path
         return _find_template(self.routes, scope) or "unmatched"
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

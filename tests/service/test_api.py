@@ -22,6 +22,13 @@ def test_health_ready_models_metrics(client: TestClient) -> None:
     assert 'embedkd_requests_total{method="POST",route="/encode",status="200"}' in text
     assert "embedkd_batch_size_bucket" in text and "embedkd_index_documents 5.0" in text
     assert "embedkd_encode_seconds_count" in text and "embedkd_queue_depth" in text
+    client.get("/documents/apple")
+    client.get("/documents/no-such-doc")  # 404 from the route: still its template, not each id
+    client.get("/no/such/route")
+    text = client.get("/metrics").text
+    assert 'embedkd_requests_total{method="GET",route="/documents/{doc_id:path}",status="200"} 1.0' in text
+    assert 'embedkd_requests_total{method="GET",route="/documents/{doc_id:path}",status="404"} 1.0' in text
+    assert 'route="unmatched",status="404"' in text and "/documents/apple" not in text
 
 
 def test_embed_shapes_options_and_formats(client: TestClient) -> None:
