@@ -116,9 +116,15 @@ class Encoder:
 
     @property
     def forward_lock(self) -> threading.Lock:
-        """Held around every forward pass: sentence-transformers models are not re-entrant. Callers that run
-        the model's modules themselves (the service's micro-batcher) take it too."""
+        """Held around every ``encode`` (sentence-transformers' ``encode`` is not re-entrant: it tokenises on
+        a shared tokenizer), and around ``embed_tokens`` unless :attr:`concurrent_forwards`."""
         return self._lock
+
+    @property
+    def concurrent_forwards(self) -> bool:
+        """Whether ``embed_tokens`` may run on several threads at once. Torch modules in inference mode only
+        read their weights; the ONNX Runtime and OpenVINO wrappers hold one inference request each."""
+        return self.backend == "torch"
 
     # ------------------------------------------------------------------ facts
     @property
@@ -193,7 +199,8 @@ class Encoder:
     def embed_tokens(self, features: dict[str, Any]) -> np.ndarray:
         """Float32 embeddings of tokenised texts, *before* any final normalisation (callers choose it).
 
-        One forward at a time (``forward_lock``), in this encoder's precision and backend.
+        In this encoder's precision and backend; one forward at a time (``forward_lock``) unless
+        :attr:`concurrent_forwards`.
         """
         from sentence_transformers.sentence_transformer.modules import Normalize
 
@@ -202,7 +209,8 @@ class Encoder:
             modules = modules[:-1]
         device = self.model.device
         features = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in features.items()}
-        with self._lock, self._torch_threads(), torch.inference_mode(), autocast(self.precision, self.device):
+        lock = contextlib.nullcontext() if self.concurrent_forwards else self._lock
+        with lock, self._torch_threads(), torch.inference_mode(), autocast(self.precision, self.device):
             for module in modules:
                 features = module(features)
         return np.asarray(features["sentence_embedding"].float().cpu().numpy(), dtype=np.float32)

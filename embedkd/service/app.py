@@ -32,7 +32,7 @@ from embedkd.models.encoder import Encoder
 from embedkd.retrieval import AsymmetricRetriever, RetrievalMode, alignment_problem, raise_or_warn, student_mode
 from embedkd.service.background import grow_index, watch_student
 from embedkd.service.batching import BatchTimeout, EncodeFailed, MicroBatcher, Overloaded
-from embedkd.service.compute import name_os_thread
+from embedkd.service.compute import ComputeThread, name_os_thread
 from embedkd.service.encoding import EncoderStages
 from embedkd.service.metrics import Metrics
 from embedkd.service.middleware import TEI_PATHS, AuthMiddleware, BodyLimitMiddleware, MetricsMiddleware, error_body
@@ -225,7 +225,9 @@ def _startup_summary(state: AppState) -> str:
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the embedkd service. ``settings`` defaults to ``Settings()`` (``EMBEDKD_*`` variables)."""
     settings = settings or Settings()  # type: ignore[call-arg]  # index_dir comes from the environment
-    state = AppState(settings=settings, metrics=Metrics(), writes=None)
+    state = AppState(
+        settings=settings, metrics=Metrics(), writes=None, compute=ComputeThread(workers=settings.compute_workers)
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

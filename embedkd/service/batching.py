@@ -81,20 +81,24 @@ class MicroBatcher:
         self.pending = 0  # texts accepted and not yet answered
         self._queue: asyncio.Queue[tuple[_Request, int]] = asyncio.Queue()
         self._ready: asyncio.Queue[tuple[list[tuple[_Request, int]], Tokens]] = asyncio.Queue(maxsize=1)
-        self._core_idle = asyncio.Event()
+        self._core_idle = asyncio.Event()  # set while a forward pass could start now
         self._core_idle.set()
+        self._busy = 0
         self._arrived = asyncio.Event()
         self._pre_pool = ThreadPoolExecutor(
             max_workers=1, thread_name_prefix=f"{name}-pre", initializer=name_os_thread, initargs=("ekd-tokenize",)
         )
         self._own_compute = compute is None  # a batcher alone (tests) gets a compute thread of its own
         self._compute = compute or ComputeThread(f"{name}-core")
+        # With several compute workers, as many batches run at once as the model allows (torch: any number).
+        self.parallel = self._compute.workers if stages.concurrent else 1
         self._tasks: list[asyncio.Task[None]] = []
         self._inflight: set[_Request] = set()
         self._stopping = False
 
     async def start(self) -> None:
-        self._tasks = [asyncio.create_task(self._collect()), asyncio.create_task(self._run_core())]
+        self._tasks = [asyncio.create_task(self._collect())]
+        self._tasks += [asyncio.create_task(self._run_core()) for _ in range(self.parallel)]
 
     @property
     def healthy(self) -> bool:
@@ -215,7 +219,9 @@ class MicroBatcher:
     async def _run_core(self) -> None:
         while True:
             batch, tokens = await self._ready.get()
-            self._core_idle.clear()
+            self._busy += 1
+            if self._busy >= self.parallel:
+                self._core_idle.clear()
             started = time.perf_counter()
             try:
                 raw = await self._compute.run(self.stages.core, tokens)
@@ -228,6 +234,7 @@ class MicroBatcher:
                 logger.exception("the %s model failed a batch of %d texts", self.name, len(batch))
                 self._fail(batch, EncodeFailed(f"encoding failed: {exc}", bad_input=False))
             finally:
+                self._busy -= 1
                 self._core_idle.set()
 
     @staticmethod

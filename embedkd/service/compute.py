@@ -19,6 +19,7 @@ import contextlib
 import ctypes
 import functools
 import itertools
+import os
 import queue
 import sys
 import threading
@@ -47,27 +48,42 @@ def name_os_thread(name: str) -> None:
         libc.prctl(15, name.encode()[:15], 0, 0, 0)  # PR_SET_NAME
 
 
+def _torch_threads() -> int:
+    try:
+        import torch
+    except ImportError:  # pragma: no cover - torch is a core dependency
+        return os.cpu_count() or 1
+    return int(torch.get_num_threads())
+
+
 class ComputeThread:
     """A single worker thread with a priority queue; started on first use, stopped by :meth:`shutdown`."""
 
-    def __init__(self, name: str = "embedkd-compute") -> None:
+    def __init__(self, name: str = "embedkd-compute", *, workers: int = 1) -> None:
         self.name = name
+        self.workers = max(1, workers)
         self._queue: queue.PriorityQueue[tuple[int, int, Future[Any] | None, Callable[[], Any] | None]] = (
             queue.PriorityQueue()
         )
         self._order = itertools.count()
-        self._thread: threading.Thread | None = None
+        self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
         self._closed = False
+        # Several workers split the kernel threads between them (a torch team each, no team larger than its
+        # share), so that together they use the cores the process was given and no more.
+        self._kernel_threads = max(1, _torch_threads() // self.workers) if self.workers > 1 else 0
 
     def submit(self, fn: Callable[..., T], /, *args: Any, priority: int = QUERIES, **kwargs: Any) -> Future[T]:
         future: Future[T] = Future()
         with self._lock:  # a submit never lands behind the shutdown marker, where nothing would run it
             if self._closed:
                 raise RuntimeError("the server is shutting down")
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._loop, name=self.name, daemon=True)
-                self._thread.start()
+            if not self._threads:
+                for i in range(self.workers):
+                    suffix = f"-{i}" if self.workers > 1 else ""
+                    thread = threading.Thread(target=self._loop, name=self.name + suffix, daemon=True)
+                    self._threads.append(thread)
+                    thread.start()
             self._queue.put((priority, next(self._order), future, functools.partial(fn, *args, **kwargs)))
         return future
 
@@ -123,17 +139,21 @@ class ComputeThread:
         return np.concatenate(parts)
 
     def on_thread(self) -> bool:
-        return self._thread is not None and threading.current_thread() is self._thread
+        return threading.current_thread() in self._threads
 
     def shutdown(self) -> None:
         """Stop taking work; whatever is still queued fails (a shutdown never waits on queued work)."""
         with self._lock:
             self._closed = True
-            if self._thread is not None:
+            for _ in self._threads:
                 self._queue.put((-1, -1, None, None))
 
     def _loop(self) -> None:
         name_os_thread("ekd-compute")
+        if self._kernel_threads:
+            import torch
+
+            torch.set_num_threads(self._kernel_threads)  # this thread's own OpenMP team size
         while True:
             _, _, future, work = self._queue.get()
             if future is None or work is None:
@@ -144,10 +164,15 @@ class ComputeThread:
                 future.set_result(work())
             except BaseException as exc:  # noqa: BLE001 - handed to the caller, the thread goes on
                 future.set_exception(exc)
+        markers = 0
         while True:  # shut down: fail what is left
             try:
                 _, _, future, _ = self._queue.get_nowait()
             except queue.Empty:
-                return
-            if future is not None and future.set_running_or_notify_cancel():
+                break
+            if future is None:  # another worker's marker: put back below, so that it stops too
+                markers += 1
+            elif future.set_running_or_notify_cancel():
                 future.set_exception(RuntimeError("the server is shutting down"))
+        for _ in range(markers):
+            self._queue.put((-1, -1, None, None))

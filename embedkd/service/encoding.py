@@ -37,6 +37,11 @@ class EncoderStages:
         return self.encoder.dimension
 
     @property
+    def concurrent(self) -> bool:
+        """Whether forward passes of this model may run at once on several threads."""
+        return self.encoder.concurrent_forwards
+
+    @property
     def max_tokens(self) -> int:
         """Longest input the model reads, in tokens (special tokens and the role's prompt included)."""
         return self.encoder.max_seq_length or 1_000_000  # None: a static model reads any length

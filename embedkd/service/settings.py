@@ -59,6 +59,13 @@ class Settings(BaseSettings):
         "bf16, fp16 (CUDA) or auto. Document vectors written to the index keep the index's own precision.",
     )
 
+    compute_workers: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description="Threads that run the models; with more than one, a torch model runs that many batches at once, "
+        "each on its share of the kernel threads.",
+    )
     max_batch_size: int = Field(default=32, ge=1, le=4096, description="Texts per forward pass.")
     max_wait_ms: float = Field(
         default=0.0, ge=0, le=1000, description="Extra wait for a batch to fill while the model is idle."

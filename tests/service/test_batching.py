@@ -131,3 +131,38 @@ def test_a_model_error_is_an_internal_error_and_a_stuck_model_times_out(tiny_mod
             await batcher.stop()
 
     asyncio.run(run())
+
+
+def test_with_two_compute_workers_two_batches_of_a_torch_model_run_at_once(tiny_model_dir: Path, monkeypatch) -> None:
+    import threading
+
+    from embedkd.service.compute import ComputeThread
+
+    compute = ComputeThread(workers=2)
+    batcher = MicroBatcher(
+        EncoderStages(Encoder.load(tiny_model_dir, device="cpu"), role="query"),
+        name="student", metrics=Metrics(), max_batch_size=1, max_wait_ms=0.0, max_queue=100, compute=compute,
+    )  # fmt: skip
+    assert batcher.parallel == 2
+    both_inside = threading.Barrier(2, timeout=10)  # passes only if two forward passes are running together
+    original = EncoderStages.core
+
+    def core(self: EncoderStages, tokens):  # type: ignore[no-untyped-def]
+        both_inside.wait()
+        return original(self, tokens)
+
+    monkeypatch.setattr(EncoderStages, "core", core)
+
+    async def run() -> list[tuple[np.ndarray, list[int]]]:
+        await batcher.start()
+        try:
+            return await asyncio.gather(batcher.encode(["first query"]), batcher.encode(["second query"]))
+        finally:
+            await batcher.stop()
+
+    try:
+        results = asyncio.run(run())
+    finally:
+        compute.shutdown()
+    expected = Encoder.load(tiny_model_dir, device="cpu").encode(["first query", "second query"])
+    np.testing.assert_allclose(np.concatenate([postprocess(raw) for raw, _ in results]), expected, atol=1e-5)

@@ -62,6 +62,32 @@ def _run_in_new_thread(fn: Callable[[], object]) -> None:
     thread.join()
 
 
+def test_several_workers_run_work_at_once_and_all_stop_at_shutdown() -> None:
+    compute = ComputeThread(workers=2)
+    together = threading.Barrier(2, timeout=10)  # two calls meet only if two workers run them at once
+    first, second = compute.submit(together.wait), compute.submit(together.wait)
+    assert {first.result(10), second.result(10)} == {0, 1}
+    assert compute.call(lambda: threading.current_thread().name) in {"embedkd-compute-0", "embedkd-compute-1"}
+    gate = threading.Event()
+    started = threading.Semaphore(0)
+
+    def hold() -> bool:
+        started.release()
+        return gate.wait(10)
+
+    busy = [compute.submit(hold) for _ in range(2)]
+    assert started.acquire(timeout=10) and started.acquire(timeout=10)  # both workers held
+    queued = compute.submit(lambda: "never")
+    compute.shutdown()
+    gate.set()
+    assert all(f.result(10) for f in busy)
+    with pytest.raises(RuntimeError, match="shutting down"):
+        queued.result(10)
+    for thread in compute._threads:
+        thread.join(10)
+        assert not thread.is_alive()
+
+
 def test_map_chunks_keeps_order_and_lets_queries_in_between() -> None:
     compute = ComputeThread()
     seen: list[int] = []
