@@ -8,6 +8,10 @@ that line on a 2-core machine: the default student's batch-1 forward took 14 ms 
 against 10 ms on the thread that loaded it (``benchmarks/results/serving_threads.md``). With one thread
 for all model work, there is one team, and it spins as it does in-process.
 
+``EMBEDKD_COMPUTE_WORKERS=N`` runs N such threads, each with its share of the kernel threads (so no team
+outgrows the cores), and a torch model then runs up to N batches at once. On a 2-core machine two workers
+were slower in the server (``benchmarks/results/serving_workers.md``), so the default is one.
+
 Queries come first. Work is taken by priority, then in arrival order, and the teacher's document batches
 are cut small (:meth:`ComputeThread.map_chunks`), so indexing delays a query by one small batch at most.
 """
@@ -57,7 +61,8 @@ def _torch_threads() -> int:
 
 
 class ComputeThread:
-    """A single worker thread with a priority queue; started on first use, stopped by :meth:`shutdown`."""
+    """``workers`` threads (default one) sharing a priority queue; started on first use, stopped by
+    :meth:`shutdown`."""
 
     def __init__(self, name: str = "embedkd-compute", *, workers: int = 1) -> None:
         self.name = name

@@ -64,7 +64,7 @@ class Settings(BaseSettings):
         ge=1,
         le=64,
         description="Threads that run the models; with more than one, a torch model runs that many batches at once, "
-        "each on its share of the kernel threads.",
+        "each on its share of the kernel threads (slower on 2 cores: benchmarks/results/serving_workers.md).",
     )
     max_batch_size: int = Field(default=32, ge=1, le=4096, description="Texts per forward pass.")
     max_wait_ms: float = Field(
