@@ -72,6 +72,12 @@ def wrk(
 
 
 CPU_GROUPS = ("ekd-compute", "ekd-tokenize")
+CPU_COLUMNS = (*CPU_GROUPS, "event loop and the rest", "load generator")
+
+
+def cpu_cell(row: dict[str, Any]) -> str:
+    """A row's cores busy as ``compute / tokenize / event loop / wrk``."""
+    return " / ".join(f"{row.get('cpu cores', {}).get(k, 0.0):.2f}" for k in CPU_COLUMNS)
 
 
 def thread_cpu(pid: int) -> dict[str, float]:
@@ -269,7 +275,7 @@ def write_markdown(results: dict[str, Any], path: Path) -> None:
     )  # fmt: skip
     cpu_rows = [r for r in sorted(rows, key=lambda r: (r["server"], r.get("connections", 32))) if r.get("cpu cores")]
     if cpu_rows:
-        groups = [*CPU_GROUPS, "event loop and the rest", "load generator"]
+        groups = list(CPU_COLUMNS)
         lines += ["", "## Where the CPU goes (cores busy during each run, of the machine's 2)", ""]
         lines += [
             "Server threads by OS name: `ekd-compute` is the model (with the OpenMP, ONNX Runtime or OpenVINO "

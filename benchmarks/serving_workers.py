@@ -26,6 +26,12 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks._report import machine, markdown_table, run_main
+from benchmarks.load import SHORT_QUERIES
+from benchmarks.serving_peers import cpu_cell, wrk
+from embedkd.data.documents import Document
+from embedkd.distill.teacher import Teacher
+from embedkd.index import build_index
+from embedkd.testing import LiveServer, free_port
 
 CELL = r"""
 import json, sys, threading, time
@@ -93,13 +99,6 @@ def server_runs(student: Path, clients: str, seconds: int) -> list[dict[str, Any
 
 
 def nice_runs(student: Path, clients: list[int], seconds: int) -> list[dict[str, Any]]:
-    from benchmarks.load import SHORT_QUERIES
-    from benchmarks.serving_peers import wrk
-    from embedkd.data.documents import Document
-    from embedkd.distill.teacher import Teacher
-    from embedkd.index import build_index
-    from embedkd.testing import LiveServer, free_port
-
     rows = []
     bodies = [{"input": q, "model": "student"} for q in SHORT_QUERIES]
     with tempfile.TemporaryDirectory() as tmp:
@@ -149,13 +148,10 @@ def write_markdown(results: dict[str, Any], path: Path) -> None:
         ]
         rows = []
         for r in sorted(results["server"], key=lambda r: (r["connections"], r["run"])):
-            cpu = r.get("cpu cores", {})
             rows.append(
                 [r["run"], r["workers"], r["connections"], round(r["requests/s"]), r["p50 ms"], r["p99 ms"],
                  r["effective batch"], round(r["in-process texts/s"]),
-                 f"{r['requests/s'] / r['in-process texts/s']:.2f}",
-                 " / ".join(f"{cpu.get(k, 0.0):.2f}" for k in
-                            ("ekd-compute", "ekd-tokenize", "event loop and the rest", "load generator"))]
+                 f"{r['requests/s'] / r['in-process texts/s']:.2f}", cpu_cell(r)]
             )  # fmt: skip
         lines += markdown_table(
             ["run", "workers", "clients", "req/s", "p50 ms", "p99 ms", "effective batch", "in-process texts/s",
@@ -173,9 +169,7 @@ def write_markdown(results: dict[str, Any], path: Path) -> None:
         lines += markdown_table(
             ["clients", "event loop nice", "req/s", "p50 ms", "p99 ms", "CPU: compute / tokenize / event loop / wrk"],
             [
-                [r["connections"], r["nice"], round(r["requests/s"]), r["p50 ms"], r["p99 ms"],
-                 " / ".join(f"{r['cpu cores'].get(k, 0.0):.2f}" for k in
-                            ("ekd-compute", "ekd-tokenize", "event loop and the rest", "load generator"))]
+                [r["connections"], r["nice"], round(r["requests/s"]), r["p50 ms"], r["p99 ms"], cpu_cell(r)]
                 for r in results["nice"]
             ],
         )  # fmt: skip
