@@ -96,7 +96,7 @@ def demo_command(
     from embedkd.service.settings import Settings
 
     pending = paths.training is not None
-    settings = Settings(
+    settings = Settings.checked(
         index_dir=paths.index,
         student=None if pending else str(paths.student),
         student_pending=paths.student if pending else None,

@@ -89,7 +89,7 @@ def serve_command(
         "max_wait_ms": max_wait_ms,
     }
     # Only what the user set: an explicit value beats the environment, so defaults must not be passed.
-    settings = Settings(
+    settings = Settings.checked(
         index_dir=index,
         student=student,
         teacher=teacher,
@@ -97,7 +97,7 @@ def serve_command(
         host=host,
         port=port,
         force_alignment=force,
-        **{k: v for k, v in given.items() if v is not None},  # type: ignore[arg-type]
+        **{k: v for k, v in given.items() if v is not None},
     )
     level = LogLevel(log_level).value
     logging.getLogger("embedkd").setLevel(level.upper())

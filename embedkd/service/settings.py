@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from embedkd.device import Precision
+from embedkd.errors import InputError
 from embedkd.models.backends import Backend, Quantize
 
 __all__ = ["Settings"]
@@ -96,6 +97,19 @@ class Settings(BaseSettings):
     )
     host: str = "127.0.0.1"
     port: int = 8000
+
+    @classmethod
+    def checked(cls, **values: Any) -> Settings:
+        """Settings from ``values`` and the environment. A bad value is an :class:`InputError` that names
+        the setting and its ``EMBEDKD_*`` variable (the CLI prints it and exits 2), not a pydantic traceback."""
+        try:
+            return cls(**values)
+        except ValidationError as exc:
+            problems = []
+            for error in exc.errors():
+                field = str(error["loc"][0]) if error["loc"] else "settings"
+                problems.append(f"{field} (EMBEDKD_{field.upper()}): {error['msg']}, got {error.get('input')!r}")
+            raise InputError("invalid server settings: " + "; ".join(problems)) from None
 
     @field_validator("api_keys", "students", mode="before")
     @classmethod

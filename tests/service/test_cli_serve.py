@@ -20,3 +20,11 @@ def test_serve_refuses_bad_settings_before_starting(run_cli, service_files: dict
 
     code, _, err = run_cli("serve", "--index", service_files["index"], "--student", tmp_path / "nope")
     assert code == 3 and "nope" in err
+
+
+def test_serve_names_a_bad_environment_setting_instead_of_a_traceback(run_cli, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("EMBEDKD_COMPUTE_WORKERS", "0")
+    monkeypatch.setenv("EMBEDKD_MAX_QUEUE", "lots")
+    code, _, err = run_cli("serve", "--index", tmp_path / "missing", "--port", "8765")
+    assert code == 2 and "Traceback" not in err
+    assert "EMBEDKD_COMPUTE_WORKERS" in err and "EMBEDKD_MAX_QUEUE" in err and "'lots'" in err
