@@ -1,15 +1,17 @@
-"""An async micro-batcher: concurrent requests share forward passes, and the event loop never blocks.
+"""A micro-batcher: concurrent requests share forward passes, and the event loop never blocks.
 
-Requests put their texts on a queue. A collector takes what is waiting, up to ``max_batch_size`` texts;
-when the model is busy it keeps gathering until the model frees up or the batch is full (so batches grow
-with load), and when the model is idle it waits at most ``max_wait_ms`` for more (default 0: an idle server
-adds no delay). It sleeps on events, never polls.
-Tokenising runs in a thread pool while the previous batch is in the forward pass, which runs on the
-server's one compute thread (:mod:`embedkd.service.compute`), shared by every model. Past ``max_queue``
-queued texts, new requests are refused with :class:`Overloaded`.
+Requests put their texts on a queue that the compute thread (:mod:`embedkd.service.compute`) reads
+itself: a *drain* on that thread takes what is waiting, up to ``max_batch_size`` texts, tokenises it and
+runs the forward pass; when texts are still waiting afterwards, the next drain starts on the spot. So
+batches grow with load, and between two batches nothing waits on the event loop. (It used to: the event
+loop formed each batch, so the model sat idle while the loop answered the previous batch's requests and
+handed the next batch over; ``benchmarks/results/serving_batcher.md`` measures the difference.) When the
+model is idle, a new drain waits at most ``max_wait_ms`` for more texts (default 0: an idle server adds no
+delay). Results go back to the event loop in one callback per batch. Past ``max_queue`` queued texts, new
+requests are refused with :class:`Overloaded`.
 
 A failing batch fails only its own requests: when tokenising a batch fails, each request in it is
-tokenised alone, so one bad input cannot fail its neighbours, and neither loop ever dies of an error.
+tokenised alone, so one bad input cannot fail its neighbours, and the batcher goes on serving.
 Every request waits at most ``timeout_s``; :meth:`MicroBatcher.stop` fails whatever is still in flight,
 so a shutdown never waits on a stuck request.
 """
@@ -19,13 +21,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from embedkd.service.compute import ComputeThread, name_os_thread
+from embedkd.service.compute import ComputeThread
 from embedkd.service.encoding import EncoderStages, Tokens
 from embedkd.service.metrics import Metrics
 
@@ -78,45 +82,36 @@ class MicroBatcher:
         self.max_wait = max_wait_ms / 1000
         self.max_queue = max_queue
         self.metrics = metrics
-        self.pending = 0  # texts accepted and not yet answered
-        self._queue: asyncio.Queue[tuple[_Request, int]] = asyncio.Queue()
-        self._ready: asyncio.Queue[tuple[list[tuple[_Request, int]], Tokens]] = asyncio.Queue(maxsize=1)
-        self._core_idle = asyncio.Event()  # set while a forward pass could start now
-        self._core_idle.set()
-        self._busy = 0
-        self._arrived = asyncio.Event()
-        self._pre_pool = ThreadPoolExecutor(
-            max_workers=1, thread_name_prefix=f"{name}-pre", initializer=name_os_thread, initargs=("ekd-tokenize",)
-        )
+        self.pending = 0  # texts accepted and not yet answered (event loop only)
+        self._lock = threading.Lock()  # guards _waiting and _drains (event loop and compute threads)
+        self._arrived = threading.Condition(self._lock)
+        self._waiting: deque[tuple[_Request, int]] = deque()
+        self._drains = 0  # drains submitted to the compute thread and not finished
         self._own_compute = compute is None  # a batcher alone (tests) gets a compute thread of its own
         self._compute = compute or ComputeThread(f"{name}-core")
         # With several compute workers, as many batches run at once as the model allows (torch: any number).
         self.parallel = self._compute.workers if stages.concurrent else 1
-        self._tasks: list[asyncio.Task[None]] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._inflight: set[_Request] = set()
         self._stopping = False
 
     async def start(self) -> None:
-        self._tasks = [asyncio.create_task(self._collect())]
-        self._tasks += [asyncio.create_task(self._run_core()) for _ in range(self.parallel)]
+        self._loop = asyncio.get_running_loop()
 
     @property
     def healthy(self) -> bool:
-        """Both loops are running (``/ready`` answers 503 otherwise)."""
-        return bool(self._tasks) and not any(task.done() for task in self._tasks)
+        """Started and not stopped (``/ready`` answers 503 otherwise)."""
+        return self._loop is not None and not self._stopping
 
     async def stop(self) -> None:
-        """Stop the loops and fail every request still waiting, without waiting on a running forward."""
+        """Fail every request still waiting, without waiting on a running forward pass."""
         self._stopping = True
+        with self._lock:
+            self._waiting.clear()
+            self._arrived.notify_all()
         for request in list(self._inflight):
             if not request.future.done():
                 request.future.set_exception(Overloaded("the server is shutting down"))
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        self._pre_pool.shutdown(wait=False, cancel_futures=True)
         if self._own_compute:
             self._compute.shutdown()
 
@@ -132,110 +127,117 @@ class MicroBatcher:
         request = _Request(texts, asyncio.get_running_loop().create_future())
         self.pending += len(texts)
         self.metrics.queue_depth.labels(self.name).set(self.pending)
-        for position in range(len(texts)):
-            self._queue.put_nowait((request, position))
-        self._arrived.set()
         self._inflight.add(request)
         try:
+            with self._lock:
+                self._waiting.extend((request, position) for position in range(len(texts)))
+                self._arrived.notify()
+                self._schedule(fresh=True)
             return await asyncio.wait_for(asyncio.shield(request.future), timeout=self.timeout_s)
         except asyncio.TimeoutError as exc:
-            request.future.cancel()  # the collector skips it if it has not been batched yet
+            request.future.cancel()  # a drain skips it if it has not been batched yet
             self.metrics.rejected.labels(self.name).inc()
             raise BatchTimeout(
                 f"the {self.name} model did not answer within {self.timeout_s:g} s; retry shortly"
             ) from exc
+        except RuntimeError as exc:  # the compute thread has shut down
+            raise Overloaded("the server is shutting down") from exc
         finally:
             self._inflight.discard(request)
             self.pending -= len(texts)
             self.metrics.queue_depth.labels(self.name).set(self.pending)
 
-    async def _collect(self) -> None:
-        while True:
-            batch = [await self._queue.get()]
+    def _schedule(self, *, fresh: bool) -> None:
+        """Start a drain on the compute thread if texts wait and fewer than ``parallel`` drains are out.
+        Called with ``_lock`` held."""
+        if self._waiting and self._drains < self.parallel and not self._stopping:
+            self._drains += 1
             try:
-                await self._collect_once(batch)
-            except asyncio.CancelledError:
+                self._compute.submit(self._drain, fresh)
+            except RuntimeError:
+                self._drains -= 1
                 raise
-            except Exception as exc:  # noqa: BLE001 - never let the loop die: fail this batch only
-                logger.exception("the %s batcher failed a batch", self.name)
-                self._fail(batch, EncodeFailed(f"encoding failed: {exc}", bad_input=False))
 
-    async def _collect_once(self, batch: list[tuple[_Request, int]]) -> None:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.max_wait
-        while len(batch) < self.max_batch_size:
-            while len(batch) < self.max_batch_size and not self._queue.empty():
-                batch.append(self._queue.get_nowait())
-            if len(batch) >= self.max_batch_size:
-                break
-            remaining = deadline - loop.time()
-            if self._core_idle.is_set() and remaining <= 0:
-                break  # the model is free and the wait is over: do not hold the batch back
-            # Sleep until a text arrives, the model frees up, or the wait ends; never poll.
-            self._arrived.clear()
-            waits = [asyncio.ensure_future(self._arrived.wait())]
-            if not self._core_idle.is_set():
-                waits.append(asyncio.ensure_future(self._core_idle.wait()))
-            _, pending = await asyncio.wait(
-                waits, timeout=remaining if remaining > 0 else None, return_when=asyncio.FIRST_COMPLETED
-            )
-            for waiter in pending:
-                waiter.cancel()
-        batch = [(r, p) for r, p in batch if not r.future.done()]
-        if not batch:
-            return
-        texts = [request.texts[position] for request, position in batch]
+    def _drain(self, fresh: bool) -> None:
+        """On the compute thread: take a batch, encode it, hand the rows to the event loop; then start the
+        next drain at once if texts are waiting."""
+        batch: list[tuple[_Request, int]] = []
         try:
-            tokens = await loop.run_in_executor(self._pre_pool, self.stages.pre, texts)
+            batch = self._take(wait=fresh and self.max_wait > 0)
+            if batch:
+                self._encode(batch)
+        except Exception as exc:  # noqa: BLE001 - never let a bug stall the queue: fail this batch only
+            logger.exception("the %s batcher failed a batch", self.name)
+            self._settle_failure(batch, EncodeFailed(f"encoding failed: {exc}", bad_input=False))
+        finally:
+            with self._lock:
+                self._drains -= 1
+                with contextlib.suppress(RuntimeError):  # shutting down: stop() fails what is left
+                    self._schedule(fresh=False)
+
+    def _take(self, *, wait: bool) -> list[tuple[_Request, int]]:
+        deadline = time.monotonic() + self.max_wait
+        batch: list[tuple[_Request, int]] = []
+        with self._lock:
+            while wait and len(self._waiting) < self.max_batch_size and not self._stopping:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or not self._arrived.wait(remaining):
+                    break
+            while self._waiting and len(batch) < self.max_batch_size:
+                item = self._waiting.popleft()
+                if not item[0].future.done():  # timed out or failed: skip it
+                    batch.append(item)
+        return batch
+
+    def _encode(self, batch: list[tuple[_Request, int]]) -> None:
+        try:
+            tokens = self.stages.pre([request.texts[position] for request, position in batch])
         except Exception:  # noqa: BLE001 - find the request(s) at fault, then go on with the rest
-            batch, tokens = await self._isolate(batch)
+            batch, tokens = self._isolate(batch)
             if not batch:
                 return
-        await self._ready.put((batch, tokens))
+        started = time.perf_counter()
+        try:
+            raw = self.stages.core(tokens)
+        except Exception as exc:  # noqa: BLE001 - hand the failure to this batch's requests only
+            logger.exception("the %s model failed a batch of %d texts", self.name, len(batch))
+            self._settle_failure(batch, EncodeFailed(f"encoding failed: {exc}", bad_input=False))
+            return
+        self.metrics.encode_seconds.labels(self.name).observe(time.perf_counter() - started)
+        self.metrics.batch_size.labels(self.name).observe(len(batch))
+        self._call_loop(self._post, batch, raw, tokens.counts)
 
-    async def _isolate(self, batch: list[tuple[_Request, int]]) -> tuple[list[tuple[_Request, int]], Tokens]:
+    def _isolate(self, batch: list[tuple[_Request, int]]) -> tuple[list[tuple[_Request, int]], Tokens]:
         """Tokenise each request of a failed batch alone; fail those that still fail (bad input)."""
-        loop = asyncio.get_running_loop()
         requests = list(dict.fromkeys(r for r, _ in batch))
         kept: list[tuple[_Request, int]] = []
         for request in requests:
             items = [(r, p) for r, p in batch if r is request]
             try:
-                await loop.run_in_executor(self._pre_pool, self.stages.pre, [request.texts[p] for _, p in items])
+                self.stages.pre([request.texts[p] for _, p in items])
             except Exception as exc:  # noqa: BLE001
-                self._fail(items, EncodeFailed(f"cannot tokenise the input: {exc}", bad_input=True))
+                self._settle_failure(items, EncodeFailed(f"cannot tokenise the input: {exc}", bad_input=True))
             else:
                 kept.extend(items)
-        texts = [r.texts[p] for r, p in kept]
-        tokens = await loop.run_in_executor(self._pre_pool, self.stages.pre, texts) if kept else Tokens({}, [])
+        tokens = self.stages.pre([r.texts[p] for r, p in kept]) if kept else Tokens({}, [])
         return kept, tokens
+
+    def _call_loop(self, fn: Callable[..., None], *args: object) -> None:
+        """Run ``fn(*args)`` on the event loop (from the compute thread)."""
+        if self._loop is None:
+            return
+        with contextlib.suppress(RuntimeError):  # the loop has closed: nobody is waiting any more
+            self._loop.call_soon_threadsafe(fn, *args)
+
+    def _settle_failure(self, batch: list[tuple[_Request, int]], exc: Exception) -> None:
+        if batch:
+            self._call_loop(self._fail, batch, exc)
 
     @staticmethod
     def _fail(batch: list[tuple[_Request, int]], exc: Exception) -> None:
         for request, _ in batch:
             if not request.future.done():
                 request.future.set_exception(exc)
-
-    async def _run_core(self) -> None:
-        while True:
-            batch, tokens = await self._ready.get()
-            self._busy += 1
-            if self._busy >= self.parallel:
-                self._core_idle.clear()
-            started = time.perf_counter()
-            try:
-                raw = await self._compute.run(self.stages.core, tokens)
-                self.metrics.encode_seconds.labels(self.name).observe(time.perf_counter() - started)
-                self.metrics.batch_size.labels(self.name).observe(len(batch))
-                self._post(batch, raw, tokens.counts)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - hand the failure to this batch's requests only
-                logger.exception("the %s model failed a batch of %d texts", self.name, len(batch))
-                self._fail(batch, EncodeFailed(f"encoding failed: {exc}", bad_input=False))
-            finally:
-                self._busy -= 1
-                self._core_idle.set()
 
     @staticmethod
     def _post(batch: list[tuple[_Request, int]], raw: np.ndarray, counts: list[int]) -> None:

@@ -166,3 +166,54 @@ def test_with_two_compute_workers_two_batches_of_a_torch_model_run_at_once(tiny_
         compute.shutdown()
     expected = Encoder.load(tiny_model_dir, device="cpu").encode(["first query", "second query"])
     np.testing.assert_allclose(np.concatenate([postprocess(raw) for raw, _ in results]), expected, atol=1e-5)
+
+
+def test_the_next_batch_starts_without_the_event_loop(tiny_model_dir: Path, monkeypatch) -> None:
+    """The compute thread takes the next batch itself: with the event loop blocked, every queued batch is
+    still encoded (the loop only hands the rows back)."""
+    import time as _time
+
+    batcher, _ = make_batcher(tiny_model_dir, max_batch_size=1)
+    calls: list[float] = []
+    original = EncoderStages.core
+
+    def core(self: EncoderStages, tokens):  # type: ignore[no-untyped-def]
+        calls.append(_time.monotonic())
+        return original(self, tokens)
+
+    monkeypatch.setattr(EncoderStages, "core", core)
+
+    async def run() -> tuple[int, list[tuple[np.ndarray, list[int]]]]:
+        await batcher.start()
+        try:
+            tasks = [asyncio.ensure_future(batcher.encode([f"query {i}"])) for i in range(3)]
+            await asyncio.sleep(0)  # the three requests are queued
+            deadline = _time.monotonic() + 10
+            while len(calls) < 3 and _time.monotonic() < deadline:
+                _time.sleep(0.01)  # blocks the event loop: no batch can be handed over by it
+            during = len(calls)
+            return during, await asyncio.gather(*tasks)
+        finally:
+            await batcher.stop()
+
+    during, results = asyncio.run(run())
+    assert during == 3
+    assert [raw.shape[0] for raw, _ in results] == [1, 1, 1]
+
+
+def test_an_idle_model_waits_max_wait_ms_for_more_texts(tiny_model_dir: Path) -> None:
+    batcher, metrics = make_batcher(tiny_model_dir, max_wait_ms=500.0)
+
+    async def run() -> None:
+        await batcher.start()
+        try:
+            first = asyncio.ensure_future(batcher.encode(["first"]))
+            await asyncio.sleep(0.05)  # well inside the wait: joins the first text's batch
+            await asyncio.gather(first, batcher.encode(["second"]))
+        finally:
+            await batcher.stop()
+
+    asyncio.run(run())
+    family = next(m for m in metrics.registry.collect() if m.name == "embedkd_batch_size")
+    counts = {x.name.rsplit("_", 1)[1]: x.value for x in family.samples if x.name.endswith(("_sum", "_count"))}
+    assert counts == {"sum": 2, "count": 1}
