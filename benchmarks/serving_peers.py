@@ -11,7 +11,8 @@
 3. in-process ``encode`` at the server's effective batch size, on the same backend;
 4. where the CPU goes during each embedkd run: CPU seconds of the server's threads by their OS names
    (``ekd-compute``: the model, with the OpenMP / ONNX Runtime / OpenVINO workers it started;
-   ``ekd-tokenize``; the rest: the event loop and HTTP), and of the load generator;
+   ``ekd-tokenize``, the tokenizer's thread before the compute thread tokenised its own batches; the rest:
+   the event loop and HTTP), and of the load generator; the compute thread's time in forward passes;
 5. a py-spy profile of the embedkd server under that load: the functions where its threads spend their
    time (own time, all threads).
 
@@ -199,6 +200,10 @@ def main() -> None:
                     after = httpx.get(f"{server.url}/metrics").text
                     s0, c0 = metric_sum(before, "embedkd_batch_size", 'model="student"')
                     s1, c1 = metric_sum(after, "embedkd_batch_size", 'model="student"')
+                    f0, _ = metric_sum(before, "embedkd_encode_seconds", 'model="student"')
+                    f1, _ = metric_sum(after, "embedkd_encode_seconds", 'model="student"')
+                    load["model busy"] = (f1 - f0) / args.seconds  # share of the run in forward passes
+                    load["forward ms"] = 1000 * (f1 - f0) / max(1.0, c1 - c0)
                     measured.append((n, load, max(1, round((s1 - s0) / max(1.0, c1 - c0)))))
                 if backend == "torch" and not args.no_profile:
                     results["profile"] = threading_profile(server, bodies, args.seconds, root)
@@ -273,13 +278,33 @@ def write_markdown(results: dict[str, Any], path: Path) -> None:
          "ratio", "vs infinity", "non-2xx"],
         table,
     )  # fmt: skip
+    busy_rows = [r for r in sorted(rows, key=lambda r: (r["server"], r.get("connections", 32))) if "model busy" in r]
+    if busy_rows:
+        lines += ["", "## The model's time: forward passes, and the gaps between them", ""]
+        lines += [
+            "`model busy`: share of the run's wall time the compute thread spent in forward passes "
+            "(`embedkd_encode_seconds`); the rest of the time the model waited for a batch. `forward ms`: one "
+            "forward pass at the effective batch in the server; in-process: the same batch through `encode` "
+            "(tokenising included) with both cores and nothing beside it.",
+            "",
+        ]
+        lines += markdown_table(
+            ["server", "clients", "req/s", "effective batch", "model busy", "forward ms", "in-process ms"],
+            [
+                [r["server"], r.get("connections", 32), f"{r['requests/s']:.0f}", r["effective batch"],
+                 f"{r['model busy']:.0%}", f"{r['forward ms']:.1f}",
+                 f"{1000 * r['effective batch'] / r['in-process texts/s']:.1f}"]
+                for r in busy_rows
+            ],
+        )  # fmt: skip
     cpu_rows = [r for r in sorted(rows, key=lambda r: (r["server"], r.get("connections", 32))) if r.get("cpu cores")]
     if cpu_rows:
         groups = list(CPU_COLUMNS)
         lines += ["", "## Where the CPU goes (cores busy during each run, of the machine's 2)", ""]
         lines += [
             "Server threads by OS name: `ekd-compute` is the model (with the OpenMP, ONNX Runtime or OpenVINO "
-            "workers it started), `ekd-tokenize` the tokenizer; the rest is the event loop (HTTP, JSON, "
+            "workers it started; it tokenises its own batches), `ekd-tokenize` the tokenizer's thread in earlier "
+            "code (0 since); the rest is the event loop (HTTP, JSON, "
             "batching). Load generator: wrk's own CPU time. Per request: the event loop's CPU ms per request.",
             "",
         ]
