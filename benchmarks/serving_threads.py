@@ -67,7 +67,11 @@ def inprocess(student: Path, batches: list[int], repeats: int) -> list[dict[str,
     return rows
 
 
-def server_runs(student: Path, before: Path, clients: str, seconds: int) -> list[dict[str, Any]]:
+def server_runs(
+    student: Path, before: Path, clients: str, seconds: int, backend: str = "torch"
+) -> list[dict[str, Any]]:
+    """``serving_peers`` on one backend, the code in ``before`` and this code alternating (before, after,
+    after, before), so the machine's drift shows in the pairs."""
     rows = []
     order = [("before", before), ("after", None), ("after", None), ("before", before)]
     for run, (code, path) in enumerate(order, 1):
@@ -76,7 +80,7 @@ def server_runs(student: Path, before: Path, clients: str, seconds: int) -> list
             if path is not None:  # run from the old checkout: `-m` puts the working folder first on sys.path
                 env["PYTHONPATH"] = str(path.resolve())
             subprocess.run(
-                [sys.executable, "-m", "benchmarks.serving_peers", "--student", str(student), "--backends", "torch",
+                [sys.executable, "-m", "benchmarks.serving_peers", "--student", str(student), "--backends", backend,
                  "--clients", clients, "--seconds", str(seconds), "--no-profile", "--infinity", "none", "--out", tmp],
                 check=True, env=env, cwd=path.resolve() if path is not None else None,
             )  # fmt: skip
