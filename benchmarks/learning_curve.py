@@ -126,6 +126,16 @@ def main() -> None:
         write_report(results, args.out, stem)
 
 
+def dev_references(out: Path) -> str:
+    """The teacher's and MiniLM's dev nDCG@10 (``dev_references.json``), for the dev column; "" if absent."""
+    path = out / "dev_references.json"
+    if not path.is_file():
+        return ""
+    scores = json.loads(path.read_text())["ndcg10"]
+    teacher, minilm = scores["teacher (mpnet-base)"]["dev"], scores["undistilled MiniLM-L6"]["dev"]
+    return f" On dev (`dev_references.md`): teacher {teacher:.4f}, MiniLM-L6 {minilm:.4f}."
+
+
 def write_report(results: dict[str, Any], out: Path, stem: str = "learning_curve") -> None:
     points = sorted(results["points"], key=lambda p: p["train_minutes_budget"])
     teacher, minilm = 0.6557, 0.6451  # measured in distill_scifact.md with the same evaluator
@@ -158,7 +168,8 @@ def write_report(results: dict[str, Any], out: Path, stem: str = "learning_curve
         + f"); overrides `{json.dumps(results.get('recipe_overrides', {}))}`.",
         "",
         f"References: teacher {teacher:.4f}; undistilled MiniLM-L6 (its own index) {minilm:.4f}. "
-        "STS-B Spearman (a check that the student keeps general knowledge): teacher 0.8342, MiniLM 0.8203.",
+        "STS-B Spearman (a check that the student keeps general knowledge): teacher 0.8342, MiniLM 0.8203."
+        + dev_references(out),
         "",
         *markdown_table(
             [
