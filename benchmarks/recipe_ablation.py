@@ -264,6 +264,10 @@ def write_markdown(results: dict[str, Any], path: Path) -> None:
     lines += markdown_table(header, table)
     lines += ["", "Throughput while the row ran (texts/s of training steps; see `concurrent` for the load):", ""]
     lines += [f"- {r['row']}: {r['texts_per_s']:.0f} texts/s ({r['concurrent']})" for r in rows]
+    if results.get("not_run"):
+        lines += ["", "Not run:", ""] + [f"- {rows_}: {why}" for rows_, why in results["not_run"].items()]
+    if results.get("reading"):
+        lines += ["", results["reading"]]
     path.write_text("\n".join(lines) + "\n")
 
 
