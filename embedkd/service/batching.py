@@ -100,8 +100,8 @@ class MicroBatcher:
 
     @property
     def healthy(self) -> bool:
-        """Started and not stopped (``/ready`` answers 503 otherwise)."""
-        return self._loop is not None and not self._stopping
+        """Started, not stopped, and its compute thread alive (``/ready`` answers 503 otherwise)."""
+        return self._loop is not None and not self._stopping and self._compute.alive
 
     async def stop(self) -> None:
         """Fail every request still waiting, without waiting on a running forward pass."""
@@ -132,7 +132,10 @@ class MicroBatcher:
             with self._lock:
                 self._waiting.extend((request, position) for position in range(len(texts)))
                 self._arrived.notify()
-                self._schedule(fresh=True)
+                try:
+                    self._schedule(fresh=True)
+                except RuntimeError as exc:  # the compute thread has shut down
+                    raise Overloaded("the server is shutting down") from exc
             return await asyncio.wait_for(asyncio.shield(request.future), timeout=self.timeout_s)
         except asyncio.TimeoutError as exc:
             request.future.cancel()  # a drain skips it if it has not been batched yet
@@ -140,8 +143,6 @@ class MicroBatcher:
             raise BatchTimeout(
                 f"the {self.name} model did not answer within {self.timeout_s:g} s; retry shortly"
             ) from exc
-        except RuntimeError as exc:  # the compute thread has shut down
-            raise Overloaded("the server is shutting down") from exc
         finally:
             self._inflight.discard(request)
             self.pending -= len(texts)

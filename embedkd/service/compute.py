@@ -143,6 +143,11 @@ class ComputeThread:
         parts = [self.call(fn, texts[i : i + chunk], priority=priority) for i in range(0, len(texts), chunk)]
         return np.concatenate(parts)
 
+    @property
+    def alive(self) -> bool:
+        """Not shut down, and no worker thread has ended (threads start on first use)."""
+        return not self._closed and all(thread.is_alive() for thread in self._threads)
+
     def on_thread(self) -> bool:
         return threading.current_thread() in self._threads
 

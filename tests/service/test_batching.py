@@ -217,3 +217,28 @@ def test_an_idle_model_waits_max_wait_ms_for_more_texts(tiny_model_dir: Path) ->
     family = next(m for m in metrics.registry.collect() if m.name == "embedkd_batch_size")
     counts = {x.name.rsplit("_", 1)[1]: x.value for x in family.samples if x.name.endswith(("_sum", "_count"))}
     assert counts == {"sum": 2, "count": 1}
+
+
+def test_the_batcher_is_unhealthy_once_its_compute_thread_has_stopped(tiny_model_dir: Path) -> None:
+    from embedkd.service.batching import EncodeFailed
+    from embedkd.service.compute import ComputeThread
+
+    compute = ComputeThread()
+    batcher = MicroBatcher(
+        EncoderStages(Encoder.load(tiny_model_dir, device="cpu"), role="query"),
+        name="student", metrics=Metrics(), max_batch_size=4, max_wait_ms=0.0, max_queue=100, compute=compute,
+    )  # fmt: skip
+
+    async def run() -> None:
+        await batcher.start()
+        try:
+            await batcher.encode(["a query"])
+            assert batcher.healthy
+            compute.shutdown()
+            assert not batcher.healthy
+            with pytest.raises(EncodeFailed, match="not running"):
+                await batcher.encode(["after the shutdown"])
+        finally:
+            await batcher.stop()
+
+    asyncio.run(run())
