@@ -86,7 +86,11 @@ class DistillConfig:
     warmup_ratio: float = opt(0.05, "Share of each learning-rate cycle spent warming up.")
     min_lr_ratio: float = opt(0.0, "The learning rate decays linearly to lr x this (LEAF: 1e-4 -> 1e-5 is 0.1).")
     max_grad_norm: float = opt(1.0, "Gradient clipping norm.")
-    max_seq_length: int = opt(128, "Token limit while training; the saved student keeps the base's limit.")
+    max_seq_length: int = opt(
+        64,
+        "Token limit while training (64: the same quality per step as 128 and 1.18x the texts/s, "
+        "recipe_ablation_documents.md); the saved student keeps the base's limit.",
+    )
     precision: Precision = opt(Precision.AUTO, "Student training precision: auto = bf16 autocast where native.")
     teacher_precision: Precision = opt(
         Precision.AUTO,
