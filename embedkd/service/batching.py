@@ -60,6 +60,7 @@ class _Request:
     future: asyncio.Future[tuple[np.ndarray, list[int]]]
     rows: list[np.ndarray] = field(default_factory=list)
     counts: list[int] = field(default_factory=list)
+    missing: int = -1  # rows not yet encoded (set with the first row)
 
 
 class MicroBatcher:
@@ -248,7 +249,9 @@ class MicroBatcher:
             if not request.rows:
                 request.rows = [np.empty(0)] * len(request.texts)
                 request.counts = [0] * len(request.texts)
+                request.missing = len(request.texts)
             request.rows[position] = row
             request.counts[position] = count
-            if all(r.size for r in request.rows):
+            request.missing -= 1  # each position is encoded once: a drain takes it off the queue
+            if request.missing == 0:
                 request.future.set_result((np.stack(request.rows), request.counts))
