@@ -7,7 +7,7 @@ import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from embedkd.errors import EmbedkdError
 
@@ -26,6 +26,15 @@ def machine() -> str:
         pass
     gpu = f"GPU {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else "no GPU"
     return f"{cpu}, {torch.get_num_threads()} threads, torch {torch.__version__}, {gpu}, {time.strftime('%Y-%m-%d')}"
+
+
+def stamp(results: dict[str, Any], module: str, student: str = "") -> str:
+    """A report's provenance line: machine, what ran beside it, the student (if any) and the command."""
+    about = f" Student: `{results['student']}`{student}." if "student" in results else ""
+    return (
+        f"Machine: {results['machine']}. Ran beside: {results['concurrent']}.{about} "
+        f"Command: `python -m benchmarks.{module}` (see its docstring)."
+    )
 
 
 def markdown_table(header: Sequence[str], rows: Iterable[Sequence[object]]) -> list[str]:

@@ -16,7 +16,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from benchmarks._report import machine, markdown_table, run_main
+from benchmarks._report import machine, markdown_table, run_main, stamp
 from benchmarks.serving_threads import server_runs
 
 
@@ -24,8 +24,7 @@ def write_markdown(results: dict[str, Any], path: Path) -> None:
     lines = [
         "# The server's batcher: formed on the event loop, or taken by the compute thread",
         "",
-        f"Machine: {results['machine']}. Ran beside: {results['concurrent']}. Student: `{results['student']}`. "
-        "Command: `python -m benchmarks.serving_batcher` (see its docstring).",
+        stamp(results, "serving_batcher"),
         "",
         "`before`: the event loop formed each batch and handed it to the compute thread, so between two batches "
         "the model waited while the loop answered the last batch's requests, tokenised the next batch on a "

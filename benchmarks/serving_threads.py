@@ -23,7 +23,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from benchmarks._report import machine, markdown_table, run_main
+from benchmarks._report import machine, markdown_table, run_main, stamp
 
 CELL = r"""
 import json, sys, threading, time
@@ -93,8 +93,7 @@ def write_markdown(results: dict[str, Any], path: Path) -> None:
     lines = [
         "# Which thread runs the model: the torch server and libgomp",
         "",
-        f"Machine: {results['machine']}. Ran beside: {results['concurrent']}. Student: `{results['student']}`, "
-        "torch fp32. Command: `python -m benchmarks.serving_threads` (see its docstring).",
+        stamp(results, "serving_threads", student=", torch fp32"),
         "",
         "## In-process: the student's forward pass, p50 ms (one fresh process per cell)",
         "",

@@ -25,7 +25,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from benchmarks._report import machine, markdown_table, run_main
+from benchmarks._report import machine, markdown_table, run_main, stamp
 from benchmarks.load import SHORT_QUERIES
 from benchmarks.serving_peers import cpu_cell, wrk
 from embedkd.data.documents import Document
@@ -124,8 +124,7 @@ def write_markdown(results: dict[str, Any], path: Path) -> None:
     lines = [
         "# Compute workers: one thread with both cores, or two with one core each (torch server)",
         "",
-        f"Machine: {results['machine']}. Ran beside: {results['concurrent']}. Student: `{results['student']}`, "
-        "torch fp32. Command: `python -m benchmarks.serving_workers` (see its docstring).",
+        stamp(results, "serving_workers", student=", torch fp32"),
         "",
         "## In-process: texts/s of W threads running the forward pass at once, T kernel threads each",
         "",
