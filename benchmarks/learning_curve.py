@@ -141,7 +141,7 @@ def write_report(results: dict[str, Any], out: Path, stem: str = "learning_curve
     teacher, minilm = 0.6557, 0.6451  # measured in distill_scifact.md with the same evaluator
     rows = [
         [
-            f"{p['train_minutes_budget']:g}",
+            f"{p['train_minutes_budget']:g}" + (f" ({p['run']})" if p.get("run") else ""),
             f"{p['train_minutes']:.1f}",
             p.get("steps") or "",
             f"{p['asym_ndcg10']:.4f} ({p['asym_ndcg10'] / teacher:.3f}x)",
@@ -159,11 +159,11 @@ def write_report(results: dict[str, Any], out: Path, stem: str = "learning_curve
         "",
         f"Machine: {results['machine']}. Running at the same time: {results.get('concurrent', 'nothing else')}."
         + (f" {results['note']}" if results.get("note") else ""),
-        "Recipe: `embedkd train`'s defaults on generic queries plus the SciFact corpus's titles and sentences ("
+        "Recipe: `embedkd train`'s defaults on generic queries plus the SciFact corpus ("
         + (
             "data options as in the overrides"
             if "data_options" in results.get("recipe_overrides", {})
-            else "at most 40k texts from each"
+            else "its titles, sentences and whole documents; at most 40k texts from each"
         )
         + f"); overrides `{json.dumps(results.get('recipe_overrides', {}))}`.",
         "",
