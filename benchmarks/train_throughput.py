@@ -94,7 +94,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=60)
     parser.add_argument("--warmup", type=int, default=10)
     parser.add_argument("--concurrent", default="nothing else")
-    parser.add_argument("--only", default="")
+    parser.add_argument("--only", default="", help="Option names to run, separated by ';'.")
     args = parser.parse_args()
     texts = [
         t.text
@@ -110,7 +110,7 @@ def main() -> None:
         "texts": len(texts),
         "rows": [],
     }
-    wanted = {w.strip() for w in args.only.split(",") if w.strip()}
+    wanted = {w.strip() for w in args.only.split(";") if w.strip()}
     for name, option in OPTIONS:
         if wanted and name not in wanted:
             continue
