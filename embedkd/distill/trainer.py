@@ -42,6 +42,7 @@ from embedkd.distill.config import DistillConfig, Precision
 from embedkd.distill.data import TextKind, TrainingText, describe, kind_of, load_training_texts, split_holdout
 from embedkd.distill.distributed import init_ranks
 from embedkd.distill.layer_cache import LayerCache
+from embedkd.distill.optim import CycleBounds, build_optimizer, cycle_schedule
 from embedkd.distill.targets import anchor_source, centred_anchors, load_anchors, load_pairs, load_teacher
 from embedkd.distill.teacher import Teacher, read_aligned_texts
 from embedkd.errors import EmbedkdError, InputError
@@ -55,7 +56,6 @@ from embedkd.models.student import (
     encoder_layers,
     fit_ridge_projection,
     pooled_embeddings,
-    projection,
     save_student,
     set_max_seq_length,
     set_projection,
@@ -324,36 +324,9 @@ class _Distiller:
         self._centred = centred_anchors(anchors) if anchors is not None and config.anchor_weight > 0 else None
         batches_per_epoch = math.ceil(len(train) / config.batch_size)
         cycle_steps = config.max_steps or max(1, math.ceil(config.epochs * batches_per_epoch / config.grad_accum))
-        total_steps = cycle_steps
-        cycle_start = 0
-
-        head = projection(model)
-        head_params = list(head.parameters())
-        head_ids = {id(p) for p in head_params}
-        if config.freeze_embeddings and hasattr(model[0], "auto_model"):  # a static student's table is all it has
-            transformer: Any = model[0]
-            embeddings = transformer.auto_model.get_input_embeddings()
-            for param in embeddings.parameters():
-                param.requires_grad_(False)
-        backbone = [p for p in model.parameters() if id(p) not in head_ids and p.requires_grad]
-        optimizer = torch.optim.AdamW(
-            [
-                {"params": backbone, "lr": config.lr},
-                {"params": head_params, "lr": config.head_lr},
-            ],
-            weight_decay=config.weight_decay,
-        )
-
-        def schedule(step: int) -> float:  # reads total_steps late: a time budget may shorten it
-            step -= cycle_start
-            length = total_steps - cycle_start
-            warmup = int(config.warmup_ratio * length)
-            if step < warmup:
-                return (step + 1) / (warmup + 1)
-            decay = max(0.0, (length - step) / max(1, length - warmup))
-            return config.min_lr_ratio + (1 - config.min_lr_ratio) * decay
-
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+        bounds = CycleBounds(start=0, total=cycle_steps)  # the schedule reads it late: a budget may shorten it
+        optimizer, _ = build_optimizer(model, config)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, cycle_schedule(config, bounds))
         use_scaler = config.precision is Precision.FP16
         scaler = torch.amp.GradScaler("cuda") if use_scaler else None
 
@@ -365,15 +338,15 @@ class _Distiller:
             if scaler is not None and state.get("scaler"):
                 scaler.load_state_dict(state["scaler"])
             step, epoch, cursor = state["step"], state["epoch"], state["cursor"]
-            total_steps = int(state.get("total_steps", total_steps))
-            cycle_start = int(state.get("cycle_start", 0))
-            if step >= total_steps:  # a finished run, extended: a new learning-rate cycle (LEAF's restarts)
-                cycle_start, total_steps = step, step + cycle_steps
+            bounds.total = int(state.get("total_steps", bounds.total))
+            bounds.start = int(state.get("cycle_start", 0))
+            if step >= bounds.total:  # a finished run, extended: a new learning-rate cycle (LEAF's restarts)
+                bounds.start, bounds.total = step, step + cycle_steps
                 logger.info("extending a finished run: new cycle of up to %d steps from step %d", cycle_steps, step)
             best_value = state.get("best_value", -math.inf)
             self.history = list(state.get("history", []))
             set_rng_state(state["rng"])
-            logger.info("resumed at step %d of %d", step, total_steps)
+            logger.info("resumed at step %d of %d", step, bounds.total)
 
         def checkpoint(metrics: dict[str, Any]) -> None:
             nonlocal best_value
@@ -393,8 +366,8 @@ class _Distiller:
                 "metrics": metrics,
                 "kept_layers": self._kept_layers,
                 "train_seconds": resumed_seconds + time.perf_counter() - start,
-                "total_steps": total_steps,
-                "cycle_start": cycle_start,
+                "total_steps": bounds.total,
+                "cycle_start": bounds.start,
                 "base_max_seq_length": self._base_max_len,
                 "config": config.to_dict(),
             }
@@ -410,7 +383,7 @@ class _Distiller:
 
         resumed_seconds = float(state.get("train_seconds", 0.0)) if state else 0.0
         budget_check = step + 20  # first fit after 20 steps, then again at every evaluation
-        planned_steps = total_steps
+        planned_steps = bounds.total
         first_step = step
         eval_elapsed = 0.0
         start = time.perf_counter()
@@ -423,11 +396,11 @@ class _Distiller:
 
         model.train()
         pair_rng = random.Random(config.seed + 7)
-        bar = tqdm(total=total_steps, initial=step, desc="distilling", unit="step", disable=not config.progress)
+        bar = tqdm(total=bounds.total, initial=step, desc="distilling", unit="step", disable=not config.progress)
         loss_ema: float | None = None
         seen_texts = 0
         epoch_batches = bucketed_batches(lengths, config.batch_size, seed=config.seed + epoch)
-        while step < total_steps:
+        while step < bounds.total:
             if cursor >= len(epoch_batches):
                 epoch, cursor = epoch + 1, 0
                 epoch_batches = bucketed_batches(lengths, config.batch_size, seed=config.seed + epoch)
@@ -478,18 +451,18 @@ class _Distiller:
                     eval_s=eval_elapsed,
                     already=resumed_seconds,
                 )
-                total_steps = self.ranks.broadcast(fitted)  # rank 0's clock decides for every rank
-                bar.total = total_steps
+                bounds.total = self.ranks.broadcast(fitted)  # rank 0's clock decides for every rank
+                bar.total = bounds.total
             bar.set_postfix(loss=f"{loss_ema:.4f}", texts_s=f"{seen_texts / max(elapsed, 1e-9):.0f}")
             bar.update(1)
-            if (step % config.eval_every == 0 or step == total_steps) and self.ranks.main:
+            if (step % config.eval_every == 0 or step == bounds.total) and self.ranks.main:
                 eval_started = time.perf_counter()
                 metrics = self._evaluate(model, holdout, holdout_targets, beir)
                 metrics["loss"] = loss_ema
                 record(metrics, elapsed)
                 checkpoint(metrics)
                 eval_elapsed += time.perf_counter() - eval_started
-            if step % config.eval_every == 0 or step == total_steps:
+            if step % config.eval_every == 0 or step == bounds.total:
                 self.ranks.barrier()
         bar.close()
         self.timings["train_seconds_total"] = resumed_seconds + time.perf_counter() - start  # across --resume
