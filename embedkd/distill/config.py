@@ -83,6 +83,11 @@ class DistillConfig:
     lr: float = opt(2e-4, "Backbone learning rate.")
     head_lr: float = opt(2e-3, "Projection learning rate.")
     weight_decay: float = opt(0.01, "AdamW weight decay.")
+    l2sp_weight: float = opt(
+        0.0,
+        "Pull the trained backbone towards its starting weights (L2-SP: weight x squared distance, added to "
+        "the loss) so it keeps more of the base's knowledge; 0 turns it off.",
+    )
     warmup_ratio: float = opt(0.05, "Share of each learning-rate cycle spent warming up.")
     min_lr_ratio: float = opt(0.0, "The learning rate decays linearly to lr x this (LEAF: 1e-4 -> 1e-5 is 0.1).")
     max_grad_norm: float = opt(1.0, "Gradient clipping norm.")
@@ -145,6 +150,8 @@ class DistillConfig:
             raise InputError("frozen_layers must be 0 or more")
         if not 0 <= self.min_lr_ratio <= 1:
             raise InputError("min_lr_ratio must be between 0 and 1")
+        if self.l2sp_weight < 0:
+            raise InputError("l2sp_weight must be 0 or more")
         if self.rank_temperature <= 0:
             raise InputError("rank_temperature must be positive")
         for name in ("batch_size", "grad_accum", "max_seq_length", "eval_every"):

@@ -7,6 +7,7 @@ teacher side (targets, scores, anchors) is detached, so no gradient ever reaches
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from enum import Enum
 
 import torch.nn.functional as F
@@ -17,6 +18,7 @@ __all__ = [
     "anchor_score_loss",
     "cosine_loss",
     "dse_loss",
+    "l2_sp_penalty",
     "leaf_loss",
     "listwise_kl_loss",
     "pair_score_loss",
@@ -84,3 +86,17 @@ def listwise_kl_loss(student: Tensor, teacher: Tensor, documents: Tensor, *, tem
     s = F.normalize(student, dim=-1) @ documents.T / temperature
     t = F.normalize(teacher.detach(), dim=-1) @ documents.T / temperature
     return F.kl_div(F.log_softmax(s, dim=-1), F.log_softmax(t, dim=-1), log_target=True, reduction="batchmean")
+
+
+def l2_sp_penalty(params: Sequence[Tensor], reference: Sequence[Tensor]) -> Tensor:
+    """L2-SP (Li et al., 2018): the squared distance of the trained weights from their starting point.
+
+    A pull towards the base's weights rather than towards zero, so fine-tuning keeps more of what the base
+    knew where the training text does not reach. ``reference`` holds the starting values, one tensor per
+    parameter in the same order; it is detached.
+    """
+    if len(params) != len(reference):
+        raise ValueError(f"{len(params)} parameters but {len(reference)} reference tensors")
+    if not params:
+        raise ValueError("l2_sp_penalty needs at least one parameter")
+    return sum(((p - r.detach()).pow(2).sum() for p, r in zip(params, reference, strict=True)), params[0].new_zeros(()))

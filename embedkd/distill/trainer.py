@@ -325,7 +325,8 @@ class _Distiller:
         batches_per_epoch = math.ceil(len(train) / config.batch_size)
         cycle_steps = config.max_steps or max(1, math.ceil(config.epochs * batches_per_epoch / config.grad_accum))
         bounds = CycleBounds(start=0, total=cycle_steps)  # the schedule reads it late: a budget may shorten it
-        optimizer, _ = build_optimizer(model, config)
+        optimizer, backbone = build_optimizer(model, config)
+        reference = [p.detach().clone() for p in backbone] if config.l2sp_weight > 0 else None  # L2-SP's start
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, cycle_schedule(config, bounds))
         use_scaler = config.precision is Precision.FP16
         scaler = torch.amp.GradScaler("cuda") if use_scaler else None
@@ -346,6 +347,8 @@ class _Distiller:
             best_value = state.get("best_value", -math.inf)
             self.history = list(state.get("history", []))
             set_rng_state(state["rng"])
+            if reference is not None and state.get("l2sp_reference") is not None:  # the first run's start
+                reference = list(state["l2sp_reference"])
             logger.info("resumed at step %d of %d", step, bounds.total)
 
         def checkpoint(metrics: dict[str, Any]) -> None:
@@ -368,6 +371,7 @@ class _Distiller:
                 "train_seconds": resumed_seconds + time.perf_counter() - start,
                 "total_steps": bounds.total,
                 "cycle_start": bounds.start,
+                "l2sp_reference": reference,
                 "base_max_seq_length": self._base_max_len,
                 "config": config.to_dict(),
             }
@@ -427,6 +431,9 @@ class _Distiller:
                     loss.backward()
                 step_loss += float(loss.detach())
                 seen_texts += len(indices)
+            if reference is not None:  # L2-SP, once per step: the pull towards the starting weights
+                penalty = config.l2sp_weight * losses.l2_sp_penalty(backbone, reference)
+                (scaler.scale(penalty) if scaler is not None else penalty).backward()
             self.ranks.average_gradients(model.parameters())
             if scaler is not None:
                 scaler.unscale_(optimizer)

@@ -80,3 +80,17 @@ def test_listwise_kl_is_zero_for_the_teacher_and_ranks_like_it() -> None:
     student = torch.randn(4, 16, requires_grad=True)
     losses.listwise_kl_loss(student, teacher, docs).backward()
     assert student.grad is not None and student.grad.abs().sum() > 0
+
+
+def test_l2_sp_penalty_is_the_squared_distance_to_the_start() -> None:
+    start = [torch.tensor([1.0, 2.0]), torch.tensor([[0.0, -1.0]])]
+    params = [torch.tensor([2.0, 2.0], requires_grad=True), torch.tensor([[0.0, 1.0]], requires_grad=True)]
+    penalty = losses.l2_sp_penalty(params, start)
+    assert penalty.item() == pytest.approx(1.0 + 4.0)
+    penalty.backward()
+    assert params[0].grad is not None and params[1].grad is not None
+    assert params[0].grad.tolist() == [2.0, 0.0]  # 2 (p - start): a pull back towards the start
+    assert params[1].grad.tolist() == [[0.0, 4.0]]
+    assert losses.l2_sp_penalty(start, start).item() == 0.0
+    with pytest.raises(ValueError, match="reference"):
+        losses.l2_sp_penalty(params, start[:1])

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from sentence_transformers import SentenceTransformer
 
 from embedkd.distill import DistillConfig, TrainingDivergedError, distill
 from embedkd.distill import trainer as trainer_module
@@ -72,6 +73,25 @@ def test_training_lowers_the_loss_and_saves_a_plain_st_folder(
     plain = np.array(json.loads(proc.stdout.strip().splitlines()[-1]))
     assert plain.shape == (2, 24)
     np.testing.assert_allclose(plain, expected, atol=1e-5)
+
+
+def _distance_from(out: Path, base: Path) -> float:
+    """Squared distance of a saved student's transformer weights from its base's."""
+    trained = dict(SentenceTransformer(str(out), device="cpu")[0].auto_model.named_parameters())
+    start = dict(SentenceTransformer(str(base), device="cpu")[0].auto_model.named_parameters())
+    return sum(float((trained[name] - start[name]).detach().pow(2).sum()) for name in start)
+
+
+def test_l2sp_keeps_the_backbone_near_its_start(
+    bow_teacher: BowData, tiny_model_dir: Path, tmp_path: Path, isolated_cache: Path
+) -> None:
+    free = distill(bow_config(bow_teacher, tiny_model_dir, tmp_path / "free"))
+    pulled = distill(bow_config(bow_teacher, tiny_model_dir, tmp_path / "pulled", l2sp_weight=10.0))
+    free_distance = _distance_from(free.out, tiny_model_dir)
+    pulled_distance = _distance_from(pulled.out, tiny_model_dir)
+    assert free_distance > 0
+    assert pulled_distance < 0.5 * free_distance, (pulled_distance, free_distance)
+    assert pulled.history[-1]["cosine"] > pulled.history[0]["cosine"]  # the head still learns the teacher
 
 
 def test_resume_continues_from_the_last_checkpoint(
