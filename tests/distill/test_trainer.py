@@ -121,6 +121,41 @@ def test_resume_continues_from_the_last_checkpoint(
     assert [h["step"] for h in result.history] == [0, 2, 4, 6]
 
 
+def test_resume_pulls_towards_the_first_runs_start(
+    bow_teacher: BowData, tiny_model_dir: Path, tmp_path: Path, isolated_cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "student"
+    config = bow_config(bow_teacher, tiny_model_dir, out, max_steps=6, eval_every=2, l2sp_weight=1.0)
+    original = trainer_module._Distiller._batch_loss
+    calls = {"n": 0}
+
+    def interrupt_at_fifth(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        calls["n"] += 1
+        if calls["n"] == 5:
+            raise KeyboardInterrupt
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(trainer_module._Distiller, "_batch_loss", interrupt_at_fifth)
+    with pytest.raises(KeyboardInterrupt):
+        distill(config)
+    monkeypatch.setattr(trainer_module._Distiller, "_batch_loss", original)
+
+    start = SentenceTransformer(str(tiny_model_dir), device="cpu")[0].auto_model
+    layer = start.encoder.layer[0].attention.self.query.weight.detach()  # a backbone weight that trains
+    seen: list[list[torch.Tensor]] = []
+    real = trainer_module.losses.l2_sp_penalty
+
+    def spy(params, reference):  # type: ignore[no-untyped-def]
+        seen.append(list(reference))
+        return real(params, reference)
+
+    monkeypatch.setattr(trainer_module.losses, "l2_sp_penalty", spy)
+    config.resume = True
+    distill(config)
+    assert len(seen) == 2  # steps 5 and 6
+    assert any(r.shape == layer.shape and torch.equal(r, layer) for r in seen[0])  # the start, not step 4
+
+
 def test_nan_loss_stops_with_a_clear_error_and_keeps_the_checkpoint(
     bow_teacher: BowData, tiny_model_dir: Path, tmp_path: Path, isolated_cache: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
