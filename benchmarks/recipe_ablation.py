@@ -111,6 +111,7 @@ def documents_variants(data_root: Path) -> dict[str, dict[str, Any]]:
         "base, seed 7 (seed noise)": {"seed": 7},
         "lr 1e-4 / head 1e-3 (keeps more of the base)": {"lr": 1e-4, "head_lr": 1e-3},
         "loss cosine": {"loss": LossName.COSINE},
+        "L2-SP weight 0.05 (a pull towards the starting weights)": {"l2sp_weight": 0.05},
     }
 
 
