@@ -223,6 +223,7 @@ def main() -> None:
             * config.batch_size
             / max(manifest.training["timings"]["train_seconds"], 1e-9),
             "concurrent": args.concurrent or "nothing else",
+            "machine": machine(),  # rows of one file may come from different sessions and machines
             **judge(Encoder.load(out, device="cpu")),
         }
         results["rows"].append(row)
@@ -263,8 +264,14 @@ def write_markdown(results: dict[str, Any], path: Path) -> None:
             ]
         )
     lines += markdown_table(header, table)
+    if any(r.get("machine", results["machine"]) != results["machine"] for r in rows):
+        lines += ["", f"Rows ran on {results['machine']} unless the list below names another machine."]
     lines += ["", "Throughput while the row ran (texts/s of training steps; see `concurrent` for the load):", ""]
-    lines += [f"- {r['row']}: {r['texts_per_s']:.0f} texts/s ({r['concurrent']})" for r in rows]
+    lines += [
+        f"- {r['row']}: {r['texts_per_s']:.0f} texts/s ({r['concurrent']})"
+        + (f"; machine: {r['machine']}" if r.get("machine", results["machine"]) != results["machine"] else "")
+        for r in rows
+    ]
     if results.get("not_run"):
         lines += ["", "Not run:", ""] + [f"- {rows_}: {why}" for rows_, why in results["not_run"].items()]
     if results.get("reading"):
