@@ -112,6 +112,7 @@ def documents_variants(data_root: Path) -> dict[str, dict[str, Any]]:
         "lr 1e-4 / head 1e-3 (keeps more of the base)": {"lr": 1e-4, "head_lr": 1e-3},
         "loss cosine": {"loss": LossName.COSINE},
         "L2-SP weight 0.05 (a pull towards the starting weights)": {"l2sp_weight": 0.05},
+        "L2-SP weight 0.005": {"l2sp_weight": 0.005},
     }
 
 
