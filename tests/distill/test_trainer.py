@@ -94,11 +94,8 @@ def test_l2sp_keeps_the_backbone_near_its_start(
     assert pulled.history[-1]["cosine"] > pulled.history[0]["cosine"]  # the head still learns the teacher
 
 
-def test_resume_continues_from_the_last_checkpoint(
-    bow_teacher: BowData, tiny_model_dir: Path, tmp_path: Path, isolated_cache: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    out = tmp_path / "student"
-    config = bow_config(bow_teacher, tiny_model_dir, out, max_steps=6, eval_every=2)
+def _interrupted_at_step_four(config: DistillConfig, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Run ``config`` until its fifth batch raises KeyboardInterrupt (the last checkpoint is step 4)."""
     original = trainer_module._Distiller._batch_loss
     calls = {"n": 0}
 
@@ -108,14 +105,21 @@ def test_resume_continues_from_the_last_checkpoint(
             raise KeyboardInterrupt
         return original(self, *args, **kwargs)
 
-    monkeypatch.setattr(trainer_module._Distiller, "_batch_loss", interrupt_at_fifth)
-    with pytest.raises(KeyboardInterrupt):
-        distill(config)
+    with monkeypatch.context() as patch:
+        patch.setattr(trainer_module._Distiller, "_batch_loss", interrupt_at_fifth)
+        with pytest.raises(KeyboardInterrupt):
+            distill(config)
+
+
+def test_resume_continues_from_the_last_checkpoint(
+    bow_teacher: BowData, tiny_model_dir: Path, tmp_path: Path, isolated_cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "student"
+    config = bow_config(bow_teacher, tiny_model_dir, out, max_steps=6, eval_every=2)
+    _interrupted_at_step_four(config, monkeypatch)
     state = torch.load(out / "checkpoints" / "last" / "trainer_state.pt", weights_only=False)
     assert state["step"] == 4
 
-    monkeypatch.setattr(trainer_module._Distiller, "_batch_loss", original)
-    calls["n"] = 0
     config.resume = True
     result = distill(config)
     assert [h["step"] for h in result.history] == [0, 2, 4, 6]
@@ -126,19 +130,7 @@ def test_resume_pulls_towards_the_first_runs_start(
 ) -> None:
     out = tmp_path / "student"
     config = bow_config(bow_teacher, tiny_model_dir, out, max_steps=6, eval_every=2, l2sp_weight=1.0)
-    original = trainer_module._Distiller._batch_loss
-    calls = {"n": 0}
-
-    def interrupt_at_fifth(self, *args, **kwargs):  # type: ignore[no-untyped-def]
-        calls["n"] += 1
-        if calls["n"] == 5:
-            raise KeyboardInterrupt
-        return original(self, *args, **kwargs)
-
-    monkeypatch.setattr(trainer_module._Distiller, "_batch_loss", interrupt_at_fifth)
-    with pytest.raises(KeyboardInterrupt):
-        distill(config)
-    monkeypatch.setattr(trainer_module._Distiller, "_batch_loss", original)
+    _interrupted_at_step_four(config, monkeypatch)
 
     start = SentenceTransformer(str(tiny_model_dir), device="cpu")[0].auto_model
     layer = start.encoder.layer[0].attention.self.query.weight.detach()  # a backbone weight that trains
