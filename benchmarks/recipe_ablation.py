@@ -265,12 +265,13 @@ def write_markdown(results: dict[str, Any], path: Path) -> None:
             ]
         )
     lines += markdown_table(header, table)
-    if any(r.get("machine", results["machine"]) != results["machine"] for r in rows):
+    elsewhere = {r["row"]: r["machine"] for r in rows if r.get("machine", results["machine"]) != results["machine"]}
+    if elsewhere:
         lines += ["", f"Rows ran on {results['machine']} unless the list below names another machine."]
     lines += ["", "Throughput while the row ran (texts/s of training steps; see `concurrent` for the load):", ""]
     lines += [
         f"- {r['row']}: {r['texts_per_s']:.0f} texts/s ({r['concurrent']})"
-        + (f"; machine: {r['machine']}" if r.get("machine", results["machine"]) != results["machine"] else "")
+        + (f"; machine: {elsewhere[r['row']]}" if r["row"] in elsewhere else "")
         for r in rows
     ]
     if results.get("not_run"):
