@@ -69,7 +69,10 @@ def test_cli_errors_are_clean(
     code, _, err = run(*common, "--teacher", tiny_model_dir, "--data", bow_teacher.texts_path, "--loss", "l3")
     assert code == 2 and "unknown loss 'l3'" in err
 
-    assert len(streams) == 12  # every command's stdout and stderr
+    code, _, err = run(*common, "--teacher", tiny_model_dir, "--data", bow_teacher.texts_path, "--l2sp-weight", "-1")
+    assert code == 2 and "l2sp_weight must be 0 or more" in err
+
+    assert len(streams) == 14  # every command's stdout and stderr
     for stream in streams:
         assert "Traceback" not in stream
     assert not (out / "modules.json").exists()
