@@ -155,6 +155,7 @@ def batchers_for(state: AppState, role: str, encoder: Encoder) -> dict[str, Micr
             name=role,
             max_batch_size=settings.max_batch_size,
             max_wait_ms=settings.max_wait_ms,
+            answer_wait_ms=settings.answer_wait_ms,
             max_queue=settings.max_queue,
             metrics=state.metrics,
             timeout_s=settings.request_timeout_s,

@@ -71,6 +71,13 @@ class Settings(BaseSettings):
     max_wait_ms: float = Field(
         default=0.0, ge=0, le=1000, description="Extra wait for a batch to fill while the model is idle."
     )
+    answer_wait_ms: float = Field(
+        default=20.0,
+        ge=0,
+        le=1000,
+        description="Under load, a forward pass first waits up to this long for the previous batch's answers to be "
+        "sent, so the two do not share the cores (0: off; benchmarks/results/serving_yield.md).",
+    )
     max_queue: int = Field(default=2048, ge=1, description="Queued texts per model before answering 503.")
     max_inputs: int = Field(
         default=2048, ge=1, description="Texts per /embed, /encode or /v1/embeddings request (OpenAI accepts 2,048)."

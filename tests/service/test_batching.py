@@ -201,6 +201,67 @@ def test_the_next_batch_starts_without_the_event_loop(tiny_model_dir: Path, monk
     assert [raw.shape[0] for raw, _ in results] == [1, 1, 1]
 
 
+def test_under_load_the_next_batch_waits_for_the_last_batch_s_answers(tiny_model_dir: Path, monkeypatch) -> None:
+    """With ``answer_wait_ms``, a chained forward pass starts once the event loop has answered the batch before
+    it; and a blocked loop delays it by that wait at most."""
+    import time as _time
+
+    batcher, _ = make_batcher(tiny_model_dir, max_batch_size=1, answer_wait_ms=2000.0)
+    answered: list[int] = []
+    seen: list[int] = []  # answers already sent when each forward pass started
+    original = EncoderStages.core
+
+    def core(self: EncoderStages, tokens):  # type: ignore[no-untyped-def]
+        seen.append(len(answered))
+        return original(self, tokens)
+
+    monkeypatch.setattr(EncoderStages, "core", core)
+    post = MicroBatcher._post
+
+    def slow_post(*args):  # type: ignore[no-untyped-def]
+        _time.sleep(0.05)  # a busy event loop: without the wait, the next forward pass would start meanwhile
+        post(*args)
+
+    monkeypatch.setattr(MicroBatcher, "_post", staticmethod(slow_post))
+
+    async def one(i: int) -> None:
+        await batcher.encode([f"query {i}"])
+        answered.append(i)
+
+    async def run() -> None:
+        await batcher.start()
+        try:
+            await asyncio.gather(*(one(i) for i in range(4)))
+        finally:
+            await batcher.stop()
+
+    asyncio.run(run())
+    assert seen == [0, 1, 2, 3]
+    monkeypatch.setattr(MicroBatcher, "_post", staticmethod(post))
+
+    blocked, _ = make_batcher(tiny_model_dir, max_batch_size=1, answer_wait_ms=50.0)
+    calls: list[float] = []
+    monkeypatch.setattr(
+        EncoderStages, "core", lambda self, tokens: calls.append(_time.monotonic()) or original(self, tokens)
+    )
+
+    async def run_blocked() -> int:
+        await blocked.start()
+        try:
+            tasks = [asyncio.ensure_future(blocked.encode([f"query {i}"])) for i in range(3)]
+            await asyncio.sleep(0)
+            deadline = _time.monotonic() + 10
+            while len(calls) < 3 and _time.monotonic() < deadline:
+                _time.sleep(0.01)  # the loop answers nothing: each chained batch waits 50 ms, then runs
+            during = len(calls)
+            await asyncio.gather(*tasks)
+            return during
+        finally:
+            await blocked.stop()
+
+    assert asyncio.run(run_blocked()) == 3
+
+
 def test_an_idle_model_waits_max_wait_ms_for_more_texts(tiny_model_dir: Path) -> None:
     batcher, metrics = make_batcher(tiny_model_dir, max_wait_ms=500.0)
 
