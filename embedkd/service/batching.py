@@ -12,8 +12,9 @@ delay). Results go back to the event loop in one callback per batch.
 Under load, a chained drain first waits (at most ``answer_wait_ms``) until the event loop has answered the
 previous batch's requests. On 2 cores the loop's work would otherwise run beside the next forward pass and
 slow its OpenMP team down; done first, it also lets more requests join the next batch
-(``benchmarks/results/serving_yield.md``). Past ``max_queue`` queued texts, new
-requests are refused with :class:`Overloaded`.
+(``benchmarks/results/serving_yield.md``).
+
+Past ``max_queue`` queued texts, new requests are refused with :class:`Overloaded`.
 
 A failing batch fails only its own requests: when tokenising a batch fails, each request in it is
 tokenised alone, so one bad input cannot fail its neighbours, and the batcher goes on serving.
@@ -104,6 +105,7 @@ class MicroBatcher:
         self.answer_wait = answer_wait_ms / 1000
         self._answered = threading.Event()  # cleared while a batch's answers are still on the event loop
         self._answered.set()
+        self._unanswered: set[_Request] = set()  # the last batch's finished requests not yet answered (loop only)
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -155,6 +157,10 @@ class MicroBatcher:
             ) from exc
         finally:
             self._inflight.discard(request)
+            if request in self._unanswered:
+                self._unanswered.discard(request)
+                if not self._unanswered:  # set once this task's step, which writes the answer, is over
+                    request.future.get_loop().call_soon(self._answered.set)
             self.pending -= len(texts)
             self.metrics.queue_depth.labels(self.name).set(self.pending)
 
@@ -225,16 +231,12 @@ class MicroBatcher:
             self._call_loop(self._post, batch, raw, tokens.counts)
 
     def _post_then_mark(self, batch: list[tuple[_Request, int]], raw: np.ndarray, counts: list[int]) -> None:
+        """``_post``, then release the next forward pass once every request this batch finished has been
+        answered (each leaves through :meth:`encode`'s ``finally``); requests with texts still queued do not
+        hold it."""
         self._post(batch, raw, counts)
-        self._mark_when_answered({request for request, _ in batch}, 32)
-
-    def _mark_when_answered(self, requests: set[_Request], hops: int) -> None:
-        """Set ``_answered`` once every request of the batch has resumed: a request leaves ``_inflight`` when
-        its task resumes, and the task writes its answer in that same step. The wake-ups take a few loop
-        iterations (future -> shield -> wait_for -> task), so this looks again on the next iteration."""
-        if hops > 0 and self._loop is not None and any(r in self._inflight for r in requests):
-            self._loop.call_soon(self._mark_when_answered, requests, hops - 1)
-        else:
+        self._unanswered = {request for request, _ in batch if request.future.done() and request in self._inflight}
+        if not self._unanswered:
             self._answered.set()
 
     def _isolate(self, batch: list[tuple[_Request, int]]) -> tuple[list[tuple[_Request, int]], Tokens]:
