@@ -5,8 +5,10 @@
 Times the real training step (forward, LEAF loss, backward, AdamW) of MiniLM-L6 plus its projection on
 length-bucketed batches of the recipe's texts (generic queries and SciFact titles/sentences, batch 32,
 truncation 128), after a warm-up. Options: fp32 against bf16 autocast, 1 or 2 threads, torch.compile,
-and frozen lower layers served from the layer cache (the lower layers' output computed once). Run it on
-an otherwise idle machine: it reports what else was running.
+frozen lower layers served from the layer cache (the lower layers' output computed once), and the
+default student (3 of the teacher's layers, truncation 64) with AdamW's default (foreach) and fused
+kernels. A second table times an in-training evaluation's encode (1,809 texts, the default student) in
+fp32 and bf16. Run it on an otherwise idle machine: it reports what else was running.
 """
 
 from __future__ import annotations
@@ -33,8 +35,8 @@ from embedkd.models.student import build_student
 def measure(texts: list[str], option: dict[str, Any], steps: int, warmup: int) -> dict[str, Any]:
     torch.set_num_threads(option.get("threads", 2))
     torch.manual_seed(0)
-    model, _ = build_student("minilm-l6", teacher_dimension=768, device="cpu")
-    model.max_seq_length = 128
+    model = _student(option)
+    max_len = model.max_seq_length
     transformer: Any = model[0]
     for param in transformer.auto_model.get_input_embeddings().parameters():
         param.requires_grad_(False)
@@ -44,12 +46,12 @@ def measure(texts: list[str], option: dict[str, Any], steps: int, warmup: int) -
         cache = LayerCache(model, texts, frozen=option["frozen"], device="cpu", progress=False)
         lengths = cache.lengths()
     else:
-        lengths = [len(ids) for ids in model.tokenizer(texts, truncation=True, max_length=128)["input_ids"]]
+        lengths = [len(ids) for ids in model.tokenizer(texts, truncation=True, max_length=max_len)["input_ids"]]
     forward_module: Any = model
     if option.get("compile"):
         forward_module = torch.compile(model, dynamic=True)
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=1e-5)
+    optimizer = torch.optim.AdamW(params, lr=1e-5, fused=option.get("fused"))
     targets = torch.nn.functional.normalize(torch.randn(len(texts), 768), dim=-1)
     batches = bucketed_batches(lengths, 32, seed=0)
     random.Random(0).shuffle(batches)
@@ -76,6 +78,31 @@ def measure(texts: list[str], option: dict[str, Any], steps: int, warmup: int) -
     return {"texts/s": seen / seconds, "tokens/s": tokens / seconds, "steps": steps, "seconds": seconds}
 
 
+def _student(option: dict[str, Any]) -> Any:
+    """MiniLM-L6 at 128 tokens, or with ``teacher3`` the default student: 3 teacher layers at 64 tokens."""
+    if option.get("teacher3"):
+        model, _ = build_student("mpnet-base", teacher_dimension=768, layers=3, device="cpu")
+        model.max_seq_length = 64
+    else:
+        model, _ = build_student("minilm-l6", teacher_dimension=768, device="cpu")
+        model.max_seq_length = 128
+    return model
+
+
+def measure_eval(texts: list[str], precision: str) -> dict[str, Any]:
+    """One in-training evaluation's encode (the default student), in fp32 or bf16 autocast."""
+    torch.set_num_threads(2)
+    model = _student({"teacher3": True})
+    model.eval()
+    timings = []
+    with torch.inference_mode(), autocast(precision, "cpu"):
+        for _ in range(2):
+            started = time.perf_counter()
+            model.encode(texts, batch_size=128, convert_to_tensor=True)
+            timings.append(time.perf_counter() - started)
+    return {"precision": precision, "texts": len(texts), "seconds": min(timings)}
+
+
 OPTIONS: list[tuple[str, dict[str, Any]]] = [
     ("fp32, 2 threads", {"precision": "fp32"}),
     ("bf16 autocast, 2 threads", {"precision": "bf16"}),
@@ -84,7 +111,20 @@ OPTIONS: list[tuple[str, dict[str, Any]]] = [
     ("bf16 + 2 frozen layers (layer cache)", {"precision": "bf16", "frozen": 2}),
     ("bf16 + 3 frozen layers (layer cache)", {"precision": "bf16", "frozen": 3}),
     ("fp32 + 3 frozen layers (layer cache)", {"precision": "fp32", "frozen": 3}),
+    ("default student (3 teacher layers, 64 tokens), bf16, AdamW foreach", {"precision": "bf16", "teacher3": True}),
+    (
+        "default student (3 teacher layers, 64 tokens), bf16, AdamW fused",
+        {"precision": "bf16", "teacher3": True, "fused": True},
+    ),
 ]
+
+
+def _eval_texts(root: Path) -> list[str]:
+    lines = (root / "beir" / "scifact" / "queries.jsonl").read_text().splitlines()
+    claims = [json.loads(line)["text"] for line in lines][:809]
+    queries = [json.loads(line)["text"] for line in (root / "train" / "queries.jsonl").open()][:700]
+    docs = [json.loads(line) for line in (root / "beir" / "scifact" / "corpus.jsonl").open()][:300]
+    return claims + queries + [f"{d['title']} {d['text']}" for d in docs]
 
 
 def main() -> None:
@@ -120,6 +160,9 @@ def main() -> None:
             row = {"option": name, "error": f"{type(exc).__name__}: {str(exc)[:200]}"}
         results["rows"].append(row)
         print(json.dumps(row), flush=True)
+    eval_texts = _eval_texts(args.data_root)
+    results["evaluation"] = [measure_eval(eval_texts, precision) for precision in ("fp32", "bf16")]
+    print(json.dumps(results["evaluation"]), flush=True)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "train_throughput.json").write_text(json.dumps(results, indent=2))
     base = next((r["texts/s"] for r in results["rows"] if "texts/s" in r), None)
@@ -133,7 +176,7 @@ def main() -> None:
         for r in results["rows"]
     ]
     lines = [
-        "# Training-step throughput (MiniLM-L6 student, batch 32, truncation 128)",
+        "# Training-step throughput (batch 32; MiniLM-L6 at truncation 128 unless the row says otherwise)",
         "",
         f"Machine: {results['machine']}; native bf16: {results['native_bf16']}. "
         f"Running at the same time: {results['concurrent']}.",
@@ -142,6 +185,13 @@ def main() -> None:
         f"{len(texts)} recipe texts (generic queries and SciFact titles/sentences).",
         "",
         *markdown_table(["option", "texts/s", "tokens/s", "vs first row"], table),
+        "",
+        f"An in-training evaluation's encode ({len(eval_texts)} texts: SciFact's 809 dev claims, 700 generic "
+        "queries, 300 SciFact documents; the default student, batch 128, best of two):",
+        "",
+        *markdown_table(
+            ["precision", "seconds"], [[e["precision"], f"{e['seconds']:.1f}"] for e in results["evaluation"]]
+        ),
     ]
     (args.out / "train_throughput.md").write_text("\n".join(lines) + "\n")
 
