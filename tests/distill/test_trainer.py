@@ -338,3 +338,30 @@ def test_a_config_read_back_from_json_gets_its_data_options(tmp_path: Path) -> N
     assert config.data_options == DataOptions(max_texts_per_source=5)
     again = DistillConfig(out=tmp_path, data=[tmp_path / "t.txt"], data_options=config.to_dict()["data_options"])
     assert again.data_options == config.data_options
+
+
+def test_the_optimiser_is_fused_on_cpu_and_makes_adamw_s_update(tiny_model_dir: Path, tmp_path: Path) -> None:
+    from embedkd.distill.optim import build_optimizer
+    from embedkd.models.student import build_student
+
+    config = DistillConfig(out=tmp_path / "s", data=[tmp_path / "x.txt"])
+    fused_model, _ = build_student(str(tiny_model_dir), teacher_dimension=24, device="cpu")
+    plain_model, _ = build_student(str(tiny_model_dir), teacher_dimension=24, device="cpu")
+    plain_model.load_state_dict(fused_model.state_dict())
+    fused, _ = build_optimizer(fused_model, config)
+    assert all(group["fused"] for group in fused.param_groups)
+    plain = torch.optim.AdamW(
+        [{"params": list(g["params"]), "lr": g["lr"]} for g in build_optimizer(plain_model, config)[0].param_groups],
+        weight_decay=config.weight_decay,
+        foreach=True,
+    )
+    features = fused_model.preprocess(["a short text", "another, somewhat longer text"])
+    target = torch.randn(24, generator=torch.Generator().manual_seed(0))
+    for model, optimizer in ((fused_model, fused), (plain_model, plain)):
+        model.eval()  # no dropout: both see the same gradients
+        for _ in range(3):
+            optimizer.zero_grad()
+            (model(dict(features))["sentence_embedding"] @ target).sum().backward()
+            optimizer.step()
+    for a, b in zip(fused_model.parameters(), plain_model.parameters(), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
