@@ -120,10 +120,12 @@ OPTIONS: list[tuple[str, dict[str, Any]]] = [
 
 
 def _eval_texts(root: Path) -> list[str]:
-    lines = (root / "beir" / "scifact" / "queries.jsonl").read_text().splitlines()
-    claims = [json.loads(line)["text"] for line in lines][:809]
-    queries = [json.loads(line)["text"] for line in (root / "train" / "queries.jsonl").open()][:700]
-    docs = [json.loads(line) for line in (root / "beir" / "scifact" / "corpus.jsonl").open()][:300]
+    def rows(path: Path, n: int) -> list[dict[str, Any]]:
+        return [json.loads(line) for line in path.read_text().splitlines()[:n]]
+
+    claims = [r["text"] for r in rows(root / "beir" / "scifact" / "queries.jsonl", 809)]
+    queries = [r["text"] for r in rows(root / "train" / "queries.jsonl", 700)]
+    docs = rows(root / "beir" / "scifact" / "corpus.jsonl", 300)
     return claims + queries + [f"{d['title']} {d['text']}" for d in docs]
 
 
