@@ -1,12 +1,15 @@
 """CPU inference backends: latency, throughput and quality of each model on each backend.
 
     python -m benchmarks.backends --student "default student=PATH" [--student "NAME=PATH" ...]
+    python -m benchmarks.backends --student "2 teacher layers=PATH" --timing-only "MiniLM-L6=minilm-l6" \
+        --variants "torch fp32,openvino" --name layers       # a subset, written to backends_layers.{md,json}
 
 For the teacher and each student, on torch fp32, torch bf16 (where the CPU has native bf16), ONNX Runtime,
 ONNX int8, OpenVINO and OpenVINO int8 (where they install): batch-1 p50/p99 latency of one short query,
 batch-64 texts/s, asymmetric nDCG@10 on SciFact test against the same fp32 teacher document vectors, and
-the mean cosine to the model's own torch fp32 output. The teacher/student speed ratio is reported on
-matched backends. Run it on an otherwise idle machine: every number is a wall-clock time.
+the mean cosine to the model's own torch fp32 output. A ``--timing-only`` model (an untrained layer cut, or a
+base whose vectors are not in the teacher's space) is timed, and gets no nDCG@10. The teacher/student speed
+ratio is reported on matched backends. Run it on an otherwise idle machine: every number is a wall-clock time.
 """
 
 from __future__ import annotations
@@ -71,9 +74,25 @@ def main() -> None:
         required=True,
         help="NAME=PATH of a student (repeatable); the first is the default.",
     )
+    parser.add_argument(
+        "--timing-only",
+        action="append",
+        default=[],
+        help="NAME=PATH of a model that is timed but not scored (not aligned to the teacher); repeatable.",
+    )
+    parser.add_argument(
+        "--variants",
+        default="",
+        help="Comma-separated backends to measure (e.g. 'torch fp32,openvino'); default: all of them.",
+    )
+    parser.add_argument("--name", default="", help="Write backends_NAME.{md,json} instead of backends.{md,json}.")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     parser.add_argument("--concurrent", default="nothing else")
     args = parser.parse_args()
+    wanted = {v.strip() for v in args.variants.split(",") if v.strip()}
+    unknown = wanted - {label(*v) for v in VARIANTS}
+    if unknown:
+        parser.error(f"unknown variants {sorted(unknown)}; choose from {[label(*v) for v in VARIANTS]}")
 
     test = load_beir(args.beir, "test")
     dev = load_beir(args.beir, "train")
@@ -86,9 +105,12 @@ def main() -> None:
     docs = teacher_source.embeddings(test.doc_texts(), role="document")
 
     models = {"teacher": args.teacher}
-    for item in args.student:
+    timing_only = set()
+    for item in args.student + args.timing_only:
         name, _, path = item.partition("=")
         models[name] = path
+        if item in args.timing_only:
+            timing_only.add(name)
     results_default = args.student[0].partition("=")[0]
     rows: list[dict[str, Any]] = []
     for model_label, path in models.items():
@@ -97,6 +119,8 @@ def main() -> None:
             if backend == "torch" and precision == "bf16" and not native_bf16("cpu"):
                 continue
             name = label(backend, precision, quantize)
+            if wanted and name not in wanted:
+                continue
             try:
                 encoder = Encoder.load(path, device="cpu", precision=precision, backend=backend, quantize=quantize)
             except Exception as exc:  # a backend that does not install or export here is reported, not fatal
@@ -110,7 +134,7 @@ def main() -> None:
                 "model": model_label,
                 "backend": name,
                 **timings(encoder, timing_queries),
-                "ndcg@10": score_retrieval(test, vectors, docs).ndcg_at_10,
+                "ndcg@10": None if model_label in timing_only else score_retrieval(test, vectors, docs).ndcg_at_10,
                 "cosine to fp32": float((vectors * reference).sum(axis=1).mean()),
                 "parameters": encoder.parameters(),
             }
@@ -119,8 +143,9 @@ def main() -> None:
             del encoder
     results = {"machine": machine(), "concurrent": args.concurrent, "rows": rows, "default": results_default}
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "backends.json").write_text(json.dumps(results, indent=2))
-    write_markdown(results, args.out / "backends.md")
+    stem = f"backends_{args.name}" if args.name else "backends"
+    (args.out / f"{stem}.json").write_text(json.dumps(results, indent=2))
+    write_markdown(results, args.out / f"{stem}.md")
 
 
 def write_markdown(results: dict[str, Any], path: Path) -> None:
@@ -139,7 +164,7 @@ def write_markdown(results: dict[str, Any], path: Path) -> None:
         ["model", "backend", "b1 p50 ms", "b1 p99 ms", "b64 texts/s", "nDCG@10", "cosine to fp32"],
         (
             [r["model"], r["backend"], f"{r['b1 p50 ms']:.1f}", f"{r['b1 p99 ms']:.1f}", f"{r['b64 texts/s']:.0f}"]
-            + [f"{r['ndcg@10']:.4f}", f"{r['cosine to fp32']:.5f}"]
+            + [f"{r['ndcg@10']:.4f}" if r["ndcg@10"] is not None else "–", f"{r['cosine to fp32']:.5f}"]
             for r in rows
         ),
     )
@@ -182,7 +207,9 @@ def _fastest_within(rows: list[dict[str, Any]], model: str, tolerance: float) ->
     base = next((r for r in mine if r["backend"] == "torch fp32"), None)
     if base is None:
         return None
-    ok = [r for r in mine if base["ndcg@10"] - r["ndcg@10"] <= tolerance]
+    if base["ndcg@10"] is None:
+        return None
+    ok = [r for r in mine if r["ndcg@10"] is not None and base["ndcg@10"] - r["ndcg@10"] <= tolerance]
     return min(ok, key=lambda r: r["b1 p50 ms"]) if ok else None
 
 
