@@ -1,4 +1,4 @@
-"""benchmarks/backends.py's report: timed-only models get no score and never win the 'fastest' line."""
+"""benchmarks/backends.py's report: timed-only models get no score; the 'fastest' line is the default's."""
 
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ def test_a_timing_only_model_is_timed_and_compared_but_not_scored(tmp_path: Path
             row("student", "openvino", 5.0, 0.6353),
             row("student", "openvino int8", 3.0, 0.6200),  # faster, but loses more than 0.003
             row("minilm", "torch fp32", 11.0, None),
-            row("minilm", "openvino", 2.0, None),  # the fastest row of all, but not scored
+            row("minilm", "openvino", 2.0, None),  # the fastest row of all, but not the default student's
         ],
     }
     path = tmp_path / "backends_layers.md"
