@@ -28,9 +28,28 @@ from tqdm.auto import tqdm
 from embedkd.errors import InputError
 from embedkd.models.student import encoder_layers, layer_list_owner
 
-__all__ = ["LayerCache", "freeze_lower_layers"]
+__all__ = ["LayerCache", "default_frozen_layers", "freeze_lower_layers"]
 
 logger = logging.getLogger(__name__)
+
+# Encoders whose layers the layer cache drives directly (hidden states per layer, additive attention mask).
+_LAYER_CACHE_MODELS = frozenset({"bert"})  # tested; others train every layer unless told otherwise
+
+
+def default_frozen_layers(model: Any, frozen_layers: int | None) -> int:
+    """--frozen-layers, or half the student's layers by default (0 where the layer cache cannot work)."""
+    if frozen_layers is not None:
+        return frozen_layers
+    if not hasattr(model[0], "auto_model"):  # a static student: no layers
+        return 0
+    try:
+        total = len(encoder_layers(model[0]))
+    except InputError:
+        return 0
+    auto_model = getattr(model[0], "auto_model", None)
+    if getattr(getattr(auto_model, "config", None), "model_type", "") not in _LAYER_CACHE_MODELS:
+        return 0
+    return total // 2
 
 
 def freeze_lower_layers(model: Any, frozen: int) -> nn.ModuleList:

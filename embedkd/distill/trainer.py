@@ -41,7 +41,7 @@ from embedkd.distill.checkpoint import (
 from embedkd.distill.config import DistillConfig, Precision
 from embedkd.distill.data import TextKind, TrainingText, describe, kind_of, load_training_texts, split_holdout
 from embedkd.distill.distributed import init_ranks
-from embedkd.distill.layer_cache import LayerCache
+from embedkd.distill.layer_cache import LayerCache, default_frozen_layers
 from embedkd.distill.optim import CycleBounds, build_optimizer, cycle_schedule
 from embedkd.distill.targets import anchor_source, centred_anchors, load_anchors, load_pairs, load_teacher
 from embedkd.distill.teacher import Teacher, read_aligned_texts
@@ -53,7 +53,6 @@ from embedkd.models.student import (
     STATIC,
     TEACHER_BASE,
     build_student,
-    encoder_layers,
     fit_ridge_projection,
     pooled_embeddings,
     save_student,
@@ -64,10 +63,6 @@ from embedkd.models.student import (
 __all__ = ["DistillResult", "TrainingDivergedError", "distill"]
 
 logger = logging.getLogger(__name__)
-
-
-# Encoders whose layers the layer cache drives directly (hidden states per layer, additive attention mask).
-_LAYER_CACHE_MODELS = frozenset({"bert"})  # tested; others train every layer unless told otherwise
 
 
 class TrainingDivergedError(EmbedkdError):
@@ -304,7 +299,7 @@ class _Distiller:
     ) -> float:
         config = self.config
         self._layer_cache = None
-        frozen = self._frozen_layers(model)
+        frozen = default_frozen_layers(model, config.frozen_layers)
         if frozen:
             started = time.perf_counter()
             self._layer_cache = LayerCache(
@@ -481,21 +476,6 @@ class _Distiller:
         bar.close()
         self.timings["train_seconds_total"] = resumed_seconds + time.perf_counter() - start  # across --resume
         return time.perf_counter() - start
-
-    def _frozen_layers(self, model: SentenceTransformer) -> int:
-        """--frozen-layers, or half the student's layers by default (0 where the layer cache cannot work)."""
-        if self.config.frozen_layers is not None:
-            return self.config.frozen_layers
-        if not hasattr(model[0], "auto_model"):  # a static student: no layers
-            return 0
-        try:
-            total = len(encoder_layers(model[0]))
-        except InputError:
-            return 0
-        auto_model = getattr(model[0], "auto_model", None)
-        if getattr(getattr(auto_model, "config", None), "model_type", "") not in _LAYER_CACHE_MODELS:
-            return 0
-        return total // 2
 
     def _batch_loss(
         self,
