@@ -63,6 +63,12 @@ class DistillConfig:
         "on when a corpus is given (a BEIR folder in --data, or --anchor-data), off otherwise.",
     )
     rank_temperature: float = opt(0.05, "Softmax temperature of the ranking term.")
+    token_weight: float = opt(
+        0.0,
+        "Weight of a token-level term: the student's last-layer state of each token is matched to the "
+        "teacher's (computed once and cached). Needs a student with the teacher's tokenizer and width, such as "
+        "the default cut of the teacher's layers; 0 turns it off.",
+    )
     anchor_data: Path | None = opt(
         None, "Documents whose teacher embeddings are the anchors (default: the first BEIR folder in --data)."
     )
@@ -150,6 +156,8 @@ class DistillConfig:
             raise InputError("frozen_layers must be 0 or more")
         if not 0 <= self.min_lr_ratio <= 1:
             raise InputError("min_lr_ratio must be between 0 and 1")
+        if self.token_weight < 0:
+            raise InputError("token_weight must be 0 or more")
         if self.l2sp_weight < 0:
             raise InputError("l2sp_weight must be 0 or more")
         if self.rank_temperature <= 0:

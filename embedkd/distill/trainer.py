@@ -45,6 +45,7 @@ from embedkd.distill.layer_cache import LayerCache, default_frozen_layers
 from embedkd.distill.optim import CycleBounds, build_optimizer, cycle_schedule
 from embedkd.distill.targets import anchor_source, centred_anchors, load_anchors, load_pairs, load_teacher
 from embedkd.distill.teacher import Teacher, read_aligned_texts
+from embedkd.distill.token_targets import TokenTargets, check_student, teacher_token_targets
 from embedkd.errors import EmbedkdError, InputError
 from embedkd.evaluation import alignment_scores, score_retrieval
 from embedkd.models.manifest import Alignment, StudentManifest
@@ -97,6 +98,8 @@ class _Distiller:
         self._base_max_len: int | None = None
         self._layer_cache: LayerCache | None = None
         self._centred: torch.Tensor | None = None
+        self._tokens: TokenTargets | None = None
+        self._token_rows: list[int] = []
 
     # ------------------------------------------------------------------ set-up
     def _texts(self, teacher: Teacher) -> list[TrainingText]:
@@ -205,6 +208,11 @@ class _Distiller:
         elif config.rank_weight > 0:
             logger.info("no corpus to rank against (no BEIR folder in --data, no --anchor-data): ranking term off")
         pairs = load_pairs(config.pairs) if config.pairs else None
+        if config.token_weight > 0:  # the teacher's state of every token, at the training length
+            self._tokens = teacher_token_targets(
+                teacher, [t.text for t in texts], max_length=config.max_seq_length, progress=config.progress
+            )
+            self._token_rows = self._tokens.rows([t.text for t in train])
         self.timings["teacher_seconds"] = time.perf_counter() - started
         if self.ranks.main:
             self.ranks.barrier()
@@ -214,6 +222,8 @@ class _Distiller:
             logger.info("no checkpoint in %s: starting from scratch", self.checkpoints)
         model, kept_layers = self._student(teacher, train, targets, state)
         self._kept_layers = kept_layers
+        if self._tokens is not None:
+            check_student(model, self._tokens)
         base_max_len = state["base_max_seq_length"] if state else model.max_seq_length
         self._base_max_len = base_max_len
         set_max_seq_length(model, min(config.max_seq_length, base_max_len or config.max_seq_length))
@@ -300,6 +310,8 @@ class _Distiller:
         config = self.config
         self._layer_cache = None
         frozen = default_frozen_layers(model, config.frozen_layers)
+        if frozen and self._tokens is not None:
+            raise InputError("token targets do not work with the layer cache yet: set --frozen-layers 0")
         if frozen:
             started = time.perf_counter()
             self._layer_cache = LayerCache(
@@ -491,7 +503,8 @@ class _Distiller:
         if self._layer_cache is not None:
             student = self._layer_cache.forward(model, indices)
         else:
-            student = self._forward(model, [train[i].text for i in indices])
+            features = self._forward(model, [train[i].text for i in indices])
+            student = features["sentence_embedding"].float()
         teacher = torch.from_numpy(targets[indices].astype(np.float32)).to(student.device)
         if config.loss is losses.LossName.LEAF:
             loss = losses.leaf_loss(student, teacher)
@@ -504,18 +517,21 @@ class _Distiller:
         if anchors is not None and config.rank_weight > 0:  # anchors exist only when a corpus was found
             kl = losses.listwise_kl_loss(student, teacher, anchors, temperature=config.rank_temperature)
             loss = loss + config.rank_weight * kl
+        if self._tokens is not None:  # no layer cache here (refused at set-up)
+            loss = loss + config.token_weight * self._tokens.loss(features, [self._token_rows[i] for i in indices])
         if pairs:
             batch = pair_rng.sample(pairs, min(len(pairs), max(1, len(indices) // 2)))
-            left = self._forward(model, [p[0] for p in batch])
-            right = self._forward(model, [p[1] for p in batch])
+            left = self._forward(model, [p[0] for p in batch])["sentence_embedding"].float()
+            right = self._forward(model, [p[1] for p in batch])["sentence_embedding"].float()
             scores = torch.tensor([p[2] for p in batch], device=left.device)
             loss = loss + losses.pair_score_loss(left, right, scores)
         return loss
 
-    def _forward(self, model: SentenceTransformer, texts: list[str]) -> torch.Tensor:
+    def _forward(self, model: SentenceTransformer, texts: list[str]) -> dict[str, torch.Tensor]:
+        """The student's forward pass: ``sentence_embedding``, and ``token_embeddings`` before pooling."""
         features = model.preprocess(texts)
         features = {k: v.to(self.device) if isinstance(v, torch.Tensor) else v for k, v in features.items()}
-        return model(features)["sentence_embedding"].float()
+        return dict(model(features))
 
     def _manifest(
         self,

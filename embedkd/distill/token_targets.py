@@ -1,0 +1,251 @@
+"""Token-level teacher targets: the teacher's last-layer state of every token, for students that read its tokens.
+
+A student cut from the teacher's own layers (the default) shares the teacher's tokenizer and hidden width,
+so it can be taught the teacher's contextual vector of each token, not only their mean: a 20-token text
+then gives 20 targets of 768 numbers instead of one. The pooled embedding is the mean of those states, so
+matching them is consistent with the embedding loss, and it tells every step much more about the teacher.
+
+The states are computed once per (teacher weights, precision, training length, set of texts), at the
+training length (the student never sees more), and kept on disk as float16 rows, one per token, with an
+offsets table. Like the embedding cache they are the teacher's cost, paid once and reused by every run on
+the same texts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from embedkd.device import autocast, resolve_device
+from embedkd.distill import losses
+from embedkd.embedding_cache import text_key
+from embedkd.errors import InputError
+from embedkd.paths import cache_dir
+
+if TYPE_CHECKING:
+    from embedkd.distill.teacher import Teacher
+
+__all__ = ["TokenTargets", "check_student", "teacher_token_targets", "tokenizer_fingerprint"]
+
+logger = logging.getLogger(__name__)
+
+_FORMAT = 1
+
+
+def tokenizer_fingerprint(tokenizer: Any) -> str:
+    """A hash of a tokenizer's vocabulary and special tokens: equal for tokenizers that give the same ids."""
+    vocab = sorted(tokenizer.get_vocab().items())
+    special = sorted(str(t) for t in getattr(tokenizer, "all_special_tokens", []))
+    payload = json.dumps([vocab, special, type(tokenizer).__name__.removesuffix("Fast")]).encode("utf-8")
+    return hashlib.blake2b(payload, digest_size=16).hexdigest()
+
+
+class TokenTargets:
+    """The teacher's token states for a fixed set of texts: ``states[offsets[i]:offsets[i + 1]]`` is text i's."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = Path(folder)
+        self.manifest: dict[str, Any] = json.loads((self.folder / "manifest.json").read_text())
+        self.offsets = np.load(self.folder / "offsets.npy")
+        total, dim = int(self.offsets[-1]), int(self.manifest["dimension"])
+        self.states = np.memmap(self.folder / "states.f16", dtype=np.float16, mode="r", shape=(total, dim))
+        keys = (self.folder / "keys.txt").read_text().split()
+        self._rows = {k: i for i, k in enumerate(keys)}
+        self.scale = float(self.manifest["mean_squared_norm"])
+
+    @property
+    def dimension(self) -> int:
+        return int(self.manifest["dimension"])
+
+    @property
+    def tokenizer(self) -> str:
+        return str(self.manifest["tokenizer"])
+
+    def rows(self, texts: Sequence[str]) -> list[int]:
+        """The row of each text (every text must be one the targets were computed for)."""
+        try:
+            return [self._rows[text_key(t)] for t in texts]
+        except KeyError as exc:
+            raise InputError("a training text has no teacher token states; recompute them") from exc
+
+    def batch(self, rows: Sequence[int], mask: torch.Tensor) -> torch.Tensor:
+        """The teacher's states for a student batch, padded like it: ``(batch, tokens, dim)``, zeros on padding."""
+        lengths = mask.sum(dim=1).tolist()
+        out = torch.zeros((*mask.shape, self.dimension), dtype=torch.float32)
+        for b, (row, length) in enumerate(zip(rows, lengths, strict=True)):
+            start, end = int(self.offsets[row]), int(self.offsets[row + 1])
+            if end - start != length:
+                raise InputError(
+                    f"the student reads {length} tokens where the teacher read {end - start}: token targets need "
+                    "a student with the teacher's tokenizer and the same training length"
+                )
+            out[b, :length] = torch.from_numpy(np.asarray(self.states[start:end], dtype=np.float32))
+        return out.to(mask.device)
+
+    def loss(self, features: dict[str, torch.Tensor], rows: Sequence[int]) -> torch.Tensor:
+        """The token-state loss of a student forward pass (its ``token_embeddings`` and ``attention_mask``)."""
+        mask = features["attention_mask"]
+        student = features["token_embeddings"].float()
+        return losses.token_state_loss(student, self.batch(rows, mask), mask, scale=self.scale)
+
+    # ------------------------------------------------------------------ building
+    @classmethod
+    def for_texts(
+        cls,
+        model_path: Path,
+        texts: Sequence[str],
+        *,
+        identity: dict[str, Any],
+        max_length: int,
+        precision: str,
+        device: str | None = None,
+        batch_size: int = 64,
+        progress: bool = True,
+        root: Path | None = None,
+    ) -> TokenTargets:
+        """The token states of ``texts`` by the teacher in ``model_path``: from disk, else computed and saved.
+
+        ``identity`` names the teacher (``name``, ``fingerprint``); the folder is keyed by it, the precision,
+        ``max_length`` and the set of texts, so a change of any of them computes new targets.
+        """
+        keys = [text_key(t) for t in texts]
+        if len(set(keys)) != len(keys):
+            raise InputError("token targets need distinct texts")
+        digest = hashlib.blake2b("\n".join(sorted(keys)).encode(), digest_size=8).hexdigest()
+        label = re.sub(r"[^A-Za-z0-9._-]+", "-", Path(str(identity["name"])).name).strip(".-") or "teacher"
+        name = f"{label}-{str(identity['fingerprint'])[:12]}-{precision}-len{max_length}-{digest}"
+        folder = (root or cache_dir()) / "token_targets" / name
+        if (folder / "manifest.json").is_file():
+            return cls(folder)
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=folder.parent))
+        try:
+            _compute(
+                tmp, model_path, texts, keys, identity=identity, max_length=max_length, precision=precision,
+                device=device, batch_size=batch_size, progress=progress,
+            )  # fmt: skip
+            try:
+                os.rename(tmp, folder)
+            except OSError:  # another run finished the same targets first: theirs are as good
+                shutil.rmtree(tmp, ignore_errors=True)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return cls(folder)
+
+
+@torch.inference_mode()
+def _compute(
+    folder: Path,
+    model_path: Path,
+    texts: Sequence[str],
+    keys: Sequence[str],
+    *,
+    identity: dict[str, Any],
+    max_length: int,
+    precision: str,
+    device: str | None,
+    batch_size: int,
+    progress: bool,
+) -> None:
+    from embedkd.models.loading import load_model
+
+    device = resolve_device(device)
+    model = load_model(model_path, device=device)
+    model.max_seq_length = max_length
+    model.eval()
+    transformer: Any = model[0]
+    if not hasattr(transformer, "auto_model"):
+        raise InputError(f"teacher {identity['name']} has no transformer: it has no token states to learn from")
+    lengths = np.zeros(len(texts), dtype=np.int64)
+    for start in range(0, len(texts), 1024):  # tokenising only: the exact lengths the forward pass will see
+        mask = model.preprocess(list(texts[start : start + 1024]))["attention_mask"]
+        lengths[start : start + len(mask)] = mask.sum(dim=1).numpy()
+    offsets = np.concatenate([[0], np.cumsum(lengths)])
+    dim = int(transformer.get_embedding_dimension())
+    states = np.memmap(folder / "states.f16", dtype=np.float16, mode="w+", shape=(int(offsets[-1]), dim))
+    order = np.argsort(-lengths, kind="stable")  # long texts first: batches of equal length, no padding
+    squared, count = 0.0, 0
+    bar = tqdm(
+        total=len(texts), desc=f"{identity['name']} token states ({precision})", unit="text", disable=not progress
+    )
+    for start in range(0, len(order), batch_size):
+        batch = order[start : start + batch_size]
+        features = model.preprocess([texts[i] for i in batch])
+        features = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in features.items()}
+        with autocast(precision, device):
+            out = transformer(features)["token_embeddings"].float().cpu()
+        for j, i in enumerate(batch):
+            n = int(lengths[i])
+            row = out[j, :n]
+            states[offsets[i] : offsets[i] + n] = row.numpy().astype(np.float16)
+            squared += float(row.pow(2).sum())
+            count += n
+        bar.update(len(batch))
+    bar.close()
+    states.flush()
+    del states
+    np.save(folder / "offsets.npy", offsets)
+    (folder / "keys.txt").write_text("".join(k + "\n" for k in keys))
+    manifest = {
+        "format": _FORMAT,
+        "teacher": identity,
+        "precision": precision,
+        "max_length": max_length,
+        "dimension": dim,
+        "texts": len(texts),
+        "tokens": int(offsets[-1]),
+        "mean_squared_norm": squared / max(count, 1),
+        "tokenizer": tokenizer_fingerprint(model.tokenizer),
+    }
+    (folder / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    logger.info("teacher token states: %d texts, %d tokens in %s", len(texts), int(offsets[-1]), folder)
+
+
+def teacher_token_targets(
+    teacher: Teacher, texts: Sequence[str], *, max_length: int, batch_size: int = 64, progress: bool = True
+) -> TokenTargets:
+    """A teacher model's token states for ``texts`` at the training length (a black box has none)."""
+    if teacher.model_path is None:
+        raise InputError(f"teacher {teacher.name} is a black box: it has no token states; set --token-weight 0")
+    return TokenTargets.for_texts(
+        teacher.model_path,
+        texts,
+        identity={"name": teacher.name, "fingerprint": teacher.fingerprint},
+        max_length=max_length,
+        precision=teacher.precision,
+        device=teacher.device,
+        batch_size=batch_size,
+        progress=progress,
+        root=teacher.cache_root,
+    )
+
+
+def check_student(model: Any, targets: TokenTargets) -> None:
+    """A student can learn token targets only if it reads the teacher's tokens at the teacher's width."""
+    transformer: Any = model[0]
+    if not hasattr(transformer, "auto_model"):
+        raise InputError("token targets need a transformer student (a static student has no token states)")
+    width = int(transformer.get_embedding_dimension())
+    if width != targets.dimension:
+        raise InputError(
+            f"token targets need a student as wide as the teacher ({targets.dimension}); this one is {width} "
+            "wide: use a student cut from the teacher (--student-base teacher) or --token-weight 0"
+        )
+    if tokenizer_fingerprint(model.tokenizer) != targets.tokenizer:
+        raise InputError(
+            "token targets need a student with the teacher's tokenizer: use a student cut from the teacher "
+            "(--student-base teacher) or --token-weight 0"
+        )
