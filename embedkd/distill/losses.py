@@ -89,24 +89,25 @@ def listwise_kl_loss(student: Tensor, teacher: Tensor, documents: Tensor, *, tem
     return F.kl_div(F.log_softmax(s, dim=-1), F.log_softmax(t, dim=-1), log_target=True, reduction="batchmean")
 
 
-def token_state_loss(student: Tensor, teacher: Tensor, mask: Tensor, *, scale: float = 1.0) -> Tensor:
+def token_state_loss(student: Tensor, teacher: Tensor, mask: Tensor | None = None, *, scale: float = 1.0) -> Tensor:
     """Squared distance between the student's and the teacher's state of each token, over real tokens.
 
-    ``student`` and ``teacher`` are ``(batch, tokens, dim)`` last-layer token states of the same tokens,
-    ``mask`` is the ``(batch, tokens)`` attention mask (padding is ignored). The mean squared distance per
-    token is divided by ``scale``, the teacher's mean squared token norm, so 1.0 means "as far as zero".
-    The mean of the states is what mean pooling turns into the embedding, so this loss bounds the pooled
-    error from above.
+    ``student`` and ``teacher`` are last-layer token states of the same tokens: ``(tokens, dim)`` rows, or
+    ``(batch, tokens, dim)`` with ``mask`` the ``(batch, tokens)`` attention mask (padding is ignored). The
+    mean squared distance per token is divided by ``scale``, the teacher's mean squared token norm, so 1.0
+    means "as far as zero". Mean pooling turns the mean of these states into the embedding, so this loss
+    bounds the pooled error from above.
     """
-    if student.shape != teacher.shape or student.shape[:2] != mask.shape:
-        raise ValueError(
-            f"shapes differ: student {tuple(student.shape)}, teacher {tuple(teacher.shape)}, mask {tuple(mask.shape)}"
-        )
+    if student.shape != teacher.shape or (mask is not None and student.shape[:-1] != mask.shape):
+        shapes = f"student {tuple(student.shape)}, teacher {tuple(teacher.shape)}"
+        raise ValueError(f"shapes differ: {shapes}" + (f", mask {tuple(mask.shape)}" if mask is not None else ""))
     if scale <= 0:
         raise ValueError("scale must be positive")
+    squared = (student - teacher.detach()).pow(2).sum(-1)
+    if mask is None:
+        return squared.mean() / scale
     weights = mask.to(student.dtype)
-    squared = (student - teacher.detach()).pow(2).sum(-1) * weights
-    return squared.sum() / (weights.sum().clamp_min(1.0) * scale)
+    return (squared * weights).sum() / (weights.sum().clamp_min(1.0) * scale)
 
 
 def l2_sp_penalty(params: Sequence[Tensor], reference: Sequence[Tensor]) -> Tensor:

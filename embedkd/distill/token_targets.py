@@ -80,25 +80,29 @@ class TokenTargets:
         except KeyError as exc:
             raise InputError("a training text has no teacher token states; recompute them") from exc
 
-    def batch(self, rows: Sequence[int], mask: torch.Tensor) -> torch.Tensor:
-        """The teacher's states for a student batch, padded like it: ``(batch, tokens, dim)``, zeros on padding."""
-        lengths = mask.sum(dim=1).tolist()
-        out = torch.zeros((*mask.shape, self.dimension), dtype=torch.float32)
-        for b, (row, length) in enumerate(zip(rows, lengths, strict=True)):
-            start, end = int(self.offsets[row]), int(self.offsets[row + 1])
-            if end - start != length:
-                raise InputError(
-                    f"the student reads {length} tokens where the teacher read {end - start}: token targets need "
-                    "a student with the teacher's tokenizer and the same training length"
-                )
-            out[b, :length] = torch.from_numpy(np.asarray(self.states[start:end], dtype=np.float32))
-        return out.to(mask.device)
+    def gather(self, rows: Sequence[int], lengths: Sequence[int] | None = None) -> torch.Tensor:
+        """The teacher's states of ``rows``, one after the other: ``(their tokens, dim)``, float16.
+
+        ``lengths``: how many tokens the student read of each text; they must be the teacher's counts.
+        """
+        starts = [int(self.offsets[r]) for r in rows]
+        ends = [int(self.offsets[r + 1]) for r in rows]
+        if lengths is not None and [e - s for s, e in zip(starts, ends, strict=True)] != list(lengths):
+            raise InputError(
+                "the student reads other tokens than the teacher did: token targets need a student with the "
+                "teacher's tokenizer and the same training length"
+            )
+        return torch.from_numpy(np.concatenate([self.states[s:e] for s, e in zip(starts, ends, strict=True)]))
 
     def loss(self, features: dict[str, torch.Tensor], rows: Sequence[int]) -> torch.Tensor:
-        """The token-state loss of a student forward pass (its ``token_embeddings`` and ``attention_mask``)."""
-        mask = features["attention_mask"]
-        student = features["token_embeddings"].float()
-        return losses.token_state_loss(student, self.batch(rows, mask), mask, scale=self.scale)
+        """The token-state loss of a student forward pass (its ``token_embeddings`` and ``attention_mask``).
+
+        Only real tokens are compared, flattened in order (no padded copy of the targets is built).
+        """
+        mask = features["attention_mask"].bool()
+        teacher = self.gather(rows, mask.sum(dim=1).tolist()).to(mask.device)
+        student = features["token_embeddings"][mask].float()
+        return losses.token_state_loss(student, teacher.float(), scale=self.scale)
 
     # ------------------------------------------------------------------ building
     @classmethod
@@ -187,9 +191,10 @@ def _compute(
         features = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in features.items()}
         with autocast(precision, device):
             out = transformer(features)["token_embeddings"].float().cpu()
+        real = features["attention_mask"].bool().cpu()
         for j, i in enumerate(batch):
             n = int(lengths[i])
-            row = out[j, :n]
+            row = out[j][real[j]]  # the real tokens, wherever the tokenizer pads
             states[offsets[i] : offsets[i] + n] = row.numpy().astype(np.float16)
             squared += float(row.pow(2).sum())
             count += n

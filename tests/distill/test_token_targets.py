@@ -73,7 +73,7 @@ def test_token_targets_are_the_teacher_s_token_states_and_are_computed_once(
         targets.rows(["a text never encoded"])
 
 
-def test_a_batch_is_padded_like_the_student_s_and_refuses_other_tokens(
+def test_the_targets_of_a_batch_line_up_with_the_student_s_real_tokens(
     tiny_model_factory: Callable[..., Path], isolated_cache: Path
 ) -> None:
     teacher = tiny_model_factory(architecture="mpnet", layers=4, seed=3)
@@ -82,12 +82,22 @@ def test_a_batch_is_padded_like_the_student_s_and_refuses_other_tokens(
     )
     model = load_model(teacher, device="cpu")
     model.max_seq_length = 16
-    mask = model.preprocess(TEXTS[:3])["attention_mask"]
-    batch = targets.batch(targets.rows(TEXTS[:3]), mask)
-    assert batch.shape == (3, mask.shape[1], targets.dimension)
-    assert batch[~mask.bool()].abs().sum() == 0 and (batch[mask.bool()].abs().sum(-1) > 0).all()
+    model.eval()
+    with torch.inference_mode():
+        features = model(model.preprocess(TEXTS[:3]))
+    mask = features["attention_mask"].bool()
+    flat = targets.gather(targets.rows(TEXTS[:3]), mask.sum(dim=1).tolist())
+    assert flat.dtype == torch.float16 and flat.shape == (int(mask.sum()), targets.dimension)
+    # the same model is its own teacher: its real tokens, flattened in order, are the targets
+    torch.testing.assert_close(flat.float(), features["token_embeddings"][mask], atol=3e-3, rtol=3e-3)
+    assert targets.loss(dict(features), targets.rows(TEXTS[:3])).item() < 1e-5
+    padded = torch.zeros((*mask.shape, targets.dimension))
+    padded[mask] = flat.float()
+    flat_loss = losses.token_state_loss(features["token_embeddings"][mask], flat.float(), scale=targets.scale)
+    padded_loss = losses.token_state_loss(features["token_embeddings"], padded, mask, scale=targets.scale)
+    assert flat_loss.item() == pytest.approx(padded_loss.item(), rel=1e-6, abs=1e-9)
     with pytest.raises(InputError, match="teacher's tokenizer and the same training length"):
-        targets.batch(targets.rows(TEXTS[:3]), mask[:, :2])  # a student that reads fewer tokens
+        targets.gather(targets.rows(TEXTS[:3]), [2, 2, 2])  # a student that reads other tokens
 
 
 def test_only_a_student_with_the_teacher_s_tokens_and_width_can_learn_them(
@@ -111,12 +121,8 @@ def test_only_a_student_with_the_teacher_s_tokens_and_width_can_learn_them(
 def _token_error(model: torch.nn.Module, targets: TokenTargets, texts: list[str]) -> float:
     model.eval()
     with torch.inference_mode():
-        features = model.preprocess(texts)  # type: ignore[operator]
-        out = model(features)
-    return losses.token_state_loss(
-        out["token_embeddings"].float(), targets.batch(targets.rows(texts), out["attention_mask"]),
-        out["attention_mask"], scale=targets.scale,
-    ).item()  # fmt: skip
+        out = model(model.preprocess(texts))  # type: ignore[operator]
+    return targets.loss(dict(out), targets.rows(texts)).item()
 
 
 def test_the_token_term_brings_a_cut_student_s_token_states_to_the_teacher_s(
