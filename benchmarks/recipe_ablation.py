@@ -116,6 +116,17 @@ def documents_variants(data_root: Path) -> dict[str, dict[str, Any]]:
     }
 
 
+def tokens_variants(data_root: Path) -> dict[str, dict[str, Any]]:
+    """Rows on top of today's default (64-token texts): richer targets per step."""
+    return {
+        "base (current default: 3 teacher layers, rank KL 1.0, whole documents, 64 tokens)": {},
+        "token weight 1.0 (the teacher's state of every token)": {"token_weight": 1.0},
+        "token weight 0.3": {"token_weight": 0.3},
+        "token weight 3.0": {"token_weight": 3.0},
+        "token weight 10.0": {"token_weight": 10.0},
+    }
+
+
 def variants(data_root: Path) -> dict[str, dict[str, Any]]:
     scifact = data_root / "beir" / "scifact"
     queries = data_root / "train" / "queries.jsonl"
@@ -143,6 +154,7 @@ STAGES = {  # stage -> (results file stem, base recipe, rows)
     "default": ("recipe_ablation_default", default_recipe, default_variants),
     "teacher-cut": ("recipe_ablation_teacher_cut", default_recipe, teacher_cut_variants),
     "documents": ("recipe_ablation_documents", default_recipe, documents_variants),
+    "tokens": ("recipe_ablation_tokens", default_recipe, tokens_variants),
 }
 DESCRIPTIONS = {
     "first-wave": "the first wave's recipe (all layers trained, no ranking term) and changes one thing.",
@@ -153,6 +165,9 @@ DESCRIPTIONS = {
     "documents": "today's `DistillConfig` defaults (a student cut from 3 evenly spaced layers of the teacher, "
     "listwise KL against the corpus documents at weight 1.0, T 0.05, whole documents in the training mix) "
     "and changes one thing.",
+    "tokens": "today's `DistillConfig` defaults (a student cut from 3 evenly spaced layers of the teacher, "
+    "listwise KL against the corpus documents at weight 1.0, T 0.05, whole documents, 64-token texts) and "
+    "changes one thing.",
 }
 
 

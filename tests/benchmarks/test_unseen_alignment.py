@@ -1,0 +1,39 @@
+"""benchmarks/unseen_alignment.py: the STS-B paraphrase task and its scoring."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from benchmarks.unseen_alignment import paraphrase_task, rank_scores
+
+
+def test_the_paraphrase_task_keeps_close_pairs_and_points_at_each_side(tmp_path: Path) -> None:
+    sts = tmp_path / "sts.tsv"
+    rows = [
+        ("a cat sits", "a cat is sitting", 4.6),
+        ("a dog runs", "the stock fell", 0.2),
+        ("a man sings", "a man is singing", 4.0),
+        ("a cat sits", "a cat is sitting", 4.6),  # a repeated pair counts once
+        ("same text", "same text", 5.0),  # identical sides: nothing to find
+    ]
+    sts.write_text("sentence1\tsentence2\tscore\n" + "".join(f"{a}\t{b}\t{s}\n" for a, b, s in rows))
+    queries, corpus, relevant, own = paraphrase_task(sts)
+    assert queries == ["a cat sits", "a man sings"]
+    assert len(corpus) == len(set(corpus)) == 7
+    assert [corpus[i] for i in relevant] == ["a cat is sitting", "a man is singing"]
+    assert [corpus[i] for i in own] == queries
+
+
+def test_rank_scores_leave_the_query_out_and_give_one_relevant_document_its_gain() -> None:
+    docs = np.eye(12, dtype=np.float32)
+    queries = np.zeros((2, 12), dtype=np.float32)
+    queries[0, :2] = [1.0, 0.9]
+    queries[1, [1, 3]] = [0.1, 1.0]
+    # query 0 is document 0 itself (left out), so document 1 ranks first; query 1 finds document 1 second
+    ndcg, top = rank_scores(queries, docs, relevant=np.array([1, 1]), own=np.array([0, 2]))
+    assert top[0, 0] == 1 and 0 not in top[0] and top[1, 0] == 3 and top[1, 1] == 1
+    assert ndcg == pytest.approx((1.0 + 1 / math.log2(3)) / 2)
