@@ -26,11 +26,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from embedkd.device import autocast, resolve_device
 from embedkd.distill import losses
-from embedkd.embedding_cache import text_key
+from embedkd.embedding_cache import EmbeddingCache, text_key
 from embedkd.errors import InputError
 from embedkd.paths import cache_dir
 
@@ -118,11 +119,14 @@ class TokenTargets:
         batch_size: int = 64,
         progress: bool = True,
         root: Path | None = None,
+        pooled: EmbeddingCache | None = None,
     ) -> TokenTargets:
         """The token states of ``texts`` by the teacher in ``model_path``: from disk, else computed and saved.
 
         ``identity`` names the teacher (``name``, ``fingerprint``); the folder is keyed by it, the precision,
-        ``max_length`` and the set of texts, so a change of any of them computes new targets.
+        ``max_length`` and the set of texts, so a change of any of them computes new targets. ``pooled``: the
+        teacher's embedding cache, which the same forward pass fills for every text it read whole (shorter
+        than ``max_length``), so those texts are not encoded a second time for their embedding.
         """
         keys = [text_key(t) for t in texts]
         if len(set(keys)) != len(keys):
@@ -138,7 +142,7 @@ class TokenTargets:
         try:
             _compute(
                 tmp, model_path, texts, keys, identity=identity, max_length=max_length, precision=precision,
-                device=device, batch_size=batch_size, progress=progress,
+                device=device, batch_size=batch_size, progress=progress, pooled=pooled,
             )  # fmt: skip
             try:
                 os.rename(tmp, folder)
@@ -163,6 +167,7 @@ def _compute(
     device: str | None,
     batch_size: int,
     progress: bool,
+    pooled: EmbeddingCache | None = None,
 ) -> None:
     from embedkd.models.loading import load_model
 
@@ -182,6 +187,8 @@ def _compute(
     states = np.memmap(folder / "states.f16", dtype=np.float16, mode="w+", shape=(int(offsets[-1]), dim))
     order = np.argsort(-lengths, kind="stable")  # long texts first: batches of equal length, no padding
     squared, count = 0.0, 0
+    waiting: list[str] = []  # texts read whole, and their embeddings, not yet in the pooled cache
+    vectors: list[np.ndarray] = []
     bar = tqdm(
         total=len(texts), desc=f"{identity['name']} token states ({precision})", unit="text", disable=not progress
     )
@@ -190,8 +197,16 @@ def _compute(
         features = model.preprocess([texts[i] for i in batch])
         features = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in features.items()}
         with autocast(precision, device):
-            out = transformer(features)["token_embeddings"].float().cpu()
+            forward = model(features)  # token states, and the embedding they pool to
+        out = forward["token_embeddings"].float().cpu()
         real = features["attention_mask"].bool().cpu()
+        whole = [j for j, i in enumerate(batch) if lengths[i] < max_length]  # read to the end: not truncated
+        if pooled is not None and whole:
+            waiting.extend(texts[batch[j]] for j in whole)
+            vectors.append(F.normalize(forward["sentence_embedding"][whole].float(), dim=-1).cpu().numpy())
+            if len(waiting) >= 2048:  # each cache append is fsynced: not one per batch
+                pooled.add(waiting, np.concatenate(vectors))
+                waiting, vectors = [], []
         for j, i in enumerate(batch):
             n = int(lengths[i])
             row = out[j][real[j]]  # the real tokens, wherever the tokenizer pads
@@ -200,6 +215,8 @@ def _compute(
             count += n
         bar.update(len(batch))
     bar.close()
+    if pooled is not None and waiting:
+        pooled.add(waiting, np.concatenate(vectors))
     states.flush()
     del states
     np.save(folder / "offsets.npy", offsets)
@@ -235,6 +252,9 @@ def teacher_token_targets(
         batch_size=batch_size,
         progress=progress,
         root=teacher.cache_root,
+        # the pass also yields the embedding of every text it reads whole; with role prompts it would not be
+        # the text's embedding in either role, so such teachers encode their embeddings on their own
+        pooled=None if teacher.ref.prompts else teacher.cache_for("query"),
     )
 
 

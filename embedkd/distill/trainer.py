@@ -193,6 +193,11 @@ class _Distiller:
         started = time.perf_counter()
         if not self.ranks.main:
             self.ranks.barrier()  # rank 0 fills the shared teacher cache first; the others then read it
+        if config.token_weight > 0:  # first: its pass also gives the embedding of every text it reads whole
+            self._tokens = teacher_token_targets(
+                teacher, [t.text for t in texts], max_length=config.max_seq_length, progress=config.progress
+            )
+            self._token_rows = self._tokens.rows([t.text for t in train])
         targets = self._targets(teacher, train)
         holdout_targets = self._targets(teacher, holdout) if holdout else np.zeros((0, 0))
         beir = None
@@ -208,11 +213,6 @@ class _Distiller:
         elif config.rank_weight > 0:
             logger.info("no corpus to rank against (no BEIR folder in --data, no --anchor-data): ranking term off")
         pairs = load_pairs(config.pairs) if config.pairs else None
-        if config.token_weight > 0:  # the teacher's state of every token, at the training length
-            self._tokens = teacher_token_targets(
-                teacher, [t.text for t in texts], max_length=config.max_seq_length, progress=config.progress
-            )
-            self._token_rows = self._tokens.rows([t.text for t in train])
         self.timings["teacher_seconds"] = time.perf_counter() - started
         if self.ranks.main:
             self.ranks.barrier()

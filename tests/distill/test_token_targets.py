@@ -73,6 +73,26 @@ def test_token_targets_are_the_teacher_s_token_states_and_are_computed_once(
         targets.rows(["a text never encoded"])
 
 
+def test_the_token_pass_also_caches_the_embedding_of_every_text_it_read_whole(
+    tiny_model_factory: Callable[..., Path], isolated_cache: Path
+) -> None:
+    from embedkd.distill.teacher import Teacher
+    from embedkd.distill.token_targets import teacher_token_targets
+
+    teacher = Teacher.from_model(str(tiny_model_factory(architecture="mpnet", layers=4, seed=3)), device="cpu")
+    targets = teacher_token_targets(teacher, TEXTS, max_length=8, progress=False)
+    lengths = np.diff(targets.offsets)[targets.rows(TEXTS)]
+    whole = [t for t, n in zip(TEXTS, lengths, strict=True) if n < 8]
+    cut = [t for t, n in zip(TEXTS, lengths, strict=True) if n == 8]
+    assert whole and cut  # the long text is cut at 8 tokens: its embedding needs the teacher's full length
+    cache = teacher.cache_for("query")
+    assert all(t in cache for t in whole) and not any(t in cache for t in cut)
+    assert teacher.cache_for("document").folder == cache.folder  # no prompts: one cache for both roles
+    own = teacher.encoder().encode(whole, role="query")  # the teacher's own path, cache bypassed
+    np.testing.assert_allclose(cache.get(whole), own, atol=2e-3)  # float16 storage
+    np.testing.assert_allclose(teacher.embeddings(whole, role="query"), own, atol=2e-3)
+
+
 def test_the_targets_of_a_batch_line_up_with_the_student_s_real_tokens(
     tiny_model_factory: Callable[..., Path], isolated_cache: Path
 ) -> None:
