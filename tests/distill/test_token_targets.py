@@ -93,13 +93,18 @@ def test_the_token_pass_also_caches_the_embedding_of_every_text_it_read_whole(
     np.testing.assert_allclose(teacher.embeddings(whole, role="query"), own, atol=2e-3)
 
 
-def test_the_targets_of_a_batch_line_up_with_the_student_s_real_tokens(
-    tiny_model_factory: Callable[..., Path], isolated_cache: Path
-) -> None:
+@pytest.fixture
+def tiny_targets(tiny_model_factory: Callable[..., Path], isolated_cache: Path) -> tuple[Path, TokenTargets]:
+    """A tiny MPNet teacher and its token states for TEXTS at 16 tokens."""
     teacher = tiny_model_factory(architecture="mpnet", layers=4, seed=3)
-    targets = TokenTargets.for_texts(
-        teacher, TEXTS, identity={"name": "tiny", "fingerprint": "0" * 64}, max_length=16, precision="fp32"
-    )
+    identity = {"name": "tiny", "fingerprint": "0" * 64}
+    return teacher, TokenTargets.for_texts(teacher, TEXTS, identity=identity, max_length=16, precision="fp32")
+
+
+def test_the_targets_of_a_batch_line_up_with_the_student_s_real_tokens(
+    tiny_targets: tuple[Path, TokenTargets],
+) -> None:
+    teacher, targets = tiny_targets
     model = load_model(teacher, device="cpu")
     model.max_seq_length = 16
     model.eval()
@@ -121,12 +126,9 @@ def test_the_targets_of_a_batch_line_up_with_the_student_s_real_tokens(
 
 
 def test_only_a_student_with_the_teacher_s_tokens_and_width_can_learn_them(
-    tiny_model_factory: Callable[..., Path], isolated_cache: Path
+    tiny_model_factory: Callable[..., Path], tiny_targets: tuple[Path, TokenTargets]
 ) -> None:
-    teacher = tiny_model_factory(architecture="mpnet", layers=4, seed=3)
-    targets = TokenTargets.for_texts(
-        teacher, TEXTS, identity={"name": "tiny", "fingerprint": "0" * 64}, max_length=16, precision="fp32"
-    )
+    teacher, targets = tiny_targets
     check_student(load_model(teacher, device="cpu"), targets)
     with pytest.raises(InputError, match="as wide as the teacher"):
         check_student(load_model(tiny_model_factory(hidden=16), device="cpu"), targets)
