@@ -124,6 +124,7 @@ def tokens_variants(data_root: Path) -> dict[str, dict[str, Any]]:
         "token weight 0.3": {"token_weight": 0.3},
         "token weight 3.0": {"token_weight": 3.0},
         "token weight 10.0": {"token_weight": 10.0},
+        "MiniLM-L6 student (lower 3 layers frozen, layer cache)": {"student": "minilm-l6"},
     }
 
 
