@@ -63,7 +63,10 @@ bench: models
 	$(PY) -m benchmarks.mteb_run --query-model $(BENCH_DIR)/student --doc-model mpnet-base \
 		--beir $(DATA)/beir/scifact --sts $(DATA)/sts/stsb-test.tsv
 	$(PY) -m benchmarks.mteb_run --query-model mpnet-base --beir $(DATA)/beir/scifact --sts $(DATA)/sts/stsb-test.tsv
-	$(PY) -m benchmarks.unseen_alignment --data-root $(DATA) --student "default student=$(BENCH_DIR)/student"
+	$(PY) -m benchmarks.unseen_alignment --data-root $(DATA) --student "default student=$(BENCH_DIR)/student" \
+		--student "MiniLM-L6 student=$(BENCH_DIR)/student-minilm"
+	$(PY) -m benchmarks.student_ensemble --data-root $(DATA) --latency --student "default=$(BENCH_DIR)/student" \
+		--student "minilm=$(BENCH_DIR)/student-minilm" --ensemble default+minilm
 	$(PY) -m benchmarks.frontier --data-root $(DATA) --student "default student=$(BENCH_DIR)/student" \
 		--student "MiniLM-L6 student=$(BENCH_DIR)/student-minilm" --baseline minilm-l6=minilm-l6
 
