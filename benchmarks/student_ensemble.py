@@ -29,7 +29,7 @@ import numpy as np
 from benchmarks._report import machine, markdown_table, run_main
 from benchmarks.frontier import encode_latency
 from benchmarks.recipe_ablation import Judge
-from benchmarks.unseen_alignment import paraphrase_task, rank_scores
+from benchmarks.unseen_alignment import ParaphraseJudge
 from embedkd.distill import Teacher
 from embedkd.models import Encoder
 
@@ -69,22 +69,18 @@ def main() -> None:
 
     teacher = Teacher.from_model("mpnet-base", precision="fp32")
     judge = Judge(args.data_root, teacher)
-    queries, corpus, relevant, own = paraphrase_task(args.data_root / "sts" / "stsb-test.tsv")
-    t_corpus = teacher.embeddings(corpus, role="document")
-    teacher_ndcg, _ = rank_scores(teacher.embeddings(queries, role="query"), t_corpus, relevant, own)
+    paraphrase = ParaphraseJudge(args.data_root / "sts" / "stsb-test.tsv", teacher)
     latency_queries = list(judge.test.queries.values())
 
     results: dict[str, Any] = {
         "machine": machine(),
         "concurrent": args.concurrent,
         "students": folders,
-        "teacher_paraphrase_ndcg10": teacher_ndcg,
+        "teacher_paraphrase_ndcg10": paraphrase.teacher_ndcg10,
         "rows": [],
     }
     for label, encoder in rows.items():
-        row: dict[str, Any] = {"row": label, "members": label.split("+"), **judge(encoder)}
-        row["sts_cosine"] = float(np.mean(np.sum(encoder.encode_query(corpus) * t_corpus, axis=1)))
-        row["paraphrase_ndcg10"], _ = rank_scores(encoder.encode_query(queries), t_corpus, relevant, own)
+        row: dict[str, Any] = {"row": label, "members": label.split("+"), **judge(encoder), **paraphrase(encoder)}
         if args.latency:
             p50, p99, _ = encode_latency(encoder, latency_queries)
             row["batch1_p50_ms"], row["batch1_p99_ms"] = p50, p99

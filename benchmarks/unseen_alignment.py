@@ -57,6 +57,31 @@ def rank_scores(
     return float(gains.mean()), top
 
 
+def agreement(top: np.ndarray, reference: np.ndarray) -> float:
+    """Mean share of each row of ``reference`` (the teacher's top 10) that ``top`` also returns."""
+    return float(np.mean([len(set(a) & set(b)) / len(b) for a, b in zip(top, reference, strict=True)]))
+
+
+class ParaphraseJudge:
+    """STS-B as a domain no training text comes from: a query encoder's cosine to the teacher on every
+    distinct sentence, and its paraphrase search in the teacher's space (``paraphrase_task``)."""
+
+    def __init__(self, sts_path: Path, teacher: Teacher) -> None:
+        self.queries, self.corpus, self.relevant, self.own = paraphrase_task(sts_path)
+        self.docs = teacher.embeddings(self.corpus, role="document")
+        self.teacher_ndcg10, self.teacher_top = rank_scores(
+            teacher.embeddings(self.queries, role="query"), self.docs, self.relevant, self.own
+        )
+
+    def __call__(self, encoder: Any) -> dict[str, float]:
+        ndcg, top = rank_scores(encoder.encode_query(self.queries), self.docs, self.relevant, self.own)
+        return {
+            "sts_cosine": float(np.mean(np.sum(encoder.encode_query(self.corpus) * self.docs, axis=1))),
+            "paraphrase_ndcg10": ndcg,
+            "paraphrase_agreement10": agreement(top, self.teacher_top),
+        }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-root", type=Path, default=Path("../shared/data"))
@@ -68,44 +93,36 @@ def main() -> None:
     stem = f"unseen_alignment_{args.name}" if args.name else "unseen_alignment"
     sts_path = args.data_root / "sts" / "stsb-test.tsv"
     sts = load_sts(sts_path)
-    queries, corpus, relevant, own = paraphrase_task(sts_path)
     beir = args.data_root / "beir" / "scifact"
     claims = list(load_beir(beir, "train").queries.values()) + list(load_beir(beir, "test").queries.values())
 
     teacher = Teacher.from_model("mpnet-base", precision="fp32")
-    t_corpus = teacher.embeddings(corpus, role="document")
-    t_queries = teacher.embeddings(queries, role="query")
+    paraphrase = ParaphraseJudge(sts_path, teacher)
     t_claims = teacher.embeddings(claims, role="query")
-    t_ndcg, t_top = rank_scores(t_queries, t_corpus, relevant, own)
     t_spearman = sts_spearman(teacher.embeddings(sts.left), teacher.embeddings(sts.right), sts.gold)
 
-    def agreement(top: np.ndarray) -> float:
-        return float(np.mean([len(set(a) & set(b)) / 10 for a, b in zip(top, t_top, strict=True)]))
-
     rows: list[dict[str, Any]] = [
-        {"label": "teacher (mpnet-base)", "sts_cosine": 1.0, "claims_cosine": 1.0, "paraphrase_ndcg10": t_ndcg,
-         "paraphrase_agreement10": 1.0, "sts_spearman": t_spearman, "space": "teacher"},
+        {"label": "teacher (mpnet-base)", "sts_cosine": 1.0, "claims_cosine": 1.0,
+         "paraphrase_ndcg10": paraphrase.teacher_ndcg10, "paraphrase_agreement10": 1.0, "sts_spearman": t_spearman,
+         "space": "teacher"},
     ]  # fmt: skip
     minilm = Encoder.load("minilm-l6", device="cpu")
+    queries, corpus, relevant, own = paraphrase.queries, paraphrase.corpus, paraphrase.relevant, paraphrase.own
     m_ndcg, m_top = rank_scores(minilm.encode_query(queries), minilm.encode_document(corpus), relevant, own)
     rows.append(
         {"label": "undistilled MiniLM-L6 (its own space)", "sts_cosine": None, "claims_cosine": None,
-         "paraphrase_ndcg10": m_ndcg, "paraphrase_agreement10": agreement(m_top),
+         "paraphrase_ndcg10": m_ndcg, "paraphrase_agreement10": agreement(m_top, paraphrase.teacher_top),
          "sts_spearman": sts_spearman(minilm.encode(sts.left), minilm.encode(sts.right), sts.gold), "space": "own"},
     )  # fmt: skip
     for spec in args.student:
         label, _, folder = spec.partition("=")
         student = Encoder.load(folder, device="cpu")
-        s_corpus = student.encode_query(corpus)  # every STS sentence, as a query: cosine to the teacher's
-        ndcg, top = rank_scores(student.encode_query(queries), t_corpus, relevant, own)
         rows.append(
             {
                 "label": label,
                 "folder": folder,
-                "sts_cosine": float(np.mean(np.sum(s_corpus * t_corpus, axis=1))),
+                **paraphrase(student),
                 "claims_cosine": float(np.mean(np.sum(student.encode_query(claims) * t_claims, axis=1))),
-                "paraphrase_ndcg10": ndcg,
-                "paraphrase_agreement10": agreement(top),
                 "sts_spearman": sts_spearman(student.encode(sts.left), student.encode(sts.right), sts.gold),
                 "space": "teacher (asymmetric)",
             }
