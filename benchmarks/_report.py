@@ -44,6 +44,22 @@ def markdown_table(header: Sequence[str], rows: Iterable[Sequence[object]]) -> l
     return lines
 
 
+def write_report(
+    path: Path,
+    title: str,
+    results: dict[str, Any],
+    intro: Sequence[str],
+    header: Sequence[str],
+    table: Iterable[Sequence[object]],
+) -> None:
+    """A results file: the title, the machine and what ran beside, ``intro``, the table and the reading."""
+    lines = [f"# {title}", "", f"Machine: {results['machine']}. Running at the same time: {results['concurrent']}."]
+    lines += ["", *intro, "", *markdown_table(header, table)]
+    if results.get("reading"):
+        lines += ["", results["reading"]]
+    path.write_text("\n".join(lines) + "\n")
+
+
 def write_sections(path: Path, lines: Sequence[str]) -> None:
     """Write ``lines`` (a ``# title`` and ``## sections``) into ``path``, keeping the sections of ``path``
     that ``lines`` does not have: several benchmarks share ``load.md``, and each replaces only its own."""

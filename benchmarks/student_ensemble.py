@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks._report import machine, markdown_table, run_main
+from benchmarks._report import machine, run_main, write_report
 from benchmarks.frontier import encode_latency
 from benchmarks.recipe_ablation import Judge
 from benchmarks.unseen_alignment import ParaphraseJudge
@@ -105,21 +105,13 @@ def write_markdown(results: dict[str, Any], path: Path) -> None:
             cells.append(f"{r['batch1_p50_ms']:.1f} / {r['batch1_p99_ms']:.1f}" if "batch1_p50_ms" in r else "")
         table.append(cells)
     students = "; ".join(f"`{label}` = `{folder}`" for label, folder in results["students"].items())
-    lines = [
-        "# Students averaged in the teacher's space",
-        "",
-        f"Machine: {results['machine']}. Running at the same time: {results['concurrent']}.",
-        "",
+    intro = [
         f"Students: {students}. A row `a+b` searches with the normalized mean of their normalized query vectors.",
         "Dev: SciFact train qrels (809 claims, never trained on) against the teacher's document vectors;",
         "agreement@10 over all 1,109 claims; STS-B (a domain no training text comes from): mean cosine to the",
         f"teacher's vectors and paraphrase nDCG@10 in the teacher's space (teacher {teacher:.4f}).",
-        "",
-        *markdown_table(header, table),
     ]
-    if results.get("reading"):
-        lines += ["", results["reading"]]
-    path.write_text("\n".join(lines) + "\n")
+    write_report(path, "Students averaged in the teacher's space", results, intro, header, table)
 
 
 if __name__ == "__main__":

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks._report import machine, markdown_table, run_main
+from benchmarks._report import machine, run_main, write_report
 from embedkd.data import load_beir
 from embedkd.distill import Teacher
 from embedkd.evaluation import load_sts, sts_spearman
@@ -158,24 +158,17 @@ def write_markdown(results: dict[str, Any], path: Path) -> None:
         for r in results["rows"]
     ]
     task = results["task"]
-    lines = [
-        "# Alignment on a domain the students never trained on (STS-B)",
-        "",
-        f"Machine: {results['machine']}. Running at the same time: {results['concurrent']}.",
-        "",
+    intro = [
         f"STS-B paraphrase retrieval: {task['paraphrase_queries']} queries (first sentences of pairs scored 4 or "
         f"more) search {task['corpus']} distinct STS-B sentences (the query itself left out) in the teacher's "
         "space; the second sentence is the relevant one. Cosines are means of the student's vector against the "
         f"teacher's, over the distinct STS-B sentences and over SciFact's {task['claims']} claims; neither was "
         "ever trained on.",
-        "",
     ]
     header = ["query encoder", "searches", "cos to teacher, STS-B", "cos to teacher, SciFact claims",
               "paraphrase nDCG@10 (x teacher)", "agreement@10", "STS-B Spearman"]  # fmt: skip
-    lines += markdown_table(header, table)
-    if results.get("reading"):
-        lines += ["", results["reading"]]
-    path.write_text("\n".join(lines) + "\n")
+    title = "Alignment on a domain the students never trained on (STS-B)"
+    write_report(path, title, results, intro, header, table)
 
 
 if __name__ == "__main__":
