@@ -67,6 +67,7 @@ bench: models
 		--student "MiniLM-L6 student=$(BENCH_DIR)/student-minilm"
 	$(PY) -m benchmarks.student_ensemble --data-root $(DATA) --latency --student "default=$(BENCH_DIR)/student" \
 		--student "minilm=$(BENCH_DIR)/student-minilm" --ensemble default+minilm
+	$(PY) -m benchmarks.base_interpolation --data-root $(DATA) --student $(BENCH_DIR)/student-minilm
 	$(PY) -m benchmarks.frontier --data-root $(DATA) --student "default student=$(BENCH_DIR)/student" \
 		--student "MiniLM-L6 student=$(BENCH_DIR)/student-minilm" --baseline minilm-l6=minilm-l6
 
