@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import platform
 import sys
 import time
@@ -58,6 +59,15 @@ def write_report(
     if results.get("reading"):
         lines += ["", results["reading"]]
     path.write_text("\n".join(lines) + "\n")
+
+
+def save_results(
+    results: dict[str, Any], out: Path, stem: str, write_markdown: Callable[[dict[str, Any], Path], None]
+) -> None:
+    """``out/stem.json`` (the raw results) and ``out/stem.md`` (``write_markdown``'s report of them)."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{stem}.json").write_text(json.dumps(results, indent=2) + "\n")
+    write_markdown(results, out / f"{stem}.md")
 
 
 def write_sections(path: Path, lines: Sequence[str]) -> None:

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from benchmarks._report import machine, run_main, write_report
+from benchmarks._report import machine, run_main, save_results, write_report
 from benchmarks.recipe_ablation import Judge
 from benchmarks.unseen_alignment import ParaphraseJudge
 from embedkd.data.texts import read_texts
@@ -108,9 +108,7 @@ def main() -> None:
         results["rows"].append(row)
         print(json.dumps(row), flush=True)
     stem = f"base_interpolation_{args.name}" if args.name else "base_interpolation"
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / f"{stem}.json").write_text(json.dumps(results, indent=2) + "\n")
-    write_markdown(results, args.out / f"{stem}.md")
+    save_results(results, args.out, stem, write_markdown)
 
 
 def write_markdown(results: dict[str, Any], path: Path) -> None:

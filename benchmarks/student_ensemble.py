@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks._report import machine, run_main, write_report
+from benchmarks._report import machine, run_main, save_results, write_report
 from benchmarks.frontier import encode_latency
 from benchmarks.recipe_ablation import Judge
 from benchmarks.unseen_alignment import ParaphraseJudge
@@ -87,9 +87,7 @@ def main() -> None:
         results["rows"].append(row)
         print(json.dumps(row), flush=True)
     stem = f"student_ensemble_{args.name}" if args.name else "student_ensemble"
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / f"{stem}.json").write_text(json.dumps(results, indent=2) + "\n")
-    write_markdown(results, args.out / f"{stem}.md")
+    save_results(results, args.out, stem, write_markdown)
 
 
 def write_markdown(results: dict[str, Any], path: Path) -> None:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from benchmarks._report import machine, markdown_table, run_main, write_sections
+from benchmarks._report import machine, markdown_table, run_main, save_results, write_sections
 from embedkd.errors import InputError
 
 
@@ -53,3 +55,12 @@ def test_a_successful_main_exits_with_its_own_code() -> None:
     with pytest.raises(SystemExit) as exit_info:
         run_main(lambda: 0)
     assert exit_info.value.code == 0
+
+
+def test_save_results_writes_the_json_and_the_report_of_it(tmp_path: Path) -> None:
+    def report(results: dict[str, Any], path: Path) -> None:
+        path.write_text(f"# {results['rows'][0]}\n")
+
+    save_results({"rows": [1]}, tmp_path / "out", "bench_x", report)
+    assert json.loads((tmp_path / "out" / "bench_x.json").read_text()) == {"rows": [1]}
+    assert (tmp_path / "out" / "bench_x.md").read_text() == "# 1\n"
