@@ -28,6 +28,14 @@ def serve_command(
     student: Annotated[str | None, typer.Option(help="Trained student folder for asymmetric search.")] = None,
     teacher: Annotated[str | None, typer.Option(help="Teacher model (default: the index's).")] = None,
     load_teacher: Annotated[bool, typer.Option(help="Load the teacher (document writes, mode=teacher).")] = True,
+    read_only: Annotated[
+        bool,
+        typer.Option(
+            "--read-only",
+            help="Serve the index without writing it: runs beside the process that writes the folder and serves "
+            "its commits; /documents writes answer 403 [env: EMBEDKD_READ_ONLY].",
+        ),
+    ] = False,
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 8000,
     device: Annotated[str | None, typer.Option(help="auto, cpu, cuda[:N] or mps [env: EMBEDKD_DEVICE].")] = None,
@@ -87,6 +95,7 @@ def serve_command(
         "api_keys": list(api_key) if api_key else None,
         "max_batch_size": max_batch_size,
         "max_wait_ms": max_wait_ms,
+        "read_only": read_only or None,
     }
     # Only what the user set: an explicit value beats the environment, so defaults must not be passed.
     settings = Settings.checked(

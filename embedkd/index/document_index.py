@@ -18,7 +18,8 @@ The faiss structure tracks the store generation it has *applied*. Every write ca
 and :meth:`Index.save` records the applied generation, never more.
 
 One process writes a folder at a time (a ``flock`` on ``.writer.lock``); ``Index.open(readonly=True)``
-changes nothing on disk and is safe beside a running writer. Inside a process, searches run concurrently
+changes nothing on disk, is safe beside a running writer and follows its committed writes (:meth:`Index.refresh`,
+before each search). Inside a process, searches run concurrently
 under a readers-writer lock; a save serialises faiss under the read lock and writes the file outside it,
 and an HNSW compaction rebuilds outside the lock, so searches keep being answered meanwhile.
 """
@@ -215,6 +216,17 @@ class Index:
         self._unsaved += len(added) + len(removed)
         return int(len(added) + len(removed))
 
+    def refresh(self) -> int:
+        """Apply the changes another process committed since this index last looked; returns the chunks applied.
+
+        A read-only index calls this before each search (one SQLite read when nothing changed), so it serves
+        what a writer beside it (a server, ``embedkd index add``) has acknowledged.
+        """
+        if self.store.generation() <= self._applied:
+            return 0
+        with self._lock.write():
+            return self._catch_up()
+
     def _rebuild(self) -> None:
         generation = self.store.generation()
         ids = self.store.live_chunk_ids()
@@ -406,6 +418,8 @@ class Index:
             )
         if k < 1:
             raise InputError("k must be at least 1")
+        if self.readonly:
+            self.refresh()
         with self._lock.read():
             allowed = self.store.chunk_ids_matching(filters) if filters else None
             if allowed is not None and len(allowed) == 0:

@@ -77,7 +77,7 @@ def _load(state: AppState) -> None:
     """Load the index and models (blocking; runs on the compute thread during start-up)."""
     settings = state.settings
     device = resolve_device(settings.device)
-    index = Index.open(settings.index_dir, device=device)
+    index = Index.open(settings.index_dir, device=device, readonly=settings.read_only)
     state.index = index
     if settings.student:
         student = Encoder.load(
@@ -195,7 +195,7 @@ async def _save_periodically(state: AppState) -> None:
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="saver", initializer=_background_priority) as pool:
         while True:
             await asyncio.sleep(state.settings.save_interval_s)
-            if state.index is None or not state.index.unsaved:
+            if state.index is None or state.index.readonly or not state.index.unsaved:
                 continue
             try:
                 await loop.run_in_executor(pool, state.index.save)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from embedkd.device import Precision
@@ -31,6 +31,12 @@ class Settings(BaseSettings):
         default=None, description="Teacher model; defaults to the one named in the index manifest."
     )
     load_teacher: bool = Field(default=True, description="Load the teacher for /documents and mode=teacher.")
+    read_only: bool = Field(
+        default=False,
+        description="Serve the index without writing to it: no writer lock, so it runs beside a process that "
+        "writes the folder (another server, `embedkd index add`) and serves what that writer has committed, "
+        "checked before each search; /documents writes answer 403.",
+    )
     grow_from: Path | None = Field(
         default=None,
         description="Documents file whose documents the server adds to the index in the background (skipping "
@@ -117,6 +123,12 @@ class Settings(BaseSettings):
                 field = str(error["loc"][0]) if error["loc"] else "settings"
                 problems.append(f"{field} (EMBEDKD_{field.upper()}): {error['msg']}, got {error.get('input')!r}")
             raise InputError("invalid server settings: " + "; ".join(problems)) from None
+
+    @model_validator(mode="after")
+    def _writes_need_a_writer(self) -> Settings:
+        if self.read_only and self.grow_from is not None:
+            raise ValueError("grow_from writes to the index, which read_only serves without writing")
+        return self
 
     @field_validator("api_keys", "students", mode="before")
     @classmethod

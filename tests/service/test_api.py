@@ -7,6 +7,9 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
+from embedkd.errors import InputError
+from embedkd.service.settings import Settings
+
 
 def test_health_ready_models_metrics(client: TestClient) -> None:
     assert client.get("/health").json() == {"status": "ok"}
@@ -189,6 +192,29 @@ def test_documents_upsert_get_delete_and_search_visibility(client: TestClient) -
     assert client.post("/documents", json={"documents": [doc, doc]}).status_code == 422
     assert client.post("/documents", json={"documents": [{"id": "x"}]}).status_code == 422
     assert client.post("/documents", json={"documents": [{**doc, "id": ""}]}).status_code == 422
+
+
+def test_a_read_only_server_runs_beside_the_writer_and_serves_its_commits(make_client) -> None:
+    writer = make_client()  # holds the folder's writer lock
+    reader = make_client(read_only=True)  # takes no lock: starts beside it
+    doc = {"id": "glacier", "title": "Glaciers", "text": "glacier ice moraine crevasse glacier"}
+    refused = reader.post("/documents", json={"documents": [doc]})
+    assert refused.status_code == 403 and "read-only" in refused.json()["detail"]
+    assert reader.delete("/documents/apple").status_code == 403
+    assert reader.get("/documents/apple").status_code == 200  # reads are served
+
+    exact = "Glaciers glacier ice moraine crevasse glacier"
+    assert writer.post("/documents", json={"documents": [doc]}).status_code == 200
+    found = reader.post("/search", json={"query": exact, "mode": "teacher", "k": 1}).json()
+    assert found["results"][0]["hits"][0]["id"] == "glacier"  # the writer's commit, without a restart
+    assert writer.delete("/documents/glacier").status_code == 200
+    after = reader.post("/search", json={"query": exact, "mode": "teacher", "k": 10}).json()
+    assert "glacier" not in {h["id"] for h in after["results"][0]["hits"]}
+
+
+def test_read_only_refuses_settings_that_write(service_files, tmp_path) -> None:
+    with pytest.raises(InputError, match="grow_from"):
+        Settings.checked(index_dir=service_files["index"], read_only=True, grow_from=tmp_path / "more.jsonl")
 
 
 def test_documents_survive_a_graceful_restart(make_client) -> None:

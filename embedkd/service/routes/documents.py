@@ -8,13 +8,25 @@ from starlette.concurrency import run_in_threadpool
 from embedkd.data.documents import Document
 from embedkd.service.routes._deps import State
 from embedkd.service.schemas import DeleteResponse, DocumentOut, DocumentsRequest, DocumentsResponse
+from embedkd.service.state import AppState
 
 router = APIRouter(prefix="/documents", tags=["documents"])
+
+
+def _writable(state: AppState) -> None:
+    if state.settings.read_only:
+        raise HTTPException(
+            status_code=403,
+            detail="this server serves the index read-only (EMBEDKD_READ_ONLY); write through the process that "
+            "writes the folder (a server without read_only, or `embedkd index add`): this one serves its "
+            "documents as soon as they are committed",
+        )
 
 
 @router.post("", response_model=DocumentsResponse)
 async def upsert_documents(body: DocumentsRequest, state: State) -> DocumentsResponse:
     settings = state.settings
+    _writable(state)
     if len(body.documents) > settings.max_documents:
         raise HTTPException(
             status_code=413, detail=f"{len(body.documents)} documents; at most {settings.max_documents} per request"
@@ -58,6 +70,7 @@ async def get_document(doc_id: str, state: State) -> DocumentOut:
 @router.delete("/{doc_id:path}", response_model=DeleteResponse)
 async def delete_document(doc_id: str, state: State) -> DeleteResponse:
     assert state.index is not None
+    _writable(state)
     result = await run_in_threadpool(state.index.delete, [doc_id])
     if result["missing"]:
         raise HTTPException(status_code=404, detail=f"no document with id {doc_id!r}")
