@@ -5,6 +5,7 @@ from __future__ import annotations
 import fcntl
 import os
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,15 +17,19 @@ __all__ = ["FolderLock", "ReadWriteLock"]
 
 
 class FolderLock:
-    """An exclusive ``flock`` on ``<folder>/.writer.lock``: one writing process per folder.
+    """A ``flock`` on ``<folder>/.writer.lock``: one writing process per folder.
 
     Held from :meth:`acquire` until :meth:`release` (or the process exits: the kernel drops it even after
     kill -9). A second writer fails at once with a message naming the holder, instead of corrupting data.
+    ``shared`` locks are held together by the worker processes of one server, which write the folder
+    together (see ``Index.open(shared=True)``); they exclude a single writer, and it excludes them.
+    ``name`` picks another lock file in the folder.
     """
 
-    def __init__(self, folder: Path, *, what: str = "folder") -> None:
-        self.path = Path(folder) / ".writer.lock"
+    def __init__(self, folder: Path, *, what: str = "folder", shared: bool = False, name: str = ".writer.lock") -> None:
+        self.path = Path(folder) / name
         self.what = what
+        self.shared = shared
         self._handle: IO[str] | None = None
 
     def acquire(self) -> None:
@@ -32,20 +37,44 @@ class FolderLock:
             return
         handle = open(self.path, "a+")  # noqa: SIM115 - held for the lifetime of the writer
         try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(handle, (fcntl.LOCK_SH if self.shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
         except BlockingIOError:
-            handle.seek(0)
-            holder = handle.read().strip() or "another process"
+            holder = self._holder(handle)
             handle.close()
             raise InputError(
                 f"{self.path.parent} is open for writing by {holder}; stop it first, "
                 f"or open this {self.what} read-only (info and search do)"
             ) from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(f"pid {os.getpid()}")
-        handle.flush()
+        if not self.shared:  # shared holders leave the file alone: they would overwrite each other
+            handle.seek(0)
+            handle.truncate()
+            handle.write(f"pid {os.getpid()}")
+            handle.flush()
         self._handle = handle
+
+    def _holder(self, handle: IO[str]) -> str:
+        if not self.shared:
+            try:  # a shared lock is free to take: the holders are the workers of a server
+                fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                pass
+            else:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+                return "the workers of a running server"
+        handle.seek(0)
+        return handle.read().strip() or "another process"
+
+    def acquire_within(self, seconds: float) -> bool:
+        """Wait up to ``seconds`` for the lock; False if another process still holds it."""
+        deadline = time.monotonic() + seconds
+        while True:
+            try:
+                self.acquire()
+                return True
+            except InputError:
+                if time.monotonic() >= deadline:
+                    return False
+                time.sleep(0.02)
 
     def release(self) -> None:
         if self._handle is not None:

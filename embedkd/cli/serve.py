@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import logging
+import os
+import shutil
+import tempfile
 from enum import Enum
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -74,6 +77,15 @@ def serve_command(
     max_wait_ms: Annotated[
         float | None, typer.Option(min=0, help="Extra wait for a batch while the model is idle [default 0].")
     ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            max=64,
+            help="Server processes on one port, each with its own models and its share of the cores; they write "
+            "the index together [env: EMBEDKD_WORKERS; default 1].",
+        ),
+    ] = None,
     force: Annotated[bool, typer.Option("--force", help="Serve a student aligned to another teacher.")] = False,
     log_level: Annotated[LogLevel, typer.Option(case_sensitive=False, help="Server log level.")] = LogLevel.INFO,
 ) -> None:
@@ -96,26 +108,53 @@ def serve_command(
         "max_batch_size": max_batch_size,
         "max_wait_ms": max_wait_ms,
         "read_only": read_only or None,
+        "workers": workers,
     }
     # Only what the user set: an explicit value beats the environment, so defaults must not be passed.
-    settings = Settings.checked(
-        index_dir=index,
-        student=student,
-        teacher=teacher,
-        load_teacher=load_teacher,
-        host=host,
-        port=port,
-        force_alignment=force,
+    values: dict[str, object] = {
+        "index_dir": index,
+        "student": student,
+        "teacher": teacher,
+        "load_teacher": load_teacher,
+        "host": host,
+        "port": port,
+        "force_alignment": force,
         **{k: v for k, v in given.items() if v is not None},
-    )
+    }
+    settings = Settings.checked(**values)
     level = LogLevel(log_level).value
     logging.getLogger("embedkd").setLevel(level.upper())
     preflight(settings)
-    uvicorn.run(
-        create_app(settings),
+    common: dict[str, Any] = dict(
         host=host,
         port=port,
         log_level=level,
         access_log=False,
         timeout_graceful_shutdown=int(max(1, settings.shutdown_timeout_s)),
     )
+    if settings.workers == 1:
+        uvicorn.run(create_app(settings), **common)
+        return
+    # Several processes: each worker builds its app from the environment (uvicorn starts them afresh).
+    for key, value in values.items():
+        if value is not None:
+            os.environ[f"EMBEDKD_{key.upper()}"] = _env_value(value)
+    threads = max(1, len(os.sched_getaffinity(0)) // settings.workers)
+    os.environ.setdefault("OMP_NUM_THREADS", str(threads))  # each worker's kernels on its share of the cores
+    metrics = tempfile.mkdtemp(prefix="embedkd-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics  # /metrics adds every worker's values up
+    try:
+        uvicorn.run("embedkd.service.app:create_app", factory=True, workers=settings.workers, **common)
+    finally:
+        shutil.rmtree(metrics, ignore_errors=True)
+
+
+def _env_value(value: object) -> str:
+    """A setting as its EMBEDKD_* variable spells it."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, Enum):
+        return str(value.value)
+    if isinstance(value, list):
+        return ",".join(str(v) for v in value)
+    return str(value)

@@ -18,10 +18,12 @@ The faiss structure tracks the store generation it has *applied*. Every write ca
 and :meth:`Index.save` records the applied generation, never more.
 
 One process writes a folder at a time (a ``flock`` on ``.writer.lock``); ``Index.open(readonly=True)``
-changes nothing on disk, is safe beside a running writer and follows its committed writes (:meth:`Index.refresh`,
-before each search). Inside a process, searches run concurrently
-under a readers-writer lock; a save serialises faiss under the read lock and writes the file outside it,
-and an HNSW compaction rebuilds outside the lock, so searches keep being answered meanwhile.
+changes nothing on disk, is safe beside a running writer and follows its committed writes
+(:meth:`Index.refresh`, before each search). ``Index.open(shared=True)`` lets the workers of one server write
+one folder together: SQLite serialises their writes, each applies the others' before it searches, and saves
+go under the lock. Inside a process, searches run concurrently under a readers-writer lock; a save
+serialises faiss under the read lock and writes the file outside it, and an HNSW compaction rebuilds outside
+the lock, so searches keep being answered meanwhile.
 """
 
 from __future__ import annotations
@@ -85,11 +87,13 @@ class Index:
         vectors: FaissIndex,
         *,
         writer: FolderLock | None = None,
+        shared: bool = False,
     ) -> None:
         self.folder = folder
         self.manifest = manifest
         self.store = store
         self.vectors = vectors
+        self.shared = shared
         self.readonly = writer is None
         self._writer = writer
         self._lock = ReadWriteLock()
@@ -142,23 +146,29 @@ class Index:
         return index
 
     @classmethod
-    def open(cls, folder: Path, *, device: str = "cpu", readonly: bool = False) -> Index:
+    def open(cls, folder: Path, *, device: str = "cpu", readonly: bool = False, shared: bool = False) -> Index:
         """Open an index folder, replaying any committed change its faiss file does not have yet.
 
         A writer (the default) takes the folder's writer lock, and fails at once with a message if another
         process holds it. ``readonly`` takes no lock and writes nothing: the replay happens in memory only.
+        ``shared`` lets several processes write one folder (the workers of one server): each write is a
+        SQLite transaction, which serialises them; each process applies the others' commits before it
+        searches or writes, and saves its faiss file one process at a time, and only if no newer save is on
+        disk. Shared opens hold the writer lock together: a single writer and they exclude each other.
         """
+        if readonly and shared:
+            raise InputError("open an index read-only or shared, not both")
         folder = Path(folder)
         manifest = IndexManifest.read(folder)
         params = IndexParams.from_dict(manifest.params)
         writer = None
         if not readonly:
-            writer = FolderLock(folder, what="index")
+            writer = FolderLock(folder, what="index", shared=shared)
             writer.acquire()
         try:
             store = DocStore(folder, dimension=manifest.dimension, readonly=readonly)
             vectors = make_vectors(manifest.dimension, params, device=device)
-            index = cls(folder, manifest, store, vectors, writer=writer)
+            index = cls(folder, manifest, store, vectors, writer=writer, shared=shared)
             index._load_vectors()
         except BaseException:
             if writer is not None:
@@ -219,8 +229,8 @@ class Index:
     def refresh(self) -> int:
         """Apply the changes another process committed since this index last looked; returns the chunks applied.
 
-        A read-only index calls this before each search (one SQLite read when nothing changed), so it serves
-        what a writer beside it (a server, ``embedkd index add``) has acknowledged.
+        A read-only or shared index calls this before each search (one SQLite read when nothing changed), so it
+        serves what a writer beside it (a server, its other workers, ``embedkd index add``) has acknowledged.
         """
         if self.store.generation() <= self._applied:
             return 0
@@ -354,6 +364,28 @@ class Index:
         Searches go on meanwhile: faiss is serialised under the read lock, the file is written outside it.
         """
         self._check_writable()
+        if self.shared:
+            self._save_shared()
+            return
+        self._save()
+
+    def _save_shared(self, wait_s: float = 5.0) -> None:
+        """A shared index's save: one worker at a time, and only if the faiss file on disk is older."""
+        lock = FolderLock(self.folder, what="index", name=".save.lock")
+        if not lock.acquire_within(wait_s):
+            logger.info("%s: another worker is saving; saving later", self.folder)
+            return
+        try:
+            self.refresh()
+            if int(self._state().get("generation", -1)) >= self._applied:  # another worker saved as much
+                with self._lock.write():
+                    self._unsaved = 0
+                return
+            self._save()
+        finally:
+            lock.release()
+
+    def _save(self) -> None:
         with self._save_lock:
             if self.vectors.needs_compaction:
                 self._compact()
@@ -418,7 +450,7 @@ class Index:
             )
         if k < 1:
             raise InputError("k must be at least 1")
-        if self.readonly:
+        if self.readonly or self.shared:
             self.refresh()
         with self._lock.read():
             allowed = self.store.chunk_ids_matching(filters) if filters else None

@@ -77,7 +77,8 @@ def _load(state: AppState) -> None:
     """Load the index and models (blocking; runs on the compute thread during start-up)."""
     settings = state.settings
     device = resolve_device(settings.device)
-    index = Index.open(settings.index_dir, device=device, readonly=settings.read_only)
+    shared = settings.workers > 1 and not settings.read_only  # the workers of one server write it together
+    index = Index.open(settings.index_dir, device=device, readonly=settings.read_only, shared=shared)
     state.index = index
     if settings.student:
         student = Encoder.load(
@@ -258,6 +259,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     await batcher.stop()
             finally:
                 state.compute.shutdown()
+                state.metrics.close()
                 if state.index is not None:
                     await run_in_threadpool(state.index.close)
 

@@ -66,6 +66,14 @@ class Settings(BaseSettings):
         "bf16, fp16 (CUDA) or auto. Document vectors written to the index keep the index's own precision.",
     )
 
+    workers: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description="Server processes (`embedkd serve` starts them as uvicorn workers on one port), each with its "
+        "own models, micro-batcher and event loop on its share of the cores; they write the index together and "
+        "/metrics adds them up (benchmarks/results/serving_processes.md).",
+    )
     compute_workers: int = Field(
         default=1,
         ge=1,
@@ -128,6 +136,8 @@ class Settings(BaseSettings):
     def _writes_need_a_writer(self) -> Settings:
         if self.read_only and self.grow_from is not None:
             raise ValueError("grow_from writes to the index, which read_only serves without writing")
+        if self.workers > 1 and self.grow_from is not None:
+            raise ValueError("grow_from needs one worker (each would grow the index); start with workers=1")
         return self
 
     @field_validator("api_keys", "students", mode="before")

@@ -199,3 +199,30 @@ def test_hnsw_compaction_rebuilds_outside_the_lock_and_keeps_concurrent_writes(
     assert index.search(embed(["written during compaction"]), 1)[0][0].id == "during"  # caught up after the swap
     assert index.vectors.ntotal == index.store.counts()["chunks"]
     index.close()
+
+
+def test_shared_opens_write_one_folder_together_and_save_the_newest(teacher, embed, tmp_path: Path) -> None:
+    folder = tmp_path / "idx"
+    build_index(folder, make_docs(6), teacher=teacher.ref, embed=embed, progress=False).close()
+    a, b = Index.open(folder, shared=True), Index.open(folder, shared=True)  # two workers of one server
+    with pytest.raises(InputError, match="the workers of a running server"):
+        Index.open(folder)  # a single writer is refused beside them
+    with pytest.raises(InputError, match="not both"):
+        Index.open(folder, shared=True, readonly=True)
+    docs = make_docs(12, seed=5)[6:]
+    for i, doc in enumerate(docs):
+        (a if i % 2 else b).upsert([Document(id=f"new{i}", text=doc.text)], embed)
+    queries = embed([docs[0].text, docs[1].text])
+    for index in (a, b):  # each serves what the other committed
+        assert [hits[0].id for hits in index.search(queries, 1)] == ["new0", "new1"]
+    b.delete(["new0"])
+    assert "new0" not in {h.id for h in a.search(queries[:1], 20)[0]}
+    b.save()
+    a.save()  # b's save is as new as a's view: a writes nothing over it
+    a.close()
+    b.close()
+    with Index.open(folder) as index:
+        assert len(index) == 6 + 5 and index.vectors.ntotal == index.store.counts()["chunks"]
+        assert [hits[0].id for hits in index.search(queries[1:], 1)] == ["new1"]
+        with pytest.raises(InputError, match="open for writing by pid"):
+            Index.open(folder, shared=True)  # and they are refused beside a single writer

@@ -24,9 +24,13 @@ def index_copy(service_files: dict[str, Path], tmp_path: Path) -> Path:
     return folder
 
 
-def serve(files: dict[str, Path], index: Path, **kwargs: object) -> LiveServer:
-    extra = ["--teacher", str(files["teacher"])]
+def serve(files: dict[str, Path], index: Path, *args: str, **kwargs: object) -> LiveServer:
+    extra = ["--teacher", str(files["teacher"]), *args]
     return LiveServer(index, files["student"], free_port(), extra=extra, **kwargs)  # type: ignore[arg-type]
+
+
+def metric_total(text: str, name: str) -> float:
+    return sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith(name + "{"))
 
 
 def test_the_cli_server_honours_api_keys_from_the_environment(service_files, index_copy: Path) -> None:
@@ -92,6 +96,65 @@ def test_kill9_under_mixed_load_loses_no_acknowledged_write(service_files, index
     result = kill9_under_mixed_load(lambda: serve(service_files, index_copy), index_copy, min_acked=40, min_deleted=5)
     assert result["server errors"] == 0, result
     assert result["acknowledged upserts"] >= 40 and result["acknowledged deletes"] >= 5, result
+    assert result["lost"] == 0 and result["unsearchable"] == 0 and result["phantoms"] == 0, result
+    assert result["faiss vectors"] == result["store chunks"], result
+
+
+def test_two_workers_write_one_index_together_and_add_up_their_metrics(service_files, index_copy: Path) -> None:
+    server = serve(service_files, index_copy, "--workers", "2")
+    try:
+        # A new connection per request, so that requests spread over the workers.
+        with httpx.Client(base_url=server.url, timeout=30, limits=httpx.Limits(max_keepalive_connections=0)) as client:
+            deadline = time.monotonic() + 120
+            while len(children(server.proc.pid)) < 2 and time.monotonic() < deadline:
+                time.sleep(0.2)
+            assert len(children(server.proc.pid)) == 2
+            answered: set[int] = set()
+            while len(answered) < 2 and time.monotonic() < deadline:
+                ready = client.get("/ready")
+                if ready.status_code == 200:
+                    answered.add(ready.json()["worker_pid"])
+            assert answered == set(children(server.proc.pid))  # both workers serve
+            texts = {
+                f"w{i}": f"worker test document {i} " + " ".join(["lorem", "ipsum", "kayak"][: 1 + i % 3] * (i + 2))
+                for i in range(8)
+            }
+            for doc_id, text in texts.items():  # each write lands on whichever worker accepts it
+                assert client.post("/documents", json={"documents": [{"id": doc_id, "text": text}]}).status_code == 200
+            for doc_id, text in texts.items():
+                for _ in range(3):  # either worker answers, and each sees every acknowledged write
+                    hits = client.post("/search", json={"query": text, "mode": "teacher", "k": 1}).json()
+                    assert hits["results"][0]["hits"][0]["id"] == doc_id
+            for doc_id in list(texts)[:4]:
+                assert client.delete(f"/documents/{doc_id}").status_code == 200
+            for doc_id in list(texts)[:4]:
+                for _ in range(3):
+                    hits = client.post("/search", json={"query": texts[doc_id], "mode": "teacher", "k": 20}).json()
+                    assert doc_id not in {h["id"] for h in hits["results"][0]["hits"]}
+            sent = len(texts) * 4 + 4 + 4 * 3
+            seen = metric_total(client.get("/metrics").text, "embedkd_requests_total")
+            assert seen >= sent  # every worker's requests, whichever worker answers /metrics
+    finally:
+        server.stop()
+    from embedkd.index import Index
+
+    with Index.open(index_copy) as index:  # one writer again: the store and faiss agree
+        assert len(index) == 5 + 4
+        assert index.vectors.ntotal == index.store.counts()["chunks"]
+
+
+def children(pid: int) -> list[int]:
+    """The server's worker processes (multiprocessing's resource tracker is a child too, and left out)."""
+    found = Path(f"/proc/{pid}/task/{pid}/children")
+    pids = [int(c) for c in found.read_text().split()] if found.exists() else []
+    return [c for c in pids if b"resource_tracker" not in Path(f"/proc/{c}/cmdline").read_bytes()]
+
+
+def test_kill9_of_two_workers_under_mixed_load_loses_no_acknowledged_write(service_files, index_copy: Path) -> None:
+    result = kill9_under_mixed_load(
+        lambda: serve(service_files, index_copy, "--workers", "2"), index_copy, min_acked=40, min_deleted=5
+    )
+    assert result["server errors"] == 0, result
     assert result["lost"] == 0 and result["unsearchable"] == 0 and result["phantoms"] == 0, result
     assert result["faiss vectors"] == result["store chunks"], result
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
+
 from fastapi import APIRouter, Request, Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from embedkd.service.state import AppState
 
@@ -25,6 +27,8 @@ async def ready(request: Request, response: Response) -> dict[str, object]:
     if not ready:
         response.status_code = 503
     body: dict[str, object] = {"ready": ready, "models": state.model_names()}
+    if state.settings.workers > 1:
+        body["worker_pid"] = os.getpid()  # which of the server's processes answered
     if state.retriever is not None:
         body["search_mode"] = state.retriever.mode.value  # what /search answers with by default, now
     if state.progress:
@@ -37,4 +41,4 @@ async def ready(request: Request, response: Response) -> dict[str, object]:
 @router.get("/metrics")
 async def metrics(request: Request) -> Response:
     state: AppState = request.app.state.embedkd
-    return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+    return Response(state.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
