@@ -64,12 +64,12 @@ bench: models
 		--beir $(DATA)/beir/scifact --sts $(DATA)/sts/stsb-test.tsv
 	$(PY) -m benchmarks.mteb_run --query-model mpnet-base --beir $(DATA)/beir/scifact --sts $(DATA)/sts/stsb-test.tsv
 	$(PY) -m benchmarks.unseen_alignment --data-root $(DATA) --student "default student=$(BENCH_DIR)/student" \
-		--student "MiniLM-L6 student=$(BENCH_DIR)/student-minilm"
+		--student "student cut from 3 teacher layers=$(BENCH_DIR)/student-cut"
 	$(PY) -m benchmarks.student_ensemble --data-root $(DATA) --latency --student "default=$(BENCH_DIR)/student" \
-		--student "minilm=$(BENCH_DIR)/student-minilm" --ensemble default+minilm
-	$(PY) -m benchmarks.base_interpolation --data-root $(DATA) --student $(BENCH_DIR)/student-minilm
+		--student "cut=$(BENCH_DIR)/student-cut" --ensemble default+cut
+	$(PY) -m benchmarks.base_interpolation --data-root $(DATA) --student $(BENCH_DIR)/student
 	$(PY) -m benchmarks.frontier --data-root $(DATA) --student "default student=$(BENCH_DIR)/student" \
-		--student "MiniLM-L6 student=$(BENCH_DIR)/student-minilm" --baseline minilm-l6=minilm-l6
+		--student "student cut from 3 teacher layers=$(BENCH_DIR)/student-cut" --baseline minilm-l6=minilm-l6
 
 test: install
 	$(PY) -m pytest

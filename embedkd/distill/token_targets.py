@@ -1,6 +1,6 @@
 """Token-level teacher targets: the teacher's last-layer state of every token, for students that read its tokens.
 
-A student cut from the teacher's own layers (the default) shares the teacher's tokenizer and hidden width,
+A student cut from the teacher's own layers (`--student-base teacher`) shares the teacher's tokenizer and hidden width,
 so it can be taught the teacher's contextual vector of each token, not only their mean: a 20-token text
 then gives 20 targets of 768 numbers instead of one. The pooled embedding is the mean of those states, so
 matching them is consistent with the embedding loss, and it tells every step much more about the teacher.
