@@ -143,13 +143,22 @@ def python_throughput(url: str, model: str, seconds: int, connections: int = 32)
     return {"requests/s": done / seconds, "non-2xx": errors, "client": "httpx asyncio"}
 
 
+def forward_passes(before: str, after: str, model: str = "student") -> tuple[float, float, float]:
+    """(texts, forward passes, seconds in forward passes) of ``model`` between two /metrics scrapes;
+    at least one pass, so that ratios of them stay defined."""
+    s0, c0 = metric_sum(before, "embedkd_batch_size", f'model="{model}"')
+    s1, c1 = metric_sum(after, "embedkd_batch_size", f'model="{model}"')
+    f0, _ = metric_sum(before, "embedkd_encode_seconds", f'model="{model}"')
+    f1, _ = metric_sum(after, "embedkd_encode_seconds", f'model="{model}"')
+    return s1 - s0, max(1.0, c1 - c0), f1 - f0
+
+
 def throughput(url: str, model: str, seconds: int) -> dict[str, Any]:
     before = httpx.get(f"{url}/metrics").text
     result = (wrk_throughput if shutil.which("wrk") else python_throughput)(url, model, seconds)
     after = httpx.get(f"{url}/metrics").text
-    s0, c0 = metric_sum(before, "embedkd_batch_size", f'model="{model}"')
-    s1, c1 = metric_sum(after, "embedkd_batch_size", f'model="{model}"')
-    result["effective batch size"] = (s1 - s0) / max(1.0, c1 - c0)
+    texts, passes, _ = forward_passes(before, after, model)
+    result["effective batch size"] = texts / passes
     return result
 
 

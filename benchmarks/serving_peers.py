@@ -39,7 +39,7 @@ from typing import Any
 import httpx
 
 from benchmarks._report import machine, markdown_table, run_main, write_sections
-from benchmarks.load import PIN_LOADGEN, SHORT_QUERIES, inprocess_throughput, metric_sum, wrk_post
+from benchmarks.load import PIN_LOADGEN, SHORT_QUERIES, forward_passes, inprocess_throughput, wrk_post
 from embedkd.data.documents import Document
 from embedkd.distill.teacher import Teacher
 from embedkd.index import build_index
@@ -198,13 +198,10 @@ def main() -> None:
                     before = httpx.get(f"{server.url}/metrics").text
                     load = wrk(server.url, "/v1/embeddings", bodies, args.seconds, n, pid=server.proc.pid)
                     after = httpx.get(f"{server.url}/metrics").text
-                    s0, c0 = metric_sum(before, "embedkd_batch_size", 'model="student"')
-                    s1, c1 = metric_sum(after, "embedkd_batch_size", 'model="student"')
-                    f0, _ = metric_sum(before, "embedkd_encode_seconds", 'model="student"')
-                    f1, _ = metric_sum(after, "embedkd_encode_seconds", 'model="student"')
-                    load["model busy"] = (f1 - f0) / args.seconds  # share of the run in forward passes
-                    load["forward ms"] = 1000 * (f1 - f0) / max(1.0, c1 - c0)
-                    measured.append((n, load, max(1, round((s1 - s0) / max(1.0, c1 - c0)))))
+                    texts, passes, busy = forward_passes(before, after)
+                    load["model busy"] = busy / args.seconds  # share of the run in forward passes
+                    load["forward ms"] = 1000 * busy / passes
+                    measured.append((n, load, max(1, round(texts / passes))))
                 if backend == "torch" and not args.no_profile:
                     results["profile"] = threading_profile(server, bodies, args.seconds, root)
             finally:

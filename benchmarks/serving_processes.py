@@ -24,7 +24,7 @@ from typing import Any
 import httpx
 
 from benchmarks._report import machine, markdown_table, run_main, save_results
-from benchmarks.load import PIN_LOADGEN, SHORT_QUERIES, inprocess_throughput, metric_sum, wrk_post
+from benchmarks.load import PIN_LOADGEN, SHORT_QUERIES, forward_passes, inprocess_throughput, wrk_post
 from embedkd.data.documents import Document
 from embedkd.distill.teacher import Teacher
 from embedkd.index import build_index
@@ -51,16 +51,12 @@ def run(server: LiveServer, bodies: list[dict[str, Any]], clients: int, seconds:
     load = wrk_post(server.url, "/v1/embeddings", bodies, seconds, clients)
     after = httpx.get(f"{server.url}/metrics").text
     load.pop("raw")
-    s0, c0 = metric_sum(before, "embedkd_batch_size", 'model="student"')
-    s1, c1 = metric_sum(after, "embedkd_batch_size", 'model="student"')
-    f0, _ = metric_sum(before, "embedkd_encode_seconds", 'model="student"')
-    f1, _ = metric_sum(after, "embedkd_encode_seconds", 'model="student"')
-    passes = max(1.0, c1 - c0)
+    texts, passes, busy = forward_passes(before, after)
     return {
         **load,
-        "effective batch": round((s1 - s0) / passes, 1),
-        "model busy": (f1 - f0) / (seconds * workers),  # per worker: the share of the run in forward passes
-        "forward ms": 1000 * (f1 - f0) / passes,
+        "effective batch": round(texts / passes, 1),
+        "model busy": busy / (seconds * workers),  # per worker: the share of the run in forward passes
+        "forward ms": 1000 * busy / passes,
     }
 
 

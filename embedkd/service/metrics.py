@@ -11,12 +11,12 @@ import os
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-__all__ = ["Metrics", "multiprocess_dir"]
+__all__ = ["Metrics"]
 
 _LATENCY_BUCKETS = (0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 30)
 
 
-def multiprocess_dir() -> str | None:
+def _multiprocess_dir() -> str | None:
     """The folder the workers of one server share their metrics through, if there is one."""
     return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
 
@@ -76,7 +76,7 @@ class Metrics:
 
     def exposition(self) -> bytes:
         """The text format of every metric: this app's, or every worker's when they share a folder."""
-        folder = multiprocess_dir()
+        folder = _multiprocess_dir()
         if folder is None:
             return generate_latest(self.registry)
         from prometheus_client import multiprocess
@@ -87,7 +87,7 @@ class Metrics:
 
     def close(self) -> None:
         """A worker that stops takes its live gauges (queue depth, counts) out of the sum."""
-        if multiprocess_dir() is not None:
+        if _multiprocess_dir() is not None:
             from prometheus_client import multiprocess
 
             multiprocess.mark_process_dead(os.getpid())
