@@ -128,7 +128,10 @@ class Settings(BaseSettings):
         except ValidationError as exc:
             problems = []
             for error in exc.errors():
-                field = str(error["loc"][0]) if error["loc"] else "settings"
+                if not error["loc"]:  # a rule across settings: its message names them
+                    problems.append(str(error["msg"]).removeprefix("Value error, "))
+                    continue
+                field = str(error["loc"][0])
                 problems.append(f"{field} (EMBEDKD_{field.upper()}): {error['msg']}, got {error.get('input')!r}")
             raise InputError("invalid server settings: " + "; ".join(problems)) from None
 

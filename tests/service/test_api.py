@@ -213,8 +213,11 @@ def test_a_read_only_server_runs_beside_the_writer_and_serves_its_commits(make_c
 
 
 def test_read_only_refuses_settings_that_write(service_files, tmp_path) -> None:
-    with pytest.raises(InputError, match="grow_from"):
+    with pytest.raises(InputError, match="grow_from writes to the index") as raised:
         Settings.checked(index_dir=service_files["index"], read_only=True, grow_from=tmp_path / "more.jsonl")
+    assert "EMBEDKD_SETTINGS" not in str(raised.value)  # the rule's own message, not a dump of every setting
+    with pytest.raises(InputError, match="grow_from needs one worker"):
+        Settings.checked(index_dir=service_files["index"], workers=2, grow_from=tmp_path / "more.jsonl")
 
 
 def test_documents_survive_a_graceful_restart(make_client) -> None:
