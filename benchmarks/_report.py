@@ -61,12 +61,18 @@ def write_report(
     path.write_text("\n".join(lines) + "\n")
 
 
+def write_json(path: Path, results: Any) -> None:
+    """A results file's raw numbers, the one way every benchmark writes them: indented, paths and other
+    objects as strings, the folder created if needed."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(results, indent=2, default=str) + "\n")
+
+
 def save_results(
     results: dict[str, Any], out: Path, stem: str, write_markdown: Callable[[dict[str, Any], Path], None]
 ) -> None:
     """``out/stem.json`` (the raw results) and ``out/stem.md`` (``write_markdown``'s report of them)."""
-    out.mkdir(parents=True, exist_ok=True)
-    (out / f"{stem}.json").write_text(json.dumps(results, indent=2) + "\n")
+    write_json(out / f"{stem}.json", results)
     write_markdown(results, out / f"{stem}.md")
 
 

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks._report import machine, markdown_table, run_main
+from benchmarks._report import machine, markdown_table, run_main, write_json
 from embedkd.data import load_beir
 from embedkd.device import native_bf16
 from embedkd.distill.teacher import Teacher, read_aligned_texts
@@ -144,7 +144,7 @@ def main() -> None:
     results = {"machine": machine(), "concurrent": args.concurrent, "rows": rows, "default": results_default}
     args.out.mkdir(parents=True, exist_ok=True)
     stem = f"backends_{args.name}" if args.name else "backends"
-    (args.out / f"{stem}.json").write_text(json.dumps(results, indent=2))
+    write_json(args.out / f"{stem}.json", results)
     write_markdown(results, args.out / f"{stem}.md")
 
 

@@ -24,7 +24,7 @@ from typing import Any
 
 import httpx
 
-from benchmarks._report import machine, markdown_table, run_main
+from benchmarks._report import machine, markdown_table, run_main, write_json
 from embedkd.testing import free_port
 
 
@@ -89,7 +89,7 @@ def main() -> None:
     }
     print(json.dumps(results["events_s"]), flush=True)
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "demo.json").write_text(json.dumps(results, indent=2))
+    write_json(args.out / "demo.json", results)
     write_markdown(results, args.out / "demo.md")
 
 

@@ -13,7 +13,7 @@ import argparse
 import json
 from pathlib import Path
 
-from benchmarks._report import machine, markdown_table, run_main
+from benchmarks._report import machine, markdown_table, run_main, write_json
 from embedkd.data import load_beir
 from embedkd.distill import Teacher
 from embedkd.distill.teacher import read_aligned_texts
@@ -48,7 +48,7 @@ def main() -> None:
         ).ndcg_at_10
     results = {"machine": machine(), "concurrent": args.concurrent, "ndcg10": scores}
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "dev_references.json").write_text(json.dumps(results, indent=2))
+    write_json(args.out / "dev_references.json", results)
     lines = [
         "# SciFact references on the dev split (train qrels) and on test",
         "",

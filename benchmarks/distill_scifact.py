@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks._report import machine, markdown_table, run_main
+from benchmarks._report import machine, markdown_table, run_main, write_json
 from embedkd.data import load_beir
 from embedkd.distill import DataOptions, DistillConfig, Teacher, distill
 from embedkd.distill.teacher import read_aligned_texts
@@ -177,7 +177,7 @@ def main() -> None:
         row(name, "student / student", q_s, docs_s, {"doc encode s": time.perf_counter() - start})
 
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "distill_scifact.json").write_text(json.dumps(results, indent=2, default=str))
+    write_json(args.out / "distill_scifact.json", results)
     write_markdown(results, args.out / "distill_scifact.md")
 
 

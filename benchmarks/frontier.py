@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks._report import machine, markdown_table, run_main
+from benchmarks._report import machine, markdown_table, run_main, write_json
 from embedkd.data import load_beir
 from embedkd.data.beir import BeirDataset
 from embedkd.distill.teacher import Teacher, read_aligned_texts
@@ -410,7 +410,7 @@ def main() -> None:
     rows = frontier(dataset, sts_path, teacher, teacher_docs, students, baselines, known_sym)
 
     stamp = stamp_line(args.smoke, args.concurrent)
-    (args.out / "frontier.json").write_text(json.dumps({"stamp": stamp, "rows": [asdict(r) for r in rows]}, indent=2))
+    write_json(args.out / "frontier.json", {"stamp": stamp, "rows": [asdict(r) for r in rows]})
     write_table(rows, args.out / "frontier.md", stamp)
     plot(rows, args.out / "frontier.png", stamp)
     print((args.out / "frontier.md").read_text())

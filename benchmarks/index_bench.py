@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks._report import machine, markdown_table, run_main
+from benchmarks._report import machine, markdown_table, run_main, write_json
 from embedkd.data import load_beir
 from embedkd.data.documents import Document
 from embedkd.distill.teacher import Teacher
@@ -220,7 +220,7 @@ def main() -> None:
         earlier = json.loads((args.out / "index.json").read_text())
         earlier["footprint"] = footprint(args.beir, teacher, docs)
         earlier["footprint_machine"] = machine()
-        (args.out / "index.json").write_text(json.dumps(earlier, indent=2))
+        write_json(args.out / "index.json", earlier)
         write_markdown(earlier, args.out / "index.md")
         return
     if args.add_synthetic:
@@ -230,7 +230,7 @@ def main() -> None:
         rows = bench_types(big, queries, kinds, f"synthetic {args.synthetic // 1000}k x 768")
         kept = [r for r in earlier.get("synthetic", []) if r["type"] not in kinds]
         earlier["synthetic"] = sorted(kept + rows, key=lambda r: KINDS.index(r["type"]))
-        (args.out / "index.json").write_text(json.dumps(earlier, indent=2))
+        write_json(args.out / "index.json", earlier)
         write_markdown(earlier, args.out / "index.md")
         return
     results: dict[str, Any] = {"machine": machine()}
@@ -264,7 +264,7 @@ def main() -> None:
         del big
 
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "index.json").write_text(json.dumps(results, indent=2))
+    write_json(args.out / "index.json", results)
     write_markdown(results, args.out / "index.md")
 
 

@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks._report import machine, markdown_table, run_main
+from benchmarks._report import machine, markdown_table, run_main, write_json
 from benchmarks.recipe_ablation import Judge
 from embedkd.distill import DataOptions, DistillConfig, Teacher, distill
 from embedkd.distill.checkpoint import load_state
@@ -122,7 +122,7 @@ def main() -> None:
         results["points"].append(point)
         print(json.dumps(point), flush=True)
         args.out.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(results, indent=2))
+        write_json(path, results)
         write_report(results, args.out, stem)
 
 

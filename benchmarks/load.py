@@ -28,7 +28,7 @@ from typing import Any
 import httpx
 import numpy as np
 
-from benchmarks._report import machine, markdown_table, run_main, write_sections
+from benchmarks._report import machine, markdown_table, run_main, write_json, write_sections
 from embedkd.data import load_beir
 from embedkd.data.documents import Document
 from embedkd.distill.teacher import Teacher, read_aligned_texts
@@ -336,7 +336,7 @@ def main() -> None:
     print(json.dumps(results["durability"]), flush=True)
 
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "load.json").write_text(json.dumps(results, indent=2))
+    write_json(args.out / "load.json", results)
     write_markdown(results, args.out / "load.md")
 
 

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks._report import machine, markdown_table, run_main
+from benchmarks._report import machine, markdown_table, run_main, write_json
 from embedkd.data import load_beir
 from embedkd.data.documents import Document
 from embedkd.distill.teacher import Teacher, read_aligned_texts
@@ -102,7 +102,7 @@ def main() -> None:
     results = {"machine": machine(), "concurrent": args.concurrent, "documents": len(docs), "queries": len(qids)}
     results["rows"] = rows
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "milvus.json").write_text(json.dumps(results, indent=2))
+    write_json(args.out / "milvus.json", results)
     write_markdown(results, args.out / "milvus.md")
 
 

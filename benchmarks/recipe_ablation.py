@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks._report import machine, markdown_table, run_main
+from benchmarks._report import machine, markdown_table, run_main, write_json
 from embedkd.data import load_beir
 from embedkd.distill import DataOptions, DistillConfig, LossName, Teacher, distill
 from embedkd.distill.teacher import read_aligned_texts
@@ -253,7 +253,7 @@ def main() -> None:
         results["rows"].append(row)
         print(json.dumps(row), flush=True)
         args.out.mkdir(parents=True, exist_ok=True)
-        results_path.write_text(json.dumps(results, indent=2))
+        write_json(results_path, results)
         write_markdown(results, args.out / f"{stem}.md")
 
 

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks._report import machine, markdown_table, run_main, write_sections
+from benchmarks._report import machine, markdown_table, run_main, write_json, write_sections
 from embedkd.data import load_beir
 from embedkd.data.documents import Document
 from embedkd.distill import Teacher
@@ -228,7 +228,7 @@ def main() -> None:
         results["search_during_save"] = search_during_save(Path(tmp) / "save", 100_000, 300)
         print(json.dumps(results["search_during_save"]), flush=True)
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "reliability.json").write_text(json.dumps(results, indent=2))
+    write_json(args.out / "reliability.json", results)
     write_markdown(results, args.out / "reliability.md")
 
 

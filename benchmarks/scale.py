@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks._report import machine, markdown_table, run_main
+from benchmarks._report import machine, markdown_table, run_main, write_json
 from embedkd.data import load_beir
 from embedkd.data.documents import Document
 from embedkd.distill.teacher import Teacher
@@ -44,7 +44,7 @@ def main() -> None:
         results = json.loads((args.out / "scale.json").read_text())
         if "tokens" not in results:
             results.update(_token_facts(args.beir, args.teacher, results["documents"]))
-            (args.out / "scale.json").write_text(json.dumps(results, indent=2))
+            write_json(args.out / "scale.json", results)
         write_markdown(results, args.out / "scale.md")
         return
     from embedkd.scale.ray_encode import encode_with_ray
@@ -96,7 +96,7 @@ def main() -> None:
         **_token_facts(args.beir, args.teacher, len(docs)),
     }
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "scale.json").write_text(json.dumps(results, indent=2))
+    write_json(args.out / "scale.json", results)
     write_markdown(results, args.out / "scale.md")
 
 

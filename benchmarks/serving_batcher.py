@@ -16,7 +16,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from benchmarks._report import machine, markdown_table, run_main, stamp
+from benchmarks._report import machine, markdown_table, run_main, stamp, write_json
 from benchmarks.serving_threads import server_runs
 
 
@@ -68,7 +68,7 @@ def main() -> None:
     if args.render:
         results = json.loads((args.out / "serving_batcher.json").read_text())
         results["reading"] = args.reading or results.get("reading", "")
-        (args.out / "serving_batcher.json").write_text(json.dumps(results, indent=2))
+        write_json(args.out / "serving_batcher.json", results)
         write_markdown(results, args.out / "serving_batcher.md")
         return
     if args.student is None or args.before is None:
@@ -85,7 +85,7 @@ def main() -> None:
         for row in server_runs(student, args.before, args.clients, args.seconds, backend):
             results["server"].append({"backend": backend, **row})
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "serving_batcher.json").write_text(json.dumps(results, indent=2))
+    write_json(args.out / "serving_batcher.json", results)
     write_markdown(results, args.out / "serving_batcher.md")
 
 

@@ -38,7 +38,7 @@ from typing import Any
 
 import httpx
 
-from benchmarks._report import machine, markdown_table, run_main, write_sections
+from benchmarks._report import machine, markdown_table, run_main, write_json, write_sections
 from benchmarks.load import PIN_LOADGEN, SHORT_QUERIES, forward_passes, inprocess_throughput, wrk_post
 from embedkd.data.documents import Document
 from embedkd.distill.teacher import Teacher
@@ -225,7 +225,7 @@ def main() -> None:
                 os.killpg(proc.pid, signal.SIGTERM)
                 proc.wait(timeout=60)
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "serving_peers.json").write_text(json.dumps(results, indent=2))
+    write_json(args.out / "serving_peers.json", results)
     write_markdown(results, args.out / "serving_peers.md")
 
 

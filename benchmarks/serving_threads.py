@@ -23,7 +23,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from benchmarks._report import machine, markdown_table, run_main, stamp
+from benchmarks._report import machine, markdown_table, run_main, stamp, write_json
 
 CELL = r"""
 import json, sys, threading, time
@@ -149,7 +149,7 @@ def main() -> None:
     if args.before is not None:
         results["server"] = server_runs(args.student, args.before, args.clients, args.seconds)
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "serving_threads.json").write_text(json.dumps(results, indent=2))
+    write_json(args.out / "serving_threads.json", results)
     write_markdown(results, args.out / "serving_threads.md")
 
 

@@ -25,7 +25,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from benchmarks._report import machine, markdown_table, run_main, stamp
+from benchmarks._report import machine, markdown_table, run_main, stamp, write_json
 from benchmarks.load import SHORT_QUERIES
 from benchmarks.serving_peers import cpu_cell, wrk
 from embedkd.data.documents import Document
@@ -205,7 +205,7 @@ def main() -> None:
     if args.reading:
         results["reading"] = args.reading
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "serving_workers.json").write_text(json.dumps(results, indent=2))
+    write_json(args.out / "serving_workers.json", results)
     write_markdown(results, args.out / "serving_workers.md")
 
 

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks._report import machine, markdown_table, run_main
+from benchmarks._report import machine, markdown_table, run_main, write_json
 from embedkd.data import load_beir
 from embedkd.data.jsonl import iter_jsonl
 from embedkd.device import native_bf16
@@ -80,7 +80,7 @@ def main() -> None:
         cos = (vectors["fp32"][kind] * vectors["bf16"][kind]).sum(1)
         out[f"cosine_{kind}"] = {"mean": float(cos.mean()), "min": float(cos.min())}
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "teacher_precision.json").write_text(json.dumps(out, indent=2))
+    write_json(args.out / "teacher_precision.json", out)
     f, b = out["fp32"], out["bf16"]
     rows = [
         ["short queries (batch 64), texts/s", f"{f['queries/s']:.1f}", f"{b['queries/s']:.1f}",

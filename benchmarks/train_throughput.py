@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 
-from benchmarks._report import machine, markdown_table, run_main
+from benchmarks._report import machine, markdown_table, run_main, write_json
 from embedkd.device import autocast, native_bf16
 from embedkd.distill import DataOptions
 from embedkd.distill.batching import bucketed_batches
@@ -166,7 +166,7 @@ def main() -> None:
     results["evaluation"] = [measure_eval(eval_texts, precision) for precision in ("fp32", "bf16")]
     print(json.dumps(results["evaluation"]), flush=True)
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "train_throughput.json").write_text(json.dumps(results, indent=2))
+    write_json(args.out / "train_throughput.json", results)
     base = next((r["texts/s"] for r in results["rows"] if "texts/s" in r), None)
     table = [
         [

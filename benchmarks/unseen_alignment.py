@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks._report import machine, run_main, write_report
+from benchmarks._report import machine, run_main, write_json, write_report
 from embedkd.data import load_beir
 from embedkd.distill import Teacher
 from embedkd.evaluation import load_sts, sts_spearman
@@ -135,7 +135,7 @@ def main() -> None:
         "rows": rows,
     }
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / f"{stem}.json").write_text(json.dumps(results, indent=2))
+    write_json(args.out / f"{stem}.json", results)
     write_markdown(results, args.out / f"{stem}.md")
 
 

@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from benchmarks._report import machine, markdown_table, run_main
+from benchmarks._report import machine, markdown_table, run_main, write_json
 from benchmarks.recipe_ablation import Judge
 from embedkd.distill import Teacher
 from embedkd.models import Encoder
@@ -60,7 +60,7 @@ def main() -> None:
             results["rows"].append(row)
             print(json.dumps(row), flush=True)
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "weight_averaging.json").write_text(json.dumps(results, indent=2))
+    write_json(args.out / "weight_averaging.json", results)
     lines = [
         "# Weight averaging of students (SciFact, asymmetric against the teacher's document vectors)",
         "",

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from benchmarks._report import machine, markdown_table, run_main, save_results, write_sections
+from benchmarks._report import machine, markdown_table, run_main, save_results, write_json, write_sections
 from embedkd.errors import InputError
 
 
@@ -64,3 +64,10 @@ def test_save_results_writes_the_json_and_the_report_of_it(tmp_path: Path) -> No
     save_results({"rows": [1]}, tmp_path / "out", "bench_x", report)
     assert json.loads((tmp_path / "out" / "bench_x.json").read_text()) == {"rows": [1]}
     assert (tmp_path / "out" / "bench_x.md").read_text() == "# 1\n"
+
+
+def test_write_json_creates_the_folder_and_writes_paths_as_text(tmp_path: Path) -> None:
+    path = tmp_path / "new" / "results.json"
+    write_json(path, {"student": Path("a/b"), "ndcg": 0.5})
+    assert json.loads(path.read_text()) == {"student": "a/b", "ndcg": 0.5}
+    assert path.read_text().endswith("}\n")
