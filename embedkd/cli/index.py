@@ -15,7 +15,8 @@ from embedkd.data.documents import read_documents
 from embedkd.device import Precision, resolve_device
 from embedkd.distill.teacher import Teacher
 from embedkd.errors import InputError
-from embedkd.index.document_index import Embed, Index, build_index
+from embedkd.index.build import build_index
+from embedkd.index.document_index import Embed, Index
 from embedkd.index.faiss import IndexKind, IndexParams
 from embedkd.retrieval import RetrievalMode, alignment_problem, raise_or_warn
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from embedkd.index.base import SearchParams
-from embedkd.index.document_index import Hit, Index, build_index
+from embedkd.index.build import build_index
+from embedkd.index.document_index import Hit, Index
 from embedkd.index.faiss import FaissIndex, IndexKind, IndexParams
 from embedkd.index.manifest import IndexManifest
 

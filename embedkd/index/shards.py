@@ -178,7 +178,7 @@ def build_from_embeddings(
     The shards' teacher is the index's teacher (``teacher``, when given, must be the same weights), and
     every chunk of ``docs`` must have its vector in the shards (same text, by sha256).
     """
-    from embedkd.index.document_index import build_index
+    from embedkd.index.build import build_index
 
     manifest = ShardManifest.read(embeddings)
     if teacher is not None:

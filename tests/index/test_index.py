@@ -9,7 +9,6 @@ import pytest
 from embedkd.data.documents import Document, read_documents
 from embedkd.errors import InputError
 from embedkd.index import Index, IndexKind, IndexParams, build_index
-from embedkd.index import document_index as document_index_module
 from embedkd.index.exact import exact_search
 
 from .conftest import make_docs
@@ -128,7 +127,7 @@ def test_crash_between_write_and_rename_leaves_a_readable_index(
             raise OSError("simulated power cut before rename")
         real_replace(src, dst)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(document_index_module.os, "replace", crash)
+    monkeypatch.setattr(os, "replace", crash)  # the save's atomic write renames with os.replace
     with pytest.raises(OSError, match="power cut"):
         index.save()
     monkeypatch.undo()
