@@ -21,8 +21,11 @@ DEMO_DIR ?= .embedkd/demo
 DATA ?= ../shared/data
 BENCH_DIR ?= .embedkd/bench
 PORT ?= 8000
+# infinity-emb, the serving peer, lives in a venv of its own: it pins sentence-transformers < 4 and numpy < 2.
+INFINITY_VENV ?= .venv-infinity
+INFINITY_SPEC ?= infinity-emb[server,torch]==0.0.78
 
-.PHONY: install install-gpu models demo bench test lint typecheck check clean
+.PHONY: install install-gpu models demo bench bench-serving peer test lint typecheck check clean
 
 $(VENV)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -47,6 +50,14 @@ install-gpu: install
 models: install
 	$(VENV)/bin/embedkd models --prepare
 
+$(INFINITY_VENV)/bin/infinity_emb:
+	$(PYTHON) -m venv $(INFINITY_VENV)
+	$(INFINITY_VENV)/bin/pip install -q --upgrade pip
+	$(INFINITY_VENV)/bin/pip install --progress-bar on $(if $(TORCH_INDEX_URL),--index-url $(TORCH_INDEX_URL)) "$(TORCH_SPEC)"
+	$(INFINITY_VENV)/bin/pip install --progress-bar on "$(INFINITY_SPEC)"
+
+peer: $(INFINITY_VENV)/bin/infinity_emb
+
 demo: models
 	$(VENV)/bin/embedkd demo --workdir $(DEMO_DIR) --port $(PORT)
 
@@ -70,6 +81,12 @@ bench: models
 	$(PY) -m benchmarks.base_interpolation --data-root $(DATA) --student $(BENCH_DIR)/student
 	$(PY) -m benchmarks.frontier --data-root $(DATA) --student "default student=$(BENCH_DIR)/student" \
 		--student "student cut from 3 teacher layers=$(BENCH_DIR)/student-cut" --baseline minilm-l6=minilm-l6
+
+# Serving next to the peer (infinity-emb) and in-process, on an otherwise idle machine (about 15 minutes).
+bench-serving: models peer
+	$(PY) -m benchmarks.serving_processes --student $(BENCH_DIR)/student --workers 1,2 --clients 1,8,32 \
+		--backend openvino --name serving_processes_openvino --infinity $(INFINITY_VENV)/bin/infinity_emb
+	$(PY) -m benchmarks.serving_peers --student $(BENCH_DIR)/student --infinity $(INFINITY_VENV)/bin/infinity_emb
 
 test: install
 	$(PY) -m pytest

@@ -9,13 +9,21 @@ processes on one port, each with its own models and micro-batcher and ``OMP_NUM_
 ``/metrics`` adds every worker's values up, which gives the effective batch and the model's busy share.
 The in-process column encodes the same queries with ``encode`` at that batch, with both cores and nothing
 beside it, on the same backend.
+
+With ``--infinity`` (infinity-emb's ``infinity_emb`` in a virtual environment of its own: ``make
+.venv-infinity``), each round also loads infinity-emb serving the same student (``/embeddings``, its torch
+engine, batch size 32) with the same load generator and payloads, so the peer is measured in the same
+alternation as embedkd.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import signal
 import statistics
+import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -25,6 +33,7 @@ import httpx
 
 from benchmarks._report import machine, markdown_table, run_main, save_results
 from benchmarks.load import PIN_LOADGEN, SHORT_QUERIES, forward_passes, inprocess_throughput, wrk_post
+from benchmarks.serving_peers import infinity_server, st3_copy
 from embedkd.data.documents import Document
 from embedkd.distill.teacher import Teacher
 from embedkd.index import build_index
@@ -60,6 +69,39 @@ def run(server: LiveServer, bodies: list[dict[str, Any]], clients: int, seconds:
     }
 
 
+def infinity_version(binary: str) -> str:
+    """``infinity-emb VERSION`` when ``binary`` exists (its venv's python answers), else ""."""
+    if not Path(binary).is_file():
+        return ""
+    python = Path(binary).parent / "python"
+    out = subprocess.run(
+        [str(python), "-c", "import infinity_emb; print(infinity_emb.__version__)"], capture_output=True, text=True
+    )
+    return f"infinity-emb {out.stdout.strip() or '(unknown version)'}"
+
+
+def run_infinity(
+    args: argparse.Namespace, root: Path, bodies: list[dict[str, Any]], clients: list[int], round_: int
+) -> list[dict[str, Any]]:
+    """One round of infinity-emb on the same student, load generator and payloads (its ``/embeddings``)."""
+    model = root / "st3" if (root / "st3").is_dir() else st3_copy(args.student, root / "st3")
+    port = free_port()
+    proc = infinity_server(args.infinity, model, port, root / "infinity.log")
+    rows = []
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wrk_post(url, "/embeddings", bodies, 3, max(clients))  # warm-up, as for embedkd
+        for n in clients:
+            load = wrk_post(url, "/embeddings", bodies, args.seconds, n)
+            load.pop("raw")
+            rows.append({"round": round_, "workers": "infinity-emb", **load})
+            print(json.dumps(rows[-1]), flush=True)
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=60)
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--student", type=Path, required=True)
@@ -68,6 +110,11 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=15)
     parser.add_argument("--repeats", type=int, default=3, help="Rounds; the settings alternate within each.")
     parser.add_argument("--backend", default="torch")
+    parser.add_argument(
+        "--infinity",
+        default=".venv-infinity/bin/infinity_emb",
+        help="infinity-emb's server binary (make .venv-infinity); each round also measures it when it exists.",
+    )
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     parser.add_argument("--name", default="serving_processes")
     parser.add_argument("--concurrent", default="nothing else")
@@ -84,6 +131,9 @@ def main() -> None:
         "load_generator": "wrk, 1 thread pinned to CPU 0 (taskset)" if PIN_LOADGEN else "wrk, 1 thread (no taskset)",
         "rows": [],
     }
+    peer = infinity_version(args.infinity)
+    if peer:
+        results["peer"] = peer
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         teacher = Teacher.from_model("mpnet-base")
@@ -103,17 +153,21 @@ def main() -> None:
                         print(json.dumps(row), flush=True)
                 finally:
                     server.stop()
+            if peer:
+                results["rows"] += run_infinity(args, root, bodies, clients, round_)
     encoder = Encoder.load(args.student, device="cpu", backend=args.backend)
     batches = sorted({max(1, round(r["effective batch"])) for r in results["rows"]} | {32})
     results["in_process"] = {str(b): inprocess_throughput(encoder, b) for b in batches}
     for row in results["rows"]:
-        row["in-process texts/s"] = results["in_process"][str(max(1, round(row["effective batch"])))]
+        if "effective batch" in row:
+            row["in-process texts/s"] = results["in_process"][str(max(1, round(row["effective batch"])))]
     save_results(results, args.out, args.name, write_markdown)
 
 
 def write_markdown(results: dict[str, Any], path: Path) -> None:
     rows = results["rows"]
     best = max(results["in_process"].values())
+    peer = results.get("peer", "")
     lines = [
         "# Server processes: /v1/embeddings with `embedkd serve --workers N`",
         "",
@@ -122,38 +176,56 @@ def write_markdown(results: dict[str, Any], path: Path) -> None:
         f"load generator share the machine. Student `{results['student']}` on {results['backend']}. "
         "Each worker runs with `OMP_NUM_THREADS` = cores / workers. In-process: `encode` at the run's effective "
         f"batch, both cores, nothing beside it; the best in-process rate at any batch measured is {best:.0f} "
-        "texts/s (the last column divides by it).",
+        "texts/s (the last column divides by it)."
+        + (
+            f" Peer: {peer} serving the same student (copied with sentence-transformers 3.x module names, same "
+            "weights) on its torch engine, batch size 32, `/embeddings`, measured in each round after embedkd."
+            if peer
+            else ""
+        ),
         "",
     ]
+
+    def cells(r: dict[str, Any]) -> list[object]:
+        if "effective batch" not in r:  # the peer: no metrics of ours
+            return [r["round"], r["workers"], r["connections"], f"{r['requests/s']:.0f}", f"{r['p50 ms']:.1f}",
+                    f"{r['p99 ms']:.1f}", "", "", "", "", "", ""]  # fmt: skip
+        return [r["round"], r["workers"], r["connections"], f"{r['requests/s']:.0f}", f"{r['p50 ms']:.1f}",
+                f"{r['p99 ms']:.1f}", r["effective batch"], f"{r['model busy']:.0%}", f"{r['forward ms']:.1f}",
+                f"{r['in-process texts/s']:.0f}", f"{r['requests/s'] / r['in-process texts/s']:.2f}",
+                f"{r['requests/s'] / best:.2f}"]  # fmt: skip
+
     lines += markdown_table(
         ["round", "workers", "clients", "req/s", "p50 ms", "p99 ms", "effective batch", "model busy", "forward ms",
          "in-process texts/s at that batch", "ratio", "ratio to the best in-process"],
-        [
-            [r["round"], r["workers"], r["connections"], f"{r['requests/s']:.0f}", f"{r['p50 ms']:.1f}",
-             f"{r['p99 ms']:.1f}", r["effective batch"], f"{r['model busy']:.0%}", f"{r['forward ms']:.1f}",
-             f"{r['in-process texts/s']:.0f}", f"{r['requests/s'] / r['in-process texts/s']:.2f}",
-             f"{r['requests/s'] / best:.2f}"]
-            for r in rows
-        ],
+        [cells(r) for r in rows],
     )  # fmt: skip
     lines += ["", "## Means over the rounds", ""]
     summary = []
-    for w in sorted({r["workers"] for r in rows}):
-        for n in sorted({r["connections"] for r in rows}):
+    servers = sorted({r["workers"] for r in rows}, key=lambda w: (isinstance(w, str), str(w)))
+    for n in sorted({r["connections"] for r in rows}):
+        peer_rows = [r for r in rows if r["workers"] == "infinity-emb" and r["connections"] == n]
+        peer_rate = statistics.mean(r["requests/s"] for r in peer_rows) if peer_rows else None
+        for w in servers:
             mine = [r for r in rows if r["workers"] == w and r["connections"] == n]
             if not mine:
                 continue
+            rate = statistics.mean(r["requests/s"] for r in mine)
+            ours = "effective batch" in mine[0]
             summary.append(
-                [w, n, len(mine), f"{statistics.mean(r['requests/s'] for r in mine):.0f}",
-                 f"{statistics.mean(r['p50 ms'] for r in mine):.1f}",
+                [w, n, len(mine), f"{rate:.0f}", f"{statistics.mean(r['p50 ms'] for r in mine):.1f}",
                  f"{statistics.mean(r['p99 ms'] for r in mine):.1f}",
-                 f"{statistics.mean(r['requests/s'] / r['in-process texts/s'] for r in mine):.2f}",
-                 f"{statistics.mean(r['requests/s'] for r in mine) / best:.2f}"]
+                 f"{statistics.mean(r['requests/s'] / r['in-process texts/s'] for r in mine):.2f}" if ours else "",
+                 f"{rate / best:.2f}" if ours else "",
+                 f"{rate / peer_rate:.2f}x" if ours and peer_rate else ""]
             )  # fmt: skip
     lines += markdown_table(
-        ["workers", "clients", "runs", "req/s", "p50 ms", "p99 ms", "ratio (at the run's batch)", "ratio to the best"],
+        ["workers", "clients", "runs", "req/s", "p50 ms", "p99 ms", "ratio (at the run's batch)", "ratio to the best",
+         "vs infinity-emb"],
         summary,
-    )
+    )  # fmt: skip
+    if results.get("reading"):
+        lines += ["", results["reading"]]
     path.write_text("\n".join(lines) + "\n")
 
 
