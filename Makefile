@@ -85,7 +85,7 @@ bench: models
 # Serving next to the peer (infinity-emb) and in-process, on an otherwise idle machine (about 15 minutes).
 bench-serving: models peer
 	$(PY) -m benchmarks.serving_processes --student $(BENCH_DIR)/student --workers 1,2 --clients 1,8,32 \
-		--backend openvino --name serving_processes_openvino --infinity $(INFINITY_VENV)/bin/infinity_emb
+		--backend torch --name serving_processes_peer --infinity $(INFINITY_VENV)/bin/infinity_emb
 	$(PY) -m benchmarks.serving_peers --student $(BENCH_DIR)/student --infinity $(INFINITY_VENV)/bin/infinity_emb
 
 test: install

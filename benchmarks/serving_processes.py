@@ -155,13 +155,18 @@ def main() -> None:
                     server.stop()
             if peer:
                 results["rows"] += run_infinity(args, root, bodies, clients, round_)
-    encoder = Encoder.load(args.student, device="cpu", backend=args.backend)
-    batches = sorted({max(1, round(r["effective batch"])) for r in results["rows"]} | {32})
-    results["in_process"] = {str(b): inprocess_throughput(encoder, b) for b in batches}
-    for row in results["rows"]:
-        if "effective batch" in row:
-            row["in-process texts/s"] = results["in_process"][str(max(1, round(row["effective batch"])))]
+    add_in_process(results, Encoder.load(args.student, device="cpu", backend=args.backend))
     save_results(results, args.out, args.name, write_markdown)
+
+
+def add_in_process(results: dict[str, Any], encoder: Encoder) -> None:
+    """In-process texts/s at each embedkd row's effective batch (and at 32), on the rows and in ``in_process``;
+    the peer's rows have no batch of ours and get none."""
+    ours = [r for r in results["rows"] if "effective batch" in r]
+    batches = sorted({max(1, round(r["effective batch"])) for r in ours} | {32})
+    results["in_process"] = {str(b): inprocess_throughput(encoder, b) for b in batches}
+    for row in ours:
+        row["in-process texts/s"] = results["in_process"][str(max(1, round(row["effective batch"])))]
 
 
 def write_markdown(results: dict[str, Any], path: Path) -> None:

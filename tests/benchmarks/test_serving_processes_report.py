@@ -5,7 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from benchmarks.serving_processes import write_markdown
+import pytest
+
+from benchmarks import serving_processes
+from benchmarks.serving_processes import add_in_process, write_markdown
 
 
 def ours(workers: int, rate: float, batch: float, inprocess: float) -> dict[str, Any]:
@@ -41,3 +44,13 @@ def test_without_a_peer_the_infinity_column_stays_empty(tmp_path: Path) -> None:
     write_markdown(results, path)
     assert "| 1 | 32 | 1 | 400 | 10.0 | 20.0 | 0.80 | 0.80 |  |" in path.read_text()
     assert "Peer:" not in path.read_text()
+
+
+def test_in_process_is_measured_at_our_batches_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(serving_processes, "inprocess_throughput", lambda encoder, batch: 100.0 * batch)
+    peer = {"round": 1, "workers": "infinity-emb", "connections": 32, "requests/s": 250.0}
+    results: dict[str, Any] = {"rows": [{"workers": 1, "effective batch": 7.6}, peer]}
+    add_in_process(results, encoder=None)  # type: ignore[arg-type]
+    assert results["in_process"] == {"8": 800.0, "32": 3200.0}
+    assert results["rows"][0]["in-process texts/s"] == 800.0
+    assert "in-process texts/s" not in results["rows"][1]
