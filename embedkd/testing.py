@@ -226,7 +226,7 @@ def durable_document(i: int) -> dict[str, str]:
 
 def kill9_under_mixed_load(
     start: Callable[[], LiveServer], index: Path, *, min_acked: int = 40, min_deleted: int = 5, limit_s: float = 60
-) -> dict[str, int]:
+) -> dict[str, Any]:
     """Upserts (3 clients), deletes (1) and searches (2) against a server until ``min_acked`` upserts and
     ``min_deleted`` deletes are acknowledged (or ``limit_s`` passes), then kill -9, restart, and count:
     acknowledged writes lost or unsearchable, acknowledged deletes that came back (phantoms), 5xx answers,
@@ -242,7 +242,7 @@ def kill9_under_mixed_load(
     in_flight: set[str] = set()  # deletes sent but never answered: either outcome is correct, not a mix
     lock = threading.Lock()
     stop = threading.Event()
-    errors: list[int] = []
+    errors: list[str] = []  # "status method path: body" of each 5xx answer
     requests = [0]
 
     def call(client: httpx.Client, method: str, path: str, **kwargs: Any) -> httpx.Response | None:
@@ -252,7 +252,7 @@ def kill9_under_mixed_load(
             return None  # the server is gone
         requests[0] += 1
         if response.status_code >= 500:
-            errors.append(response.status_code)
+            errors.append(f"{response.status_code} {method} {path}: {response.text[:300]}")
         return response
 
     def writer(offset: int) -> None:
@@ -327,6 +327,7 @@ def kill9_under_mixed_load(
     return {
         "requests": requests[0],
         "server errors": len(errors),
+        "server error answers": errors[:5],
         "acknowledged upserts": len(acked),
         "acknowledged deletes": len(deleted),
         "unanswered deletes": len(in_flight),

@@ -497,8 +497,10 @@ class Index:
         for group in grouped:
             hits = []
             for cid, score in group:
-                chunk = chunk_rows[cid]
-                doc = docs[chunk.doc_id]
+                chunk = chunk_rows.get(cid)
+                doc = docs.get(chunk.doc_id) if chunk is not None else None
+                if chunk is None or doc is None:  # another worker deleted it after this one caught up: gone
+                    continue
                 hits.append(
                     Hit(
                         id=doc.id,

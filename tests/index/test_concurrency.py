@@ -226,3 +226,29 @@ def test_shared_opens_write_one_folder_together_and_save_the_newest(teacher, emb
         assert [hits[0].id for hits in index.search(queries[1:], 1)] == ["new1"]
         with pytest.raises(InputError, match="open for writing by pid"):
             Index.open(folder, shared=True)  # and they are refused beside a single writer
+
+
+def test_a_hit_deleted_by_another_worker_between_grouping_and_lookup_is_left_out(
+    teacher, embed, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = tmp_path / "idx"
+    docs = make_docs(6)
+    build_index(folder, docs, teacher=teacher.ref, embed=embed, progress=False).close()
+    a, b = Index.open(folder, shared=True), Index.open(folder, shared=True)
+    try:
+        query = embed([docs[0].text])
+        assert a.search(query, 1)[0][0].id == docs[0].id
+        group = a._group
+
+        def group_then_b_deletes(*args: Any) -> Any:  # b's delete lands between a's grouping and its lookup
+            grouped = group(*args)
+            b.delete([docs[0].id])
+            return grouped
+
+        monkeypatch.setattr(a, "_group", group_then_b_deletes)
+        assert a.search(query, 1) == [[]]  # the chunk was grouped; its document is gone: no hit, and no error
+        monkeypatch.undo()
+        assert docs[0].id not in {h.id for h in a.search(query, 3)[0]}
+    finally:
+        a.close()
+        b.close()
