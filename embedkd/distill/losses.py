@@ -7,9 +7,11 @@ teacher side (targets, scores, anchors) is detached, so no gradient ever reaches
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from enum import Enum
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor
 
@@ -76,17 +78,38 @@ def anchor_score_loss(student: Tensor, teacher: Tensor, anchors: Tensor) -> Tens
     return ((s - t) @ anchors.detach().T).pow(2).mean()
 
 
-def listwise_kl_loss(student: Tensor, teacher: Tensor, documents: Tensor, *, temperature: float = 0.05) -> Tensor:
-    """KL(teacher || student) between softmax distributions over the scores of fixed documents.
+def listwise_kl_loss(
+    student: Tensor,
+    teacher: Tensor,
+    documents: Tensor,
+    *,
+    temperature: float = 0.05,
+    base: Tensor | None = None,
+    base_documents: Tensor | None = None,
+    base_mix: float = 0.0,
+) -> Tensor:
+    """KL(target || student) between softmax distributions over the scores of fixed documents.
 
     EmbedDistill-style ranking term: ``documents`` are the teacher's document embeddings, so each query's
     teacher distribution puts its mass on the teacher's top documents, and the student is pushed to rank
     them the same way. A low ``temperature`` focuses on the top of the list.
+
+    With ``base_mix`` > 0 the target is a mixture: ``(1 - base_mix)`` of the teacher's distribution plus
+    ``base_mix`` of the distribution that a second model (``base``, the student's own starting model, with
+    ``base_documents``, its embeddings of the same documents in its own space) gives the same documents.
+    The student still scores the teacher's ``documents``; it learns to rank them as the two models agree.
     """
     documents = documents.detach()
     s = F.normalize(student, dim=-1) @ documents.T / temperature
-    t = F.normalize(teacher.detach(), dim=-1) @ documents.T / temperature
-    return F.kl_div(F.log_softmax(s, dim=-1), F.log_softmax(t, dim=-1), log_target=True, reduction="batchmean")
+    target = F.log_softmax(F.normalize(teacher.detach(), dim=-1) @ documents.T / temperature, dim=-1)
+    if base_mix > 0:
+        if base is None or base_documents is None:
+            raise ValueError("base_mix needs base and base_documents")
+        if not base_mix < 1:
+            raise ValueError("base_mix must be below 1")
+        own = F.log_softmax(F.normalize(base.detach(), dim=-1) @ base_documents.detach().T / temperature, dim=-1)
+        target = torch.logaddexp(target + math.log(1 - base_mix), own + math.log(base_mix))
+    return F.kl_div(F.log_softmax(s, dim=-1), target, log_target=True, reduction="batchmean")
 
 
 def token_state_loss(student: Tensor, teacher: Tensor, mask: Tensor | None = None, *, scale: float = 1.0) -> Tensor:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import random
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -13,8 +14,18 @@ from embedkd.data.jsonl import iter_jsonl
 from embedkd.distill.config import DistillConfig
 from embedkd.distill.teacher import Teacher
 from embedkd.errors import InputError, ModelNotFoundError
+from embedkd.models.encoder import Encoder
+from embedkd.models.student import STATIC, TEACHER_BASE
 
-__all__ = ["anchor_source", "centred_anchors", "load_anchors", "load_pairs", "load_teacher"]
+__all__ = [
+    "anchor_source",
+    "anchor_texts",
+    "base_rank_inputs",
+    "centred_anchors",
+    "load_anchors",
+    "load_pairs",
+    "load_teacher",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -58,8 +69,8 @@ def anchor_source(config: DistillConfig) -> Path | None:
     return config.anchor_data or next((p for p in config.data if p.is_dir()), None)
 
 
-def load_anchors(config: DistillConfig, teacher: Teacher, device: str) -> torch.Tensor:
-    """Teacher document embeddings (normalised) that the anchor and ranking losses score against."""
+def anchor_texts(config: DistillConfig) -> list[str]:
+    """The anchor documents' texts: --anchor-data or the first BEIR folder, sampled to --max-anchors."""
     source = anchor_source(config)
     if source is None:
         raise InputError("--anchor-weight needs --anchor-data (a BEIR folder or document file)")
@@ -69,8 +80,37 @@ def load_anchors(config: DistillConfig, teacher: Teacher, device: str) -> torch.
     rng = random.Random(config.seed)
     if len(docs) > config.max_anchors:
         docs = rng.sample(docs, config.max_anchors)
-    emb = teacher.embeddings(docs, role="document", progress=config.progress)
+    return docs
+
+
+def load_anchors(config: DistillConfig, teacher: Teacher, device: str) -> torch.Tensor:
+    """Teacher document embeddings (normalised) that the anchor and ranking losses score against."""
+    emb = teacher.embeddings(anchor_texts(config), role="document", progress=config.progress)
     return torch.from_numpy(emb.astype(np.float32)).to(device)
+
+
+def base_rank_inputs(config: DistillConfig, texts: Sequence[tuple[str, str]]) -> tuple[np.ndarray, np.ndarray]:
+    """For --rank-base-mix: the student base's own embeddings of the training texts and of the anchors.
+
+    ``texts`` are ``(text, role)`` pairs. The base is the student's starting model, undistilled, in its own
+    space. Both arrays are normalised float16 rows (texts in the given order, anchors in
+    :func:`anchor_texts` order), computed once and cached on disk like the teacher's.
+    """
+    base = config.student
+    if base == STATIC or base.startswith(f"{STATIC}:"):
+        raise InputError("--rank-base-mix needs a transformer student base; a static base has no ranking of its own")
+    if base == TEACHER_BASE:
+        raise InputError("--rank-base-mix with --student-base teacher would mix the teacher's ranking with itself")
+    encoder = Encoder.load(base, device=None if config.device == "auto" else config.device)
+
+    def embed(items: Sequence[str], role: str) -> np.ndarray:
+        return encoder.encode_cached(items, role=role, batch_size=64, progress=config.progress).astype(np.float16)
+
+    out = np.zeros((len(texts), encoder.dimension), dtype=np.float16)
+    for role in sorted({role for _, role in texts}):
+        rows = [i for i, (_, r) in enumerate(texts) if r == role]
+        out[rows] = embed([texts[i][0] for i in rows], role)
+    return out, embed(anchor_texts(config), "document")
 
 
 def centred_anchors(documents: torch.Tensor) -> torch.Tensor:

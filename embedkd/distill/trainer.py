@@ -43,7 +43,14 @@ from embedkd.distill.data import TextKind, TrainingText, describe, kind_of, load
 from embedkd.distill.distributed import init_ranks
 from embedkd.distill.layer_cache import LayerCache, default_frozen_layers
 from embedkd.distill.optim import CycleBounds, build_optimizer, cycle_schedule
-from embedkd.distill.targets import anchor_source, centred_anchors, load_anchors, load_pairs, load_teacher
+from embedkd.distill.targets import (
+    anchor_source,
+    base_rank_inputs,
+    centred_anchors,
+    load_anchors,
+    load_pairs,
+    load_teacher,
+)
 from embedkd.distill.teacher import Teacher, read_aligned_texts
 from embedkd.distill.token_targets import TokenTargets, check_student, teacher_token_targets
 from embedkd.errors import EmbedkdError, InputError
@@ -98,6 +105,8 @@ class _Distiller:
         self._base_max_len: int | None = None
         self._layer_cache: LayerCache | None = None
         self._centred: torch.Tensor | None = None
+        self._base: np.ndarray | None = None  # the base's own embedding of each training text (rank_base_mix)
+        self._base_anchors: torch.Tensor | None = None
         self._tokens: TokenTargets | None = None
         self._token_rows: list[int] = []
 
@@ -212,6 +221,9 @@ class _Distiller:
             anchors = load_anchors(config, teacher, self.device)
         elif config.rank_weight > 0:
             logger.info("no corpus to rank against (no BEIR folder in --data, no --anchor-data): ranking term off")
+        if anchors is not None and config.rank_weight > 0 and config.rank_base_mix > 0:
+            self._base, base_anchors = base_rank_inputs(config, [(t.text, _role(t.kind)) for t in train])
+            self._base_anchors = torch.from_numpy(base_anchors).to(self.device, torch.float32)
         pairs = load_pairs(config.pairs) if config.pairs else None
         self.timings["teacher_seconds"] = time.perf_counter() - started
         if self.ranks.main:
@@ -515,7 +527,16 @@ class _Distiller:
         if self._centred is not None:
             loss = loss + config.anchor_weight * losses.anchor_score_loss(student, teacher, self._centred)
         if anchors is not None and config.rank_weight > 0:  # anchors exist only when a corpus was found
-            kl = losses.listwise_kl_loss(student, teacher, anchors, temperature=config.rank_temperature)
+            base = None if self._base is None else torch.from_numpy(self._base[indices].astype(np.float32))
+            kl = losses.listwise_kl_loss(
+                student,
+                teacher,
+                anchors,
+                temperature=config.rank_temperature,
+                base=None if base is None else base.to(student.device),
+                base_documents=self._base_anchors,
+                base_mix=config.rank_base_mix if base is not None else 0.0,
+            )
             loss = loss + config.rank_weight * kl
         if self._tokens is not None:  # no layer cache here (refused at set-up)
             loss = loss + config.token_weight * self._tokens.loss(features, [self._token_rows[i] for i in indices])

@@ -57,6 +57,9 @@ def test_pair_and_anchor_known_values() -> None:
         lambda s, t: losses.anchor_score_loss(s, t, F.normalize(torch.randn(5, 16), dim=-1)),
         lambda s, t: losses.pair_score_loss(s[:4], s[4:], t[:4, 0]),
         lambda s, t: losses.listwise_kl_loss(s, t, F.normalize(torch.randn(5, 16), dim=-1)),
+        lambda s, t: losses.listwise_kl_loss(
+            s, t, F.normalize(torch.randn(5, 16), dim=-1), base=t[:, :8], base_documents=torch.randn(5, 8), base_mix=0.5
+        ),
     ],
 )
 def test_gradients_flow_to_the_student_only(loss) -> None:
@@ -80,6 +83,32 @@ def test_listwise_kl_is_zero_for_the_teacher_and_ranks_like_it() -> None:
     student = torch.randn(4, 16, requires_grad=True)
     losses.listwise_kl_loss(student, teacher, docs).backward()
     assert student.grad is not None and student.grad.abs().sum() > 0
+
+
+def test_listwise_kl_with_a_base_mix_targets_the_mixture_of_both_rankings() -> None:
+    torch.manual_seed(0)
+    docs = F.normalize(torch.randn(6, 16), dim=-1)
+    teacher = torch.randn(3, 16)
+    base, base_docs = torch.randn(3, 8), F.normalize(torch.randn(6, 8), dim=-1)
+    plain = losses.listwise_kl_loss(teacher, teacher, docs)
+    mixed = losses.listwise_kl_loss(teacher, teacher, docs, base=base, base_documents=base_docs, base_mix=0.5)
+    assert plain.item() == pytest.approx(0.0, abs=1e-6) and mixed.item() > 0.01  # the teacher alone is off target
+    assert losses.listwise_kl_loss(
+        teacher, teacher, docs, base=base, base_documents=base_docs, base_mix=0.0
+    ).item() == pytest.approx(0.0, abs=1e-6)
+    # starting from the teacher, the student moves towards the mixture: its loss falls below the teacher's
+    student = teacher.clone().requires_grad_(True)
+    optimizer = torch.optim.Adam([student], lr=0.02)
+    for _ in range(200):
+        optimizer.zero_grad()
+        loss = losses.listwise_kl_loss(student, teacher, docs, base=base, base_documents=base_docs, base_mix=0.5)
+        loss.backward()
+        optimizer.step()
+    assert loss.item() < 0.8 * mixed.item()
+    with pytest.raises(ValueError, match="base"):
+        losses.listwise_kl_loss(teacher, teacher, docs, base_mix=0.5)
+    with pytest.raises(ValueError, match="below 1"):
+        losses.listwise_kl_loss(teacher, teacher, docs, base=base, base_documents=base_docs, base_mix=1.0)
 
 
 def test_l2_sp_penalty_is_the_squared_distance_to_the_start() -> None:

@@ -12,6 +12,7 @@ from sentence_transformers import SentenceTransformer
 
 from embedkd.distill import DistillConfig, TrainingDivergedError, distill
 from embedkd.distill import trainer as trainer_module
+from embedkd.errors import InputError
 from embedkd.models import Encoder
 from embedkd.models.manifest import StudentManifest
 
@@ -282,6 +283,40 @@ def test_rank_term_trains_against_anchor_documents_and_is_off_without_a_corpus(
     assert calls["n"] == 0  # no BEIR folder in --data and no --anchor-data: the term is off, not an error
 
 
+def test_rank_base_mix_adds_the_bases_own_ranking_to_the_target(
+    bow_teacher: BowData, tiny_model_dir: Path, tmp_path: Path, isolated_cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: list[dict] = []
+    real = trainer_module.losses.listwise_kl_loss
+
+    def spy(*args, **kwargs):  # type: ignore[no-untyped-def]
+        seen.append(kwargs)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(trainer_module.losses, "listwise_kl_loss", spy)
+    config = bow_config(
+        bow_teacher,
+        tiny_model_dir,
+        tmp_path / "s",
+        rank_weight=0.5,
+        rank_base_mix=0.5,
+        anchor_data=bow_teacher.texts_path,
+        max_steps=6,
+    )
+    result = distill(config)
+    assert len(seen) == 6 and np.isfinite(result.history[-1]["loss"])
+    first = seen[0]
+    assert first["base_mix"] == 0.5
+    base, anchors = first["base"], first["base_documents"]
+    # the base's own vectors: its width (not the teacher's), one row per text and per anchor, unit length
+    width = SentenceTransformer(str(tiny_model_dir)).get_embedding_dimension()
+    assert base.shape == (config.batch_size, width) and anchors.shape[1] == width
+    assert torch.allclose(anchors.norm(dim=-1), torch.ones(len(anchors)), atol=1e-2)
+    assert result.manifest.training["config"]["rank_base_mix"] == 0.5
+    with pytest.raises(InputError, match="rank_base_mix"):
+        bow_config(bow_teacher, tiny_model_dir, tmp_path / "x", rank_base_mix=1.0)
+
+
 def test_a_static_student_is_distilled_by_model2vec_then_aligned(
     bow_teacher: BowData, tiny_model_factory, tmp_path: Path, isolated_cache: Path
 ) -> None:
@@ -318,8 +353,6 @@ def test_a_static_student_is_distilled_by_model2vec_then_aligned(
 def test_the_default_student_is_cut_from_the_teacher_and_needs_its_weights(
     bow_teacher: BowData, tiny_model_factory, tmp_path: Path, isolated_cache: Path
 ) -> None:
-    from embedkd.errors import InputError
-
     with pytest.raises(InputError, match="black box"):
         distill(bow_config(bow_teacher, Path("teacher"), tmp_path / "a"))
     teacher = tiny_model_factory(hidden=32, seed=1, layers=4)
