@@ -70,7 +70,7 @@ class DistillConfig:
         "Share of the student base's own ranking in the ranking term's target: the base (e.g. MiniLM-L6, "
         "undistilled) ranks the anchor documents in its own space, and the student learns the mixture of its "
         "and the teacher's distributions, still scoring the teacher's vectors (fusing the two rankings scores "
-        "above either alone: benchmarks/results/rank_base_mix.md). The base encodes the texts and anchors once "
+        "above either alone: benchmarks/results/rank_fusion.md). The base encodes the texts and anchors once "
         "(cached); 0 turns it off.",
     )
     token_weight: float = opt(
