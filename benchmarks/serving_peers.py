@@ -138,6 +138,34 @@ def infinity_server(binary: str, model: Path, port: int, log: Path) -> subproces
     raise RuntimeError("infinity did not start")
 
 
+def infinity_load(
+    binary: str,
+    student: Path,
+    root: Path,
+    bodies: list[dict[str, Any]],
+    clients: list[int],
+    seconds: int,
+    warmup: int = 0,
+) -> list[dict[str, Any]]:
+    """wrk against infinity-emb's ``/embeddings`` on the student (a copy it can load, kept in ``root/st3``),
+    one row per client count; ``warmup`` seconds of load first, unmeasured. The server stops afterwards."""
+    model = root / "st3" if (root / "st3").is_dir() else st3_copy(student, root / "st3")
+    port = free_port()
+    proc = infinity_server(binary, model, port, root / "infinity.log")
+    rows = []
+    try:
+        url = f"http://127.0.0.1:{port}"
+        if warmup:
+            wrk_post(url, "/embeddings", bodies, warmup, max(clients))
+        for n in clients:
+            rows.append(wrk(url, "/embeddings", bodies, seconds, n))
+            print(json.dumps(rows[-1]), flush=True)
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=60)
+    return rows
+
+
 def profile(pid: int, seconds: int, out: Path) -> list[tuple[str, float]]:
     """Share of samples by innermost function (own time) across the server's threads, via py-spy."""
     py_spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
@@ -213,17 +241,8 @@ def main() -> None:
                 results["rows"].append(row)
                 print(json.dumps(row), flush=True)
         if Path(args.infinity).exists():
-            port = free_port()
-            proc = infinity_server(args.infinity, st3_copy(args.student, root / "st3"), port, root / "infinity.log")
-            try:
-                url = f"http://127.0.0.1:{port}"
-                for n in clients:
-                    load = wrk(url, "/embeddings", bodies, args.seconds, n)
-                    results["rows"].append({"server": "infinity-emb 0.0.78 (torch)", **load})
-                    print(json.dumps(results["rows"][-1]), flush=True)
-            finally:
-                os.killpg(proc.pid, signal.SIGTERM)
-                proc.wait(timeout=60)
+            for load in infinity_load(args.infinity, args.student, root, bodies, clients, args.seconds):
+                results["rows"].append({"server": "infinity-emb 0.0.78 (torch)", **load})
     args.out.mkdir(parents=True, exist_ok=True)
     write_json(args.out / "serving_peers.json", results)
     write_markdown(results, args.out / "serving_peers.md")

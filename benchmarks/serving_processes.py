@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import signal
 import statistics
 import subprocess
 import tempfile
@@ -33,7 +31,7 @@ import httpx
 
 from benchmarks._report import machine, markdown_table, run_main, save_results
 from benchmarks.load import PIN_LOADGEN, SHORT_QUERIES, forward_passes, inprocess_throughput, wrk_post
-from benchmarks.serving_peers import infinity_server, st3_copy
+from benchmarks.serving_peers import infinity_load
 from embedkd.data.documents import Document
 from embedkd.distill.teacher import Teacher
 from embedkd.index import build_index
@@ -78,28 +76,6 @@ def infinity_version(binary: str) -> str:
         [str(python), "-c", "import infinity_emb; print(infinity_emb.__version__)"], capture_output=True, text=True
     )
     return f"infinity-emb {out.stdout.strip() or '(unknown version)'}"
-
-
-def run_infinity(
-    args: argparse.Namespace, root: Path, bodies: list[dict[str, Any]], clients: list[int], round_: int
-) -> list[dict[str, Any]]:
-    """One round of infinity-emb on the same student, load generator and payloads (its ``/embeddings``)."""
-    model = root / "st3" if (root / "st3").is_dir() else st3_copy(args.student, root / "st3")
-    port = free_port()
-    proc = infinity_server(args.infinity, model, port, root / "infinity.log")
-    rows = []
-    try:
-        url = f"http://127.0.0.1:{port}"
-        wrk_post(url, "/embeddings", bodies, 3, max(clients))  # warm-up, as for embedkd
-        for n in clients:
-            load = wrk_post(url, "/embeddings", bodies, args.seconds, n)
-            load.pop("raw")
-            rows.append({"round": round_, "workers": "infinity-emb", **load})
-            print(json.dumps(rows[-1]), flush=True)
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=60)
-    return rows
 
 
 def main() -> None:
@@ -154,7 +130,8 @@ def main() -> None:
                 finally:
                     server.stop()
             if peer:
-                results["rows"] += run_infinity(args, root, bodies, clients, round_)
+                loads = infinity_load(args.infinity, args.student, root, bodies, clients, args.seconds, warmup=3)
+                results["rows"] += [{"round": round_, "workers": "infinity-emb", **load} for load in loads]
     add_in_process(results, Encoder.load(args.student, device="cpu", backend=args.backend))
     save_results(results, args.out, args.name, write_markdown)
 
