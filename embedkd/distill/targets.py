@@ -22,6 +22,7 @@ __all__ = [
     "anchor_texts",
     "base_rank_inputs",
     "centred_anchors",
+    "default_rank_base_mix",
     "load_anchors",
     "load_pairs",
     "load_teacher",
@@ -87,6 +88,20 @@ def load_anchors(config: DistillConfig, teacher: Teacher, device: str) -> torch.
     """Teacher document embeddings (normalised) that the anchor and ranking losses score against."""
     emb = teacher.embeddings(anchor_texts(config), role="document", progress=config.progress)
     return torch.from_numpy(emb.astype(np.float32)).to(device)
+
+
+DEFAULT_RANK_BASE_MIX = 0.5
+
+
+def default_rank_base_mix(config: DistillConfig) -> float:
+    """--rank-base-mix, or its default: 0.5 where the student base has a ranking of its own to add (a
+    transformer other than the teacher), else 0 (a static base, or a cut of the teacher's own layers)."""
+    if config.rank_base_mix is not None:
+        return config.rank_base_mix
+    base = config.student
+    if base in (TEACHER_BASE, config.teacher) or base == STATIC or base.startswith(f"{STATIC}:"):
+        return 0.0
+    return DEFAULT_RANK_BASE_MIX
 
 
 def base_rank_inputs(config: DistillConfig, texts: Sequence[tuple[str, str]]) -> tuple[np.ndarray, np.ndarray]:

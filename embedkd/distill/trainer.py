@@ -16,7 +16,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +47,7 @@ from embedkd.distill.targets import (
     anchor_source,
     base_rank_inputs,
     centred_anchors,
+    default_rank_base_mix,
     load_anchors,
     load_pairs,
     load_teacher,
@@ -93,7 +94,7 @@ def _role(kind: TextKind) -> str:
 
 class _Distiller:
     def __init__(self, config: DistillConfig) -> None:
-        self.config = config
+        self.config = replace(config, rank_base_mix=default_rank_base_mix(config))  # recorded as resolved
         self.device = resolve_device(config.device)
         self.ranks = init_ranks(self.device)
         if self.ranks.active and self.device.startswith("cuda"):
@@ -221,7 +222,7 @@ class _Distiller:
             anchors = load_anchors(config, teacher, self.device)
         elif config.rank_weight > 0:
             logger.info("no corpus to rank against (no BEIR folder in --data, no --anchor-data): ranking term off")
-        if anchors is not None and config.rank_weight > 0 and config.rank_base_mix > 0:
+        if anchors is not None and config.rank_weight > 0 and config.rank_base_mix:
             self._base, base_anchors = base_rank_inputs(config, [(t.text, _role(t.kind)) for t in train])
             self._base_anchors = torch.from_numpy(base_anchors).to(self.device, torch.float32)
         pairs = load_pairs(config.pairs) if config.pairs else None
@@ -535,7 +536,7 @@ class _Distiller:
                 temperature=config.rank_temperature,
                 base=None if base is None else base.to(student.device),
                 base_documents=self._base_anchors,
-                base_mix=config.rank_base_mix if base is not None else 0.0,
+                base_mix=config.rank_base_mix or 0.0 if base is not None else 0.0,
             )
             loss = loss + config.rank_weight * kl
         if self._tokens is not None:  # no layer cache here (refused at set-up)

@@ -12,6 +12,7 @@ from sentence_transformers import SentenceTransformer
 
 from embedkd.distill import DistillConfig, TrainingDivergedError, distill
 from embedkd.distill import trainer as trainer_module
+from embedkd.distill.targets import default_rank_base_mix
 from embedkd.errors import InputError
 from embedkd.models import Encoder
 from embedkd.models.manifest import StudentManifest
@@ -298,11 +299,11 @@ def test_rank_base_mix_adds_the_bases_own_ranking_to_the_target(
         bow_teacher,
         tiny_model_dir,
         tmp_path / "s",
-        rank_weight=0.5,
-        rank_base_mix=0.5,
+        rank_weight=0.5,  # --rank-base-mix left at its default: 0.5 for a transformer base
         anchor_data=bow_teacher.texts_path,
         max_steps=6,
     )
+    assert config.rank_base_mix is None
     result = distill(config)
     assert len(seen) == 6 and np.isfinite(result.history[-1]["loss"])
     first = seen[0]
@@ -312,9 +313,36 @@ def test_rank_base_mix_adds_the_bases_own_ranking_to_the_target(
     width = SentenceTransformer(str(tiny_model_dir)).get_embedding_dimension()
     assert base.shape == (config.batch_size, width) and anchors.shape[1] == width
     assert torch.allclose(anchors.norm(dim=-1), torch.ones(len(anchors)), atol=1e-2)
-    assert result.manifest.training["config"]["rank_base_mix"] == 0.5
+    assert result.manifest.training["config"]["rank_base_mix"] == 0.5  # recorded as resolved
     with pytest.raises(InputError, match="rank_base_mix"):
         bow_config(bow_teacher, tiny_model_dir, tmp_path / "x", rank_base_mix=1.0)
+    seen.clear()
+    off = bow_config(
+        bow_teacher, tiny_model_dir, tmp_path / "off", rank_weight=0.5, rank_base_mix=0.0,
+        anchor_data=bow_teacher.texts_path, max_steps=2,
+    )  # fmt: skip
+    assert distill(off).manifest.training["config"]["rank_base_mix"] == 0.0
+    assert [kw["base"] for kw in seen] == [None, None] and [kw["base_mix"] for kw in seen] == [0.0, 0.0]
+
+
+@pytest.mark.parametrize(
+    ("student", "mix", "expected"),
+    [
+        ("minilm-l6", None, 0.5),  # a transformer base with a ranking of its own
+        ("some/folder", None, 0.5),
+        ("teacher", None, 0.0),  # a cut of the teacher's own layers: the teacher's ranking again
+        ("bow-teacher", None, 0.0),  # the teacher itself as the base
+        ("static", None, 0.0),  # a static base has no ranking worth mixing in
+        ("static:minilm-l6", None, 0.0),
+        ("minilm-l6", 0.2, 0.2),  # an explicit value wins
+        ("minilm-l6", 0.0, 0.0),
+    ],
+)
+def test_the_base_ranking_mix_defaults_by_the_student_base(
+    bow_teacher: BowData, tmp_path: Path, student: str, mix: float | None, expected: float
+) -> None:
+    config = bow_config(bow_teacher, Path(student), tmp_path / "s", rank_base_mix=mix)
+    assert default_rank_base_mix(config) == expected
 
 
 def test_a_static_student_is_distilled_by_model2vec_then_aligned(
