@@ -15,7 +15,7 @@ from embedkd.distill.config import DistillConfig
 from embedkd.distill.teacher import Teacher
 from embedkd.errors import InputError, ModelNotFoundError
 from embedkd.models.encoder import Encoder
-from embedkd.models.student import STATIC, TEACHER_BASE
+from embedkd.models.student import TEACHER_BASE, is_static_base
 
 __all__ = [
     "anchor_source",
@@ -99,7 +99,7 @@ def default_rank_base_mix(config: DistillConfig) -> float:
     if config.rank_base_mix is not None:
         return config.rank_base_mix
     base = config.student
-    if base in (TEACHER_BASE, config.teacher) or base == STATIC or base.startswith(f"{STATIC}:"):
+    if base in (TEACHER_BASE, config.teacher) or is_static_base(base):
         return 0.0
     return DEFAULT_RANK_BASE_MIX
 
@@ -112,7 +112,7 @@ def base_rank_inputs(config: DistillConfig, texts: Sequence[tuple[str, str]]) ->
     :func:`anchor_texts` order), computed once and cached on disk like the teacher's.
     """
     base = config.student
-    if base == STATIC or base.startswith(f"{STATIC}:"):
+    if is_static_base(base):
         raise InputError("--rank-base-mix needs a transformer student base; a static base has no ranking of its own")
     if base == TEACHER_BASE:
         raise InputError("--rank-base-mix with --student-base teacher would mix the teacher's ranking with itself")

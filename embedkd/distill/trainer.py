@@ -59,10 +59,10 @@ from embedkd.evaluation import alignment_scores, score_retrieval
 from embedkd.models.manifest import Alignment, StudentManifest
 from embedkd.models.static import static_base
 from embedkd.models.student import (
-    STATIC,
     TEACHER_BASE,
     build_student,
     fit_ridge_projection,
+    is_static_base,
     pooled_embeddings,
     save_student,
     set_max_seq_length,
@@ -283,7 +283,7 @@ class _Distiller:
             model = SentenceTransformer(str(self.checkpoints / "last"), device=self.device)
             return model, state.get("kept_layers")
         base, layers = config.student, config.layers
-        if base == STATIC or base.startswith(f"{STATIC}:"):  # static[:MODEL]: model2vec of the teacher (or MODEL)
+        if is_static_base(base):  # static[:MODEL]: model2vec of the teacher (or MODEL)
             base = str(static_base(base.partition(":")[2] or config.teacher))
         elif base == TEACHER_BASE:  # the teacher's own lower layers (QED): same tokenizer and embeddings
             if teacher.is_black_box:

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 __all__ = [
     "STATIC",
     "TEACHER_BASE",
+    "is_static_base",
     "build_student",
     "projection",
     "set_max_seq_length",
@@ -85,6 +86,11 @@ def prune_layers(transformer: Any, keep: int | Sequence[int]) -> list[int]:
 
 STATIC = "static"  # the student base that means "a static-embedding student distilled from the teacher"
 TEACHER_BASE = "teacher"  # the student base that means "the teacher's own lower layers" (QED)
+
+
+def is_static_base(base: str) -> bool:
+    """Whether a student base names a static-embedding student: ``static`` or ``static:MODEL``."""
+    return base == STATIC or base.startswith(f"{STATIC}:")
 
 
 def projection(model: SentenceTransformer) -> Any:
