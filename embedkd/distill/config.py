@@ -71,9 +71,9 @@ class DistillConfig:
         "undistilled) ranks the anchor documents in its own space, and the student learns the mixture of its "
         "and the teacher's distributions, still scoring the teacher's vectors (fusing the two rankings scores "
         "above either alone: benchmarks/results/rank_fusion.md). The base encodes the texts and anchors once "
-        "(cached). Default: 0.5 for a transformer base other than the teacher (+0.012 dev nDCG@10 at 30 "
-        "minutes: benchmarks/results/learning_curve_amd_minilm_alltexts_frozen5_basemix30.md), 0 otherwise; "
-        "0 turns it off.",
+        "(cached). Default: 0.7 for a transformer base other than the teacher (0.5: +0.012 dev nDCG@10 at 30 "
+        "minutes, 0.7: +0.003 more at equal steps; benchmarks/results/"
+        "learning_curve_amd_minilm_alltexts_frozen5_basemix{30,70}.md), 0 otherwise; 0 turns it off.",
     )
     token_weight: float = opt(
         0.0,
@@ -99,8 +99,12 @@ class DistillConfig:
     )
     batch_size: int = opt(32, "Texts per optimiser step.")
     grad_accum: int = opt(1, "Micro-batches per optimiser step.")
-    lr: float = opt(2e-4, "Backbone learning rate.")
-    head_lr: float = opt(2e-3, "Projection learning rate.")
+    lr: float = opt(
+        4e-4,
+        "Backbone learning rate (4e-4 / head 4e-3 against 2e-4 / 2e-3: +0.007 dev nDCG@10 at equal steps for "
+        "the default student, learning_curve_amd_minilm_alltexts_frozen5_basemix70_lr4e-4.md).",
+    )
+    head_lr: float = opt(4e-3, "Projection learning rate.")
     weight_decay: float = opt(0.01, "AdamW weight decay.")
     l2sp_weight: float = opt(
         0.0,

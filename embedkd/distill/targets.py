@@ -90,11 +90,11 @@ def load_anchors(config: DistillConfig, teacher: Teacher, device: str) -> torch.
     return torch.from_numpy(emb.astype(np.float32)).to(device)
 
 
-DEFAULT_RANK_BASE_MIX = 0.5
+DEFAULT_RANK_BASE_MIX = 0.7
 
 
 def default_rank_base_mix(config: DistillConfig) -> float:
-    """--rank-base-mix, or its default: 0.5 where the student base has a ranking of its own to add (a
+    """--rank-base-mix, or its default: 0.7 where the student base has a ranking of its own to add (a
     transformer other than the teacher), else 0 (a static base, or a cut of the teacher's own layers)."""
     if config.rank_base_mix is not None:
         return config.rank_base_mix

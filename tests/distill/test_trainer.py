@@ -299,7 +299,7 @@ def test_rank_base_mix_adds_the_bases_own_ranking_to_the_target(
         bow_teacher,
         tiny_model_dir,
         tmp_path / "s",
-        rank_weight=0.5,  # --rank-base-mix left at its default: 0.5 for a transformer base
+        rank_weight=0.5,  # --rank-base-mix left at its default: 0.7 for a transformer base
         anchor_data=bow_teacher.texts_path,
         max_steps=6,
     )
@@ -307,13 +307,13 @@ def test_rank_base_mix_adds_the_bases_own_ranking_to_the_target(
     result = distill(config)
     assert len(seen) == 6 and np.isfinite(result.history[-1]["loss"])
     first = seen[0]
-    assert first["base_mix"] == 0.5
+    assert first["base_mix"] == 0.7
     base, anchors = first["base"], first["base_documents"]
     # the base's own vectors: its width (not the teacher's), one row per text and per anchor, unit length
     width = SentenceTransformer(str(tiny_model_dir)).get_embedding_dimension()
     assert base.shape == (config.batch_size, width) and anchors.shape[1] == width
     assert torch.allclose(anchors.norm(dim=-1), torch.ones(len(anchors)), atol=1e-2)
-    assert result.manifest.training["config"]["rank_base_mix"] == 0.5  # recorded as resolved
+    assert result.manifest.training["config"]["rank_base_mix"] == 0.7  # recorded as resolved
     with pytest.raises(InputError, match="rank_base_mix"):
         bow_config(bow_teacher, tiny_model_dir, tmp_path / "x", rank_base_mix=1.0)
     seen.clear()
@@ -328,8 +328,8 @@ def test_rank_base_mix_adds_the_bases_own_ranking_to_the_target(
 @pytest.mark.parametrize(
     ("student", "mix", "expected"),
     [
-        ("minilm-l6", None, 0.5),  # a transformer base with a ranking of its own
-        ("some/folder", None, 0.5),
+        ("minilm-l6", None, 0.7),  # a transformer base with a ranking of its own
+        ("some/folder", None, 0.7),
         ("teacher", None, 0.0),  # a cut of the teacher's own layers: the teacher's ranking again
         ("bow-teacher", None, 0.0),  # the teacher itself as the base
         ("static", None, 0.0),  # a static base has no ranking worth mixing in
