@@ -111,6 +111,11 @@ class DistillConfig:
         "Pull the trained backbone towards its starting weights (L2-SP: weight x squared distance, added to "
         "the loss) so it keeps more of the base's knowledge; 0 turns it off.",
     )
+    ema_decay: float = opt(
+        0.0,
+        "Evaluate and save an exponential moving average of the trained weights (Polyak averaging; e.g. "
+        "0.999 averages over about the last 1,000 steps); 0 uses the weights of the last step.",
+    )
     warmup_ratio: float = opt(0.05, "Share of each learning-rate cycle spent warming up.")
     min_lr_ratio: float = opt(0.0, "The learning rate decays linearly to lr x this (LEAF: 1e-4 -> 1e-5 is 0.1).")
     max_grad_norm: float = opt(1.0, "Gradient clipping norm.")
@@ -177,6 +182,8 @@ class DistillConfig:
             raise InputError("token_weight must be 0 or more")
         if self.l2sp_weight < 0:
             raise InputError("l2sp_weight must be 0 or more")
+        if not 0 <= self.ema_decay < 1:
+            raise InputError("ema_decay must be at least 0 and below 1")
         if self.rank_base_mix is not None and not 0 <= self.rank_base_mix < 1:
             raise InputError("rank_base_mix must be at least 0 and below 1")
         if self.rank_temperature <= 0:

@@ -16,6 +16,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ from tqdm.auto import tqdm
 from embedkd.data.beir import BeirDataset, load_beir
 from embedkd.device import autocast, resolve_device, resolve_precision
 from embedkd.distill import losses
+from embedkd.distill.averaging import WeightAverage
 from embedkd.distill.batching import bucketed_batches
 from embedkd.distill.budget import fit_budget
 from embedkd.distill.checkpoint import (
@@ -354,6 +356,7 @@ class _Distiller:
         bounds = CycleBounds(start=0, total=cycle_steps)  # the schedule reads it late: a budget may shorten it
         optimizer, backbone = build_optimizer(model, config)
         reference = [p.detach().clone() for p in backbone] if config.l2sp_weight > 0 else None  # L2-SP's start
+        average = WeightAverage(model, config.ema_decay) if config.ema_decay > 0 else None
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, cycle_schedule(config, bounds))
         use_scaler = config.precision is Precision.FP16
         scaler = torch.amp.GradScaler("cuda") if use_scaler else None
@@ -376,6 +379,8 @@ class _Distiller:
             set_rng_state(state["rng"])
             if reference is not None and state.get("l2sp_reference") is not None:  # the first run's start
                 reference = list(state["l2sp_reference"])
+            if average is not None and state.get("weight_average"):  # the folder held the average
+                average.load_state_dict(state["weight_average"])
             logger.info("resumed at step %d of %d", step, bounds.total)
 
         def checkpoint(metrics: dict[str, Any]) -> None:
@@ -400,6 +405,7 @@ class _Distiller:
                 "cycle_start": bounds.start,
                 "l2sp_reference": reference,
                 "base_max_seq_length": self._base_max_len,
+                "weight_average": average.state_dict() if average is not None else None,
                 "config": config.to_dict(),
             }
             save_checkpoint(model, payload, self.checkpoints / "last")
@@ -471,6 +477,8 @@ class _Distiller:
             else:
                 optimizer.step()
             scheduler.step()
+            if average is not None:
+                average.update()
             step += 1
             loss_ema = step_loss if loss_ema is None else 0.95 * loss_ema + 0.05 * step_loss
             elapsed = time.perf_counter() - start
@@ -491,10 +499,11 @@ class _Distiller:
             bar.update(1)
             if (step % config.eval_every == 0 or step == bounds.total) and self.ranks.main:
                 eval_started = time.perf_counter()
-                metrics = self._evaluate(model, holdout, holdout_targets, beir)
-                metrics["loss"] = loss_ema
-                record(metrics, elapsed)
-                checkpoint(metrics)
+                with average.applied() if average is not None else nullcontext():  # saved as evaluated
+                    metrics = self._evaluate(model, holdout, holdout_targets, beir)
+                    metrics["loss"] = loss_ema
+                    record(metrics, elapsed)
+                    checkpoint(metrics)
                 eval_elapsed += time.perf_counter() - eval_started
             if step % config.eval_every == 0 or step == bounds.total:
                 self.ranks.barrier()
