@@ -61,8 +61,10 @@ def replace_dir(tmp: Path, dest: Path) -> None:
 def save_checkpoint(model: SentenceTransformer, state: dict[str, Any], dest: Path) -> None:
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.tmp-", dir=dest.parent))
+    training = model.training
     try:
-        model.save(str(tmp))
+        model.save(str(tmp))  # sentence-transformers' model card encodes examples, which sets eval mode
+        model.train(training)
         torch.save({**state, "rng": rng_state()}, tmp / STATE_FILE)
         _fsync_tree(tmp)  # durable before the rename makes it the checkpoint
         replace_dir(tmp, dest)

@@ -116,6 +116,11 @@ class DistillConfig:
         "Evaluate and save an exponential moving average of the trained weights (Polyak averaging; e.g. "
         "0.999 averages over about the last 1,000 steps); 0 uses the weights of the last step.",
     )
+    dropout: bool = opt(
+        False,
+        "Train with the student's dropout on. Off by default, as the measured recipes trained: before this "
+        "option a checkpoint's save switched dropout off for the rest of a fresh run (a resumed run kept it on).",
+    )
     warmup_ratio: float = opt(0.05, "Share of each learning-rate cycle spent warming up.")
     min_lr_ratio: float = opt(0.0, "The learning rate decays linearly to lr x this (LEAF: 1e-4 -> 1e-5 is 0.1).")
     max_grad_norm: float = opt(1.0, "Gradient clipping norm.")

@@ -181,7 +181,7 @@ class _Distiller:
             queries = self._encode(model, list(dataset.queries.values()))
             metrics["ndcg_at_10"] = score_retrieval(dataset, queries, doc_embeddings).ndcg_at_10
         metrics["eval_seconds"] = round(time.perf_counter() - started, 2)
-        model.train()
+        model.train(self.config.dropout)
         return metrics
 
     def _select_value(self, metrics: dict[str, Any]) -> float:
@@ -431,7 +431,7 @@ class _Distiller:
             eval_elapsed = time.perf_counter() - start
         self.ranks.barrier()
 
-        model.train()
+        model.train(config.dropout)  # dropout on or off; checkpoints and evaluations keep it as set
         pair_rng = random.Random(config.seed + 7)
         bar = tqdm(total=bounds.total, initial=step, desc="distilling", unit="step", disable=not config.progress)
         loss_ema: float | None = None

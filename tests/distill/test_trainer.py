@@ -427,3 +427,31 @@ def test_the_optimiser_is_fused_on_cpu_and_makes_adamw_s_update(tiny_model_dir: 
             optimizer.step()
     for a, b in zip(fused_model.parameters(), plain_model.parameters(), strict=True):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("dropout", [False, True])
+def test_dropout_stays_as_set_across_checkpoints_and_resume(
+    bow_teacher: BowData,
+    tiny_model_dir: Path,
+    tmp_path: Path,
+    isolated_cache: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    dropout: bool,
+) -> None:
+    modes: list[bool] = []
+    real = trainer_module._Distiller._batch_loss
+
+    def spy(self, model, *args, **kwargs):  # type: ignore[no-untyped-def]
+        modes.append(model[0].auto_model.encoder.layer[-1].training)  # what dropout depends on
+        return real(self, model, *args, **kwargs)
+
+    monkeypatch.setattr(trainer_module._Distiller, "_batch_loss", spy)
+    config = bow_config(
+        bow_teacher, tiny_model_dir, tmp_path / "s", max_steps=6, eval_every=2, dropout=dropout, keep_checkpoints=True
+    )
+    distill(config)  # a checkpoint every 2 steps: sentence-transformers' save runs encode(), which sets eval
+    assert modes == [dropout] * 6
+    modes.clear()
+    config.resume = True  # extends the finished run by a new cycle of 6 steps, from the saved folder
+    distill(config)
+    assert modes == [dropout] * 6
