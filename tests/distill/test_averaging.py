@@ -83,7 +83,7 @@ def test_ema_decay_is_checked(tmp_path: Path) -> None:
         DistillConfig(out=tmp_path / "s", data=[tmp_path / "t.txt"], ema_decay=1.0)
 
 
-def test_the_saved_student_holds_the_average_and_a_resumed_run_goes_on_from_the_raw_weights(
+def test_the_saved_student_holds_the_average_and_a_resumed_run_matches_an_unbroken_one(
     bow_teacher: BowData, tiny_model_dir: Path, tmp_path: Path, isolated_cache: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     settings = dict(max_steps=6, eval_every=2, ema_decay=0.9, select_by="cosine")
@@ -116,4 +116,9 @@ def test_the_saved_student_holds_the_average_and_a_resumed_run_goes_on_from_the_
     resumed = distill(config)
     assert loaded == [4]
     assert [h["step"] for h in resumed.history] == [0, 2, 4, 6]
+    # the same run as the unbroken one: the raw weights, the average and the training mode all carry over
+    assert [h["cosine"] for h in resumed.history] == pytest.approx([h["cosine"] for h in unbroken.history], abs=1e-5)
+    again = load_file(str(resumed.out / "model.safetensors"))
+    for key in trained:
+        torch.testing.assert_close(again[key], saved[key], atol=1e-5, rtol=0)
     assert all(torch.isfinite(t).all() for t in load_file(str(resumed.out / "model.safetensors")).values())
