@@ -30,14 +30,15 @@ class WeightAverage:
         self.updates = 0
         self._names = [name for name, p in model.named_parameters() if p.requires_grad]
         self._params: list[torch.Tensor] = [p for p in model.parameters() if p.requires_grad]
-        self._shadow = [p.detach().clone() for p in self._params]
+        self._data = [p.detach() for p in self._params]  # views: they follow the optimiser's in-place steps
+        self._shadow = [p.clone() for p in self._data]
         self._raw: list[torch.Tensor] | None = None  # the raw weights while the average is applied
 
     @torch.no_grad()
     def update(self) -> None:
         self.updates += 1
         decay = min(self.decay, (1 + self.updates) / (10 + self.updates))
-        torch._foreach_lerp_(self._shadow, [p.detach() for p in self._params], 1.0 - decay)
+        torch._foreach_lerp_(self._shadow, self._data, 1.0 - decay)
 
     @contextmanager
     def applied(self) -> Iterator[None]:
