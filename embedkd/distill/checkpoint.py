@@ -12,13 +12,21 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from embedkd.distill.data import describe
 from embedkd.errors import InputError
+from embedkd.models.manifest import Alignment, StudentManifest
 from embedkd.npy import fsync_dir
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from sentence_transformers import SentenceTransformer
 
-__all__ = ["STATE_FILE", "copy_checkpoint", "load_state", "replace_dir", "save_checkpoint"]
+    from embedkd.distill.config import DistillConfig
+    from embedkd.distill.data import TrainingText
+    from embedkd.distill.teacher import Teacher
+
+__all__ = ["STATE_FILE", "copy_checkpoint", "load_state", "replace_dir", "save_checkpoint", "training_manifest"]
 
 STATE_FILE = "trainer_state.pt"
 
@@ -115,3 +123,43 @@ def check_out_folder(out: Path) -> None:
             f"--out {out} is not empty and does not hold an embedkd student; choose a new or empty folder "
             "(its files would be replaced)"
         )
+
+
+def training_manifest(
+    config: DistillConfig,
+    teacher: Teacher,
+    train: Sequence[TrainingText],
+    holdout: Sequence[TrainingText],
+    kept_layers: list[int] | None,
+    metrics: dict[str, Any],
+    best_state: dict[str, Any],
+    timings: dict[str, float],
+    device: str,
+) -> StudentManifest:
+    """The ``embedkd.json`` of a trained student: its teacher, its alignment on the held-out texts (from the
+    kept checkpoint's ``metrics``), and how it was trained."""
+    alignment = None
+    if "cosine" in metrics:
+        extra = {"cosine_by_kind": metrics.get("cosine_by_kind", {}), "step": best_state.get("step")}
+        if "ndcg_at_10" in metrics:
+            extra[f"beir_{config.eval_split}_ndcg_at_10"] = metrics["ndcg_at_10"]
+            extra["beir_folder"] = str(config.eval_beir)
+        alignment = Alignment(
+            mean_cosine=float(metrics["cosine"]),
+            mse=float(metrics["mse"]),
+            texts=len(holdout),
+            held_out=f"{len(holdout)} training-distribution texts never trained on (stratified by kind)",
+            extra=extra,
+        )
+    return StudentManifest(
+        teacher=teacher.ref,
+        base=config.student,
+        layers=kept_layers,
+        alignment=alignment,
+        training={
+            "data": describe(train),
+            "config": config.to_dict(),
+            "timings": {k: round(v, 1) for k, v in timings.items()},
+            "device": device,
+        },
+    )

@@ -39,6 +39,7 @@ from embedkd.distill.checkpoint import (
     replace_dir,
     save_checkpoint,
     set_rng_state,
+    training_manifest,
 )
 from embedkd.distill.config import DistillConfig, Precision
 from embedkd.distill.data import TextKind, TrainingText, describe, kind_of, load_training_texts, split_holdout
@@ -58,7 +59,7 @@ from embedkd.distill.teacher import Teacher, read_aligned_texts
 from embedkd.distill.token_targets import TokenTargets, check_student, teacher_token_targets
 from embedkd.errors import EmbedkdError, InputError
 from embedkd.evaluation import alignment_scores, score_retrieval
-from embedkd.models.manifest import Alignment, StudentManifest
+from embedkd.models.manifest import StudentManifest
 from embedkd.models.static import static_base
 from embedkd.models.student import (
     TEACHER_BASE,
@@ -257,7 +258,9 @@ class _Distiller:
         best = SentenceTransformer(str(best_dir), device=self.device)
         set_max_seq_length(best, base_max_len)
         final_metrics = best_state.get("metrics") or self._evaluate(best, holdout, holdout_targets, beir)
-        manifest = self._manifest(teacher, train, holdout, kept_layers, final_metrics, best_state)
+        manifest = training_manifest(
+            config, teacher, train, holdout, kept_layers, final_metrics, best_state, self.timings, self.device
+        )
         # The new student is written beside the folder, then renamed into place: the old one (if any) stays
         # whole until the new one is complete, and nothing else is ever deleted.
         tmp = Path(tempfile.mkdtemp(prefix=f".{config.out.name}.saving-", dir=config.out.parent))
@@ -563,42 +566,6 @@ class _Distiller:
         features = model.preprocess(texts)
         features = {k: v.to(self.device) if isinstance(v, torch.Tensor) else v for k, v in features.items()}
         return dict(model(features))
-
-    def _manifest(
-        self,
-        teacher: Teacher,
-        train: Sequence[TrainingText],
-        holdout: Sequence[TrainingText],
-        kept_layers: list[int] | None,
-        metrics: dict[str, Any],
-        best_state: dict[str, Any],
-    ) -> StudentManifest:
-        config = self.config
-        alignment = None
-        if "cosine" in metrics:
-            extra = {"cosine_by_kind": metrics.get("cosine_by_kind", {}), "step": best_state.get("step")}
-            if "ndcg_at_10" in metrics:
-                extra[f"beir_{config.eval_split}_ndcg_at_10"] = metrics["ndcg_at_10"]
-                extra["beir_folder"] = str(config.eval_beir)
-            alignment = Alignment(
-                mean_cosine=float(metrics["cosine"]),
-                mse=float(metrics["mse"]),
-                texts=len(holdout),
-                held_out=f"{len(holdout)} training-distribution texts never trained on (stratified by kind)",
-                extra=extra,
-            )
-        return StudentManifest(
-            teacher=teacher.ref,
-            base=config.student,
-            layers=kept_layers,
-            alignment=alignment,
-            training={
-                "data": describe(train),
-                "config": config.to_dict(),
-                "timings": {k: round(v, 1) for k, v in self.timings.items()},
-                "device": self.device,
-            },
-        )
 
 
 def distill(config: DistillConfig) -> DistillResult:
