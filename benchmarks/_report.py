@@ -26,7 +26,25 @@ def machine() -> str:
     except OSError:
         pass
     gpu = f"GPU {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else "no GPU"
-    return f"{cpu}, {torch.get_num_threads()} threads, torch {torch.__version__}, {gpu}, {time.strftime('%Y-%m-%d')}"
+    return (
+        f"{cpu} ({cpu_bf16()}), {torch.get_num_threads()} threads, torch {torch.__version__}, {gpu}, "
+        f"{time.strftime('%Y-%m-%d')}"
+    )
+
+
+def cpu_bf16() -> str:
+    """The CPU's native bf16 support, which sets the speed of bf16 autocast (the ``auto`` precision): CPUs
+    with one model name (e.g. "Intel(R) Xeon(R) Processor") differ here, and their results differ with it."""
+    import torch
+
+    def has(check: str) -> bool:
+        return bool(getattr(torch.cpu, check, lambda: False)())
+
+    if has("_is_amx_tile_supported"):
+        return "AMX"
+    if has("_is_avx512_bf16_supported"):
+        return "AVX512-BF16, no AMX"
+    return "no native bf16"
 
 
 def stamp(results: dict[str, Any], module: str, student: str = "") -> str:

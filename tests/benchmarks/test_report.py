@@ -40,6 +40,18 @@ def test_machine_stamp_states_the_gpu_it_measured() -> None:
     assert ("no GPU" in stamp) != torch.cuda.is_available()
 
 
+def test_machine_stamp_states_the_cpus_native_bf16(monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False, raising=False)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False, raising=False)
+    assert "(no native bf16)" in machine()
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True, raising=False)
+    assert "(AVX512-BF16, no AMX)" in machine()
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True, raising=False)
+    assert "(AMX)" in machine()
+
+
 def test_bad_input_ends_with_a_message_and_the_error_exit_code(capsys: pytest.CaptureFixture[str]) -> None:
     def main() -> None:
         raise InputError("/nope is not a BEIR folder (no corpus.jsonl)")
