@@ -37,14 +37,11 @@ def cpu_bf16() -> str:
     with one model name (e.g. "Intel(R) Xeon(R) Processor") differ here, and their results differ with it."""
     import torch
 
-    def has(check: str) -> bool:
-        return bool(getattr(torch.cpu, check, lambda: False)())
+    from embedkd.device import native_bf16
 
-    if has("_is_amx_tile_supported"):
-        return "AMX"
-    if has("_is_avx512_bf16_supported"):
-        return "AVX512-BF16, no AMX"
-    return "no native bf16"
+    if not native_bf16("cpu"):
+        return "no native bf16"
+    return "AMX" if getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)() else "AVX512-BF16, no AMX"
 
 
 def stamp(results: dict[str, Any], module: str, student: str = "") -> str:

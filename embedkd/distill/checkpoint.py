@@ -1,4 +1,5 @@
-"""Training checkpoints: a sentence-transformers folder plus the optimiser and loop state, written atomically."""
+"""Training checkpoints: a sentence-transformers folder plus the optimiser and loop state, written atomically;
+and the manifest (``embedkd.json``) of the student a run keeps."""
 
 from __future__ import annotations
 
