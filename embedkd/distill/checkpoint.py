@@ -16,6 +16,7 @@ import torch
 from embedkd.distill.data import describe
 from embedkd.errors import InputError
 from embedkd.models.manifest import Alignment, StudentManifest
+from embedkd.models.student import set_max_seq_length
 from embedkd.npy import fsync_dir
 
 if TYPE_CHECKING:
@@ -67,13 +68,24 @@ def replace_dir(tmp: Path, dest: Path) -> None:
         shutil.rmtree(old)
 
 
-def save_checkpoint(model: SentenceTransformer, state: dict[str, Any], dest: Path) -> None:
+def save_checkpoint(
+    model: SentenceTransformer, state: dict[str, Any], dest: Path, *, max_seq_length: int | None = None
+) -> None:
+    """Save ``model`` and the trainer's ``state`` to ``dest`` atomically.
+
+    ``max_seq_length`` is the student's own truncation length, which the folder records in place of the
+    shorter one the model trains with, so that a checkpoint loads as a usable student.
+    """
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.tmp-", dir=dest.parent))
-    training = model.training
+    training, training_length = model.training, model.max_seq_length
     try:
-        model.save(str(tmp))  # sentence-transformers' model card encodes examples, which sets eval mode
-        model.train(training)
+        set_max_seq_length(model, max_seq_length)
+        try:
+            model.save(str(tmp))  # sentence-transformers' model card encodes examples, which sets eval mode
+        finally:
+            set_max_seq_length(model, training_length)
+            model.train(training)
         torch.save({**state, "rng": rng_state()}, tmp / STATE_FILE)
         _fsync_tree(tmp)  # durable before the rename makes it the checkpoint
         replace_dir(tmp, dest)

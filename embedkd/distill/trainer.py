@@ -411,7 +411,7 @@ class _Distiller:
                 "weight_average": average.state_dict() if average is not None else None,
                 "config": config.to_dict(),
             }
-            save_checkpoint(model, payload, self.checkpoints / "last")
+            save_checkpoint(model, payload, self.checkpoints / "last", max_seq_length=self._base_max_len)
             if improved:
                 copy_checkpoint(self.checkpoints / "last", self.checkpoints / "best")
 

@@ -455,3 +455,23 @@ def test_dropout_stays_as_set_across_checkpoints_and_resume(
     config.resume = True  # extends the finished run by a new cycle of 6 steps, from the saved folder
     distill(config)
     assert modes == [dropout] * 6
+
+
+def test_checkpoints_save_the_students_own_length_not_the_training_one(
+    bow_teacher: BowData, tiny_model_dir: Path, tmp_path: Path, isolated_cache: Path
+) -> None:
+    out = tmp_path / "student"
+    config = bow_config(
+        bow_teacher, tiny_model_dir, out, max_steps=6, eval_every=3, keep_checkpoints=True, max_seq_length=8
+    )
+    distill(config)
+    assert SentenceTransformer(str(out)).max_seq_length == 64
+    for name in ("last", "best"):  # loaded as plain students, they must not truncate documents to 8 tokens
+        assert SentenceTransformer(str(out / "checkpoints" / name)).max_seq_length == 64
+    state = torch.load(out / "checkpoints" / "last" / "trainer_state.pt", weights_only=False)
+    assert state["base_max_seq_length"] == 64
+    config.resume = True
+    resumed = distill(config)
+    assert resumed.history[-1]["step"] == 12
+    assert resumed.model.max_seq_length == 8  # the resumed cycle still trains at the recipe's length
+    assert SentenceTransformer(str(out)).max_seq_length == 64
