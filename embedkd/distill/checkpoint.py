@@ -81,11 +81,9 @@ def save_checkpoint(
     training, training_length = model.training, model.max_seq_length
     try:
         set_max_seq_length(model, max_seq_length)
-        try:
-            model.save(str(tmp))  # sentence-transformers' model card encodes examples, which sets eval mode
-        finally:
-            set_max_seq_length(model, training_length)
-            model.train(training)
+        model.save(str(tmp))  # sentence-transformers' model card encodes examples, which sets eval mode
+        set_max_seq_length(model, training_length)
+        model.train(training)
         torch.save({**state, "rng": rng_state()}, tmp / STATE_FILE)
         _fsync_tree(tmp)  # durable before the rename makes it the checkpoint
         replace_dir(tmp, dest)
