@@ -49,7 +49,12 @@ def rank_scores(
     queries: np.ndarray, docs: np.ndarray, relevant: np.ndarray, own: np.ndarray
 ) -> tuple[float, np.ndarray]:
     """nDCG@10 (one relevant document per query) and each query's top 10, the query's own row left out."""
-    scores = queries @ docs.T
+    return rank_of(queries @ docs.T, relevant, own)
+
+
+def rank_of(scores: np.ndarray, relevant: np.ndarray, own: np.ndarray) -> tuple[float, np.ndarray]:
+    """``rank_scores`` of a query-by-document score matrix (the matrix is not changed)."""
+    scores = scores.copy()
     scores[np.arange(len(own)), own] = -np.inf
     top = np.argsort(-scores, axis=1)[:, :10]
     hits = top == relevant[:, None]

@@ -1,0 +1,289 @@
+"""Would a second, cheap document index in the student base's own space lift the asymmetric student?
+
+    PYTHONPATH=. python -m benchmarks.dual_space --student "60-minute=DIR" [--student ...] [--name NAME]
+
+`rank_fusion.md` found that the teacher's ranking and MiniLM-L6's own (each model searching its own
+document vectors) fuse to more than either. The default student is MiniLM-L6 with only its top layer
+trained, so a query can carry both: the student's vector searches the teacher's index, the undistilled
+MiniLM-L6's vector searches a second index of the same documents in MiniLM-L6's own space (MiniLM encodes
+documents 5-10x cheaper than the teacher, so that index adds a small share of the teacher's cost), and the
+two score lists are added per query: ``student . teacher_doc + w * base . base_doc``.
+
+For each student, on SciFact (dev: the train qrels, which choose the weight w; test is recorded only) and
+on STS-B paraphrase search (a domain no training text comes from; the paraphrase task of
+``benchmarks.unseen_alignment``, scored at the weight dev chose): nDCG@10 of the student alone, of the
+fusion at each weight, and of the sum of per-query z-scores. References: the teacher, MiniLM-L6 in its
+own space, and the teacher fused with MiniLM-L6 the same way. Query cost: batch-1 latency of the student
+alone, of both encoders one after the other, and of one pass that runs the layers the two share
+(the student's frozen lower layers, checked equal to the base's) once and then each top layer.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from benchmarks._report import machine, markdown_table, run_main, write_json
+from benchmarks.rank_fusion import zscore
+from benchmarks.unseen_alignment import paraphrase_task, rank_of
+from embedkd.data.beir import BeirDataset, load_beir
+from embedkd.distill import Teacher
+from embedkd.distill.teacher import read_aligned_texts
+from embedkd.evaluation import score_retrieval
+from embedkd.models import Encoder
+
+WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0)
+
+
+def fused(space: np.ndarray, base: np.ndarray) -> dict[str, np.ndarray]:
+    """Score matrices: the teacher-space scores plus ``w`` times the base's own, and the z-score sum."""
+    rows = {f"w {w:g}": space + w * base for w in WEIGHTS}
+    rows["z-scores"] = zscore(space) + zscore(base)
+    return rows
+
+
+def beir_ndcg(data: BeirDataset, scores: np.ndarray) -> float:
+    eye = np.eye(scores.shape[1], dtype=np.float32)  # score matrices go in as queries against unit documents
+    return score_retrieval(data, scores.astype(np.float32), eye).ndcg_at_10
+
+
+def _same(a: torch.nn.Module, b: torch.nn.Module) -> bool:
+    left, right = a.state_dict(), b.state_dict()
+    return left.keys() == right.keys() and all(torch.equal(left[k], right[k]) for k in left)
+
+
+def shared_layers(student: Encoder, base: Encoder) -> int:
+    """How many of the student's lowest transformer layers (with the word embeddings) equal the base's."""
+    s_bert: Any = student.model[0].auto_model
+    b_bert: Any = base.model[0].auto_model
+    if not _same(s_bert.embeddings, b_bert.embeddings):
+        return 0
+    count = 0
+    for s_layer, b_layer in zip(s_bert.encoder.layer, b_bert.encoder.layer, strict=False):  # may differ in depth
+        if not _same(s_layer, b_layer):
+            break
+        count += 1
+    return count
+
+
+def _layers(layers: Sequence[torch.nn.Module], hidden: torch.Tensor) -> torch.Tensor:
+    for layer in layers:
+        out = layer(hidden)
+        hidden = out[0] if isinstance(out, tuple) else out
+    return hidden
+
+
+@torch.inference_mode()
+def shared_pass(
+    student: Encoder, base: Encoder, shared: int, text: str, *, with_base: bool = True
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Both query vectors of one text, running the layers the two encoders share once (no padding: one text).
+    Without ``with_base``, the student's alone by the same direct path (a like-for-like latency reference)."""
+    s_bert: Any = student.model[0].auto_model
+    b_bert: Any = base.model[0].auto_model
+    batch = student.model.tokenize([text])
+    hidden = s_bert.embeddings(input_ids=batch["input_ids"], token_type_ids=batch.get("token_type_ids"))
+    hidden = _layers(s_bert.encoder.layer[:shared], hidden)
+    own = _layers(s_bert.encoder.layer[shared:], hidden).mean(dim=1)
+    for module in list(student.model)[2:]:  # the student's projection and normalisation
+        own = module({"sentence_embedding": own})["sentence_embedding"]
+    if not with_base:
+        return own[0].numpy(), None
+    base_vec = F.normalize(_layers(b_bert.encoder.layer[shared:], hidden).mean(dim=1), dim=-1)
+    return own[0].numpy(), base_vec[0].numpy()
+
+
+def latency(label: str, student: Encoder, base: Encoder, texts: list[str]) -> tuple[int, dict[str, float]]:
+    """Batch-1 ms of the base, the student, both one after the other, and both with shared layers run once."""
+    shared = shared_layers(student, base)
+
+    def both(text: str) -> object:
+        return student.encode_query([text]), base.encode_query([text])
+
+    runs: dict[str, Callable[[str], object]] = {
+        "base alone": lambda text: base.encode_query([text]),
+        label: lambda text: student.encode_query([text]),
+        f"{label} + base, one after the other": both,
+    }
+    if shared == 0:  # e.g. a student cut from the teacher: nothing to run once
+        return shared, batch1_ms(runs, texts)
+    check = texts[:20]
+    pairs = [shared_pass(student, base, shared, text) for text in check]
+    for i, encoder in enumerate((student, base)):
+        vectors = np.stack([np.asarray(p[i]) for p in pairs])
+        cosine = float(np.min(np.sum(vectors * encoder.encode_query(check), axis=1)))
+        if cosine < 0.999:
+            raise RuntimeError(f"the shared pass does not reproduce {encoder.name} (min cosine {cosine:.4f})")
+    runs |= {
+        f"{label}, direct layer calls": lambda text: shared_pass(student, base, shared, text, with_base=False),
+        f"{label} + base, {shared} shared layers run once (direct layer calls)": lambda text: shared_pass(
+            student, base, shared, text
+        ),
+    }
+    return shared, batch1_ms(runs, texts)
+
+
+def batch1_ms(runs: dict[str, Callable[[str], object]], texts: list[str]) -> dict[str, float]:
+    """Median milliseconds to encode one text, for each way of encoding it, taking turns text by text."""
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    for i, text in enumerate(texts):
+        for name, encode in runs.items():
+            start = time.perf_counter()
+            encode(text)
+            if i >= 10:  # warm-up
+                times[name].append((time.perf_counter() - start) * 1000)
+    return {name: float(np.median(ms)) for name, ms in times.items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data-root", type=Path, default=Path("../shared/data"))
+    parser.add_argument("--student", action="append", default=[], help="LABEL=FOLDER (repeatable).")
+    parser.add_argument("--base", default="minilm-l6")
+    parser.add_argument("--latency-texts", type=int, default=200)
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+    parser.add_argument("--name", default="", help="Write dual_space_NAME.{md,json}.")
+    parser.add_argument("--concurrent", default="nothing else")
+    args = parser.parse_args()
+    stem = f"dual_space_{args.name}" if args.name else "dual_space"
+    beir = args.data_root / "beir" / "scifact"
+    splits = {"dev": load_beir(beir, "train"), "test": load_beir(beir, "test")}
+    teacher = Teacher.from_model("mpnet-base", precision="fp32")
+    precomputed = args.data_root / "embeddings" / "scifact-mpnet-base" / "corpus.f16.npy"
+    if precomputed.is_file():
+        teacher.import_embeddings(read_aligned_texts(beir, precomputed), precomputed)
+    docs = splits["dev"].doc_texts()
+    teacher_docs = teacher.embeddings(docs, role="document")
+    base = Encoder.load(args.base, device="cpu")
+    base_docs = base.encode_cached(docs, role="document", progress=False)
+    queries = {split: list(data.queries.values()) for split, data in splits.items()}
+    base_scores = {split: base.encode(q, role="query") @ base_docs.T for split, q in queries.items()}
+
+    para_queries, para_corpus, relevant, own = paraphrase_task(args.data_root / "sts" / "stsb-test.tsv")
+    para_teacher_docs = teacher.embeddings(para_corpus, role="document")
+    para_base = base.encode_query(para_queries) @ base.encode_document(para_corpus).T
+
+    def judge(label: str, space: dict[str, np.ndarray], para_space: np.ndarray) -> dict[str, Any]:
+        """Each fusion's dev and test nDCG@10 on SciFact and its paraphrase nDCG@10 on STS-B."""
+        scifact = {split: fused(space[split], base_scores[split]) for split in splits}
+        para = fused(para_space, para_base)
+        rows = {
+            name: {
+                "dev": beir_ndcg(splits["dev"], scifact["dev"][name]),
+                "test": beir_ndcg(splits["test"], scifact["test"][name]),
+                "paraphrase": rank_of(para[name], relevant, own)[0],
+            }
+            for name in scifact["dev"]
+        }
+        chosen = max((name for name in rows if name.startswith("w ") and name != "w 0"), key=lambda n: rows[n]["dev"])
+        print(label, rows["w 0"], chosen, rows[chosen], flush=True)
+        return {"label": label, "fusions": rows, "chosen_by_dev": chosen}
+
+    teacher_space = {split: teacher.embeddings(q, role="query") @ teacher_docs.T for split, q in queries.items()}
+    results: dict[str, Any] = {
+        "machine": machine(),
+        "concurrent": args.concurrent,
+        "base": args.base,
+        "base_alone": {
+            "dev": beir_ndcg(splits["dev"], base_scores["dev"]),
+            "test": beir_ndcg(splits["test"], base_scores["test"]),
+            "paraphrase": rank_of(para_base, relevant, own)[0],
+        },
+        "rows": [judge("teacher", teacher_space, teacher.embeddings(para_queries, role="query") @ para_teacher_docs.T)],
+    }
+    latency_texts = queries["test"][: args.latency_texts]
+    results["latency_ms"] = {}
+    for spec in args.student:
+        label, _, folder = spec.partition("=")
+        student = Encoder.load(folder, device="cpu")
+        space = {split: student.encode_query(q) @ teacher_docs.T for split, q in queries.items()}
+        row = judge(label, space, student.encode_query(para_queries) @ para_teacher_docs.T)
+        results["rows"].append({**row, "folder": folder})
+        shared, ms = latency(label, student, base, latency_texts)
+        results["latency_ms"].update(ms)
+        results["rows"][-1]["shared_layers"] = shared
+    args.out.mkdir(parents=True, exist_ok=True)
+    write_json(args.out / f"{stem}.json", results)
+    write_markdown(results, args.out / f"{stem}.md")
+
+
+def write_markdown(results: dict[str, Any], path: Path) -> None:
+    teacher = results["rows"][0]["fusions"]["w 0"]
+    base = results["base_alone"]
+
+    def cells(scores: dict[str, float]) -> list[str]:
+        return [
+            f"{scores['dev']:.4f}",
+            f"{scores['test']:.4f} ({scores['test'] / teacher['test']:.3f}x)",
+            f"{scores['paraphrase']:.4f} ({scores['paraphrase'] / teacher['paraphrase']:.3f}x)",
+        ]
+
+    table: list[list[str]] = [
+        ["teacher / teacher", "", *cells(teacher)],
+        [f"{results['base']} / its own", "", *cells(base)],
+    ]
+    for row in results["rows"]:
+        chosen = row["chosen_by_dev"]
+        label = row["label"] if row["label"] == "teacher" else f"{row['label']} → teacher"
+        if row["label"] != "teacher":
+            table.append([label, "", *cells(row["fusions"]["w 0"])])
+        for name in dict.fromkeys([chosen, "w 1", "z-scores"]):
+            mark = " (chosen by dev)" if name == chosen else ""
+            table.append([f"{label} + {results['base']} / its own", name + mark, *cells(row["fusions"][name])])
+    latency = [[name, f"{ms:.1f}"] for name, ms in results["latency_ms"].items()]
+    lines = [
+        "# A second document index in the student base's own space, fused with the teacher's",
+        "",
+        f"Machine: {results['machine']}. Ran beside: {results['concurrent']}. "
+        "Command: `python -m benchmarks.dual_space` (see its docstring).",
+        "",
+        "Each query searches the teacher's document vectors (the student's vector, or the teacher's for the "
+        f"reference) and {results['base']}'s own document vectors ({results['base']}'s vector), and the score "
+        "lists are added: `space + w x own`. Dev (SciFact train qrels, 809 claims) chooses w; SciFact test and "
+        "STS-B paraphrase search (a domain no training text comes from) are recorded at that w. "
+        "x = times the teacher searching its own vectors.",
+        "",
+        *markdown_table(
+            [
+                "queries → documents",
+                "fusion",
+                "dev nDCG@10",
+                "test nDCG@10 (recorded only)",
+                "STS-B paraphrase nDCG@10",
+            ],
+            table,
+        ),
+        "",
+        "Every weight (dev / test / paraphrase):",
+        "",
+        *markdown_table(
+            ["queries", *results["rows"][0]["fusions"]],
+            [
+                [
+                    row["label"],
+                    *(f"{s['dev']:.4f} / {s['test']:.4f} / {s['paraphrase']:.4f}" for s in row["fusions"].values()),
+                ]
+                for row in results["rows"]
+            ],
+        ),
+        "",
+        "Batch-1 query latency (median ms over SciFact test claims, torch fp32, the ways taking turns text by "
+        "text. `direct layer calls` run the model's layers without sentence-transformers' `encode` around them; "
+        "the shared pass runs the student's frozen lower layers, equal to the base's, once, then each top layer):",
+        "",
+        *markdown_table(["query encoder", "p50 ms"], latency),
+        "",
+    ]
+    path.write_text("\n".join(lines))
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    run_main(main)

@@ -1,0 +1,85 @@
+"""benchmarks/dual_space.py: score fusion, and the query pass that runs the student's shared lower layers once."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from benchmarks.dual_space import WEIGHTS, fused, shared_layers, shared_pass
+from benchmarks.unseen_alignment import rank_of, rank_scores
+from embedkd.models.encoder import Encoder
+
+TEXTS = ["apple orchard harvest", "river delta water flow", "violin concert music hall", "a longer text " * 6]
+
+
+def _student(base_dir: Path, out: Path, *, perturb_embeddings: bool = False) -> Path:
+    """A student like the default's: the base with its top layer changed, plus a projection to 48 dims."""
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer.modules import Dense, Normalize
+
+    torch.manual_seed(1)
+    base = SentenceTransformer(str(base_dir), device="cpu")
+    bert: Any = base[0].auto_model
+    with torch.no_grad():
+        for p in bert.encoder.layer[-1].parameters():
+            p.add_(0.05 * torch.randn_like(p))
+        if perturb_embeddings:
+            bert.embeddings.word_embeddings.weight.add_(0.01)
+    SentenceTransformer(modules=[base[0], base[1], Dense(32, 48), Normalize()], device="cpu").save(str(out))
+    return out
+
+
+def test_the_shared_pass_reproduces_the_student_and_the_base(
+    tiny_model_factory: Callable[..., Path], tmp_path: Path
+) -> None:
+    base_dir = tiny_model_factory(hidden=32, layers=3, seed=5)
+    base = Encoder.load(base_dir, device="cpu")
+    student = Encoder.load(_student(base_dir, tmp_path / "student"), device="cpu")
+    shared = shared_layers(student, base)
+    assert shared == 2  # the two lower layers are the base's; the top one was trained
+    for text in TEXTS:
+        own, base_vec = shared_pass(student, base, shared, text)
+        assert own.shape == (48,) and base_vec is not None and base_vec.shape == (32,)
+        assert float(own @ student.encode_query([text])[0]) > 0.9999
+        assert float(base_vec @ base.encode_query([text])[0]) > 0.9999
+        alone, nothing = shared_pass(student, base, shared, text, with_base=False)
+        assert nothing is None
+        np.testing.assert_allclose(alone, own, atol=1e-6)
+
+
+def test_no_layers_are_shared_when_the_word_embeddings_differ(
+    tiny_model_factory: Callable[..., Path], tmp_path: Path
+) -> None:
+    base_dir = tiny_model_factory(hidden=32, layers=3, seed=5)
+    student = _student(base_dir, tmp_path / "student", perturb_embeddings=True)
+    assert shared_layers(Encoder.load(student, device="cpu"), Encoder.load(base_dir, device="cpu")) == 0
+
+
+def test_fusion_adds_the_weighted_base_scores_and_a_z_score_sum() -> None:
+    space = np.array([[0.9, 0.1, 0.5], [0.2, 0.4, 0.3]], dtype=np.float32)
+    base = np.array([[0.1, 0.8, 0.3], [0.5, 0.5, 0.9]], dtype=np.float32)
+    rows = fused(space, base)
+    assert set(rows) == {*(f"w {w:g}" for w in WEIGHTS), "z-scores"}
+    np.testing.assert_allclose(rows["w 0"], space)
+    np.testing.assert_allclose(rows["w 1.5"], space + 1.5 * base)
+    assert np.argmax(rows["w 2"][0]) == 1  # enough weight on the base moves its favourite to the top
+    np.testing.assert_allclose(rows["z-scores"].mean(axis=1), 0.0, atol=1e-6)
+
+
+def test_rank_of_leaves_its_scores_alone_and_matches_rank_scores() -> None:
+    rng = np.random.default_rng(0)
+    queries, docs = rng.normal(size=(5, 8)), rng.normal(size=(12, 8))
+    relevant, own = np.array([1, 2, 3, 4, 5]), np.array([0, 1, 2, 3, 4])
+    scores = queries @ docs.T
+    before = scores.copy()
+    ndcg, top = rank_of(scores, relevant, own)
+    np.testing.assert_array_equal(scores, before)
+    assert (ndcg, top.tolist()) == (
+        rank_scores(queries, docs, relevant, own)[0],
+        rank_scores(queries, docs, relevant, own)[1].tolist(),
+    )
+    assert not np.any(top == own[:, None])  # a query never finds itself
