@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from benchmarks.dual_space import WEIGHTS, fused, shared_layers, shared_pass
+from benchmarks.dual_space import WEIGHTS, beir_ndcg, fused, paired_ci, per_query_ndcg, shared_layers, shared_pass
 from benchmarks.unseen_alignment import rank_of, rank_scores
 from embedkd.models.encoder import Encoder
 
@@ -83,3 +83,24 @@ def test_rank_of_leaves_its_scores_alone_and_matches_rank_scores() -> None:
         rank_scores(queries, docs, relevant, own)[1].tolist(),
     )
     assert not np.any(top == own[:, None])  # a query never finds itself
+
+
+def test_per_query_ndcg_averages_to_the_beir_score(tmp_path: Path) -> None:
+    from embedkd.data.beir import load_beir
+    from embedkd.testing import build_tiny_beir
+
+    data = load_beir(build_tiny_beir(tmp_path / "beir", docs=30, queries=8), "test")
+    scores = np.random.default_rng(3).normal(size=(len(data.queries), len(data.doc_ids()))).astype(np.float32)
+    per_query = per_query_ndcg(data, scores)
+    assert per_query.shape == (8,)
+    assert abs(per_query.mean() - beir_ndcg(data, scores)) < 1e-9
+
+
+def test_the_paired_interval_brackets_the_mean_difference_and_is_zero_for_equal_runs() -> None:
+    rng = np.random.default_rng(1)
+    a = rng.uniform(size=300)
+    assert paired_ci(a, a) == [0.0, 0.0, 0.0]
+    b = a - 0.05 + rng.normal(scale=0.2, size=300)
+    mean, low, high = paired_ci(a, b)
+    assert low < mean < high and mean == float(np.mean(a - b))
+    assert paired_ci(a, b) == [mean, low, high]  # seeded: the same interval every time
