@@ -54,12 +54,17 @@ def rank_scores(
 
 def rank_of(scores: np.ndarray, relevant: np.ndarray, own: np.ndarray) -> tuple[float, np.ndarray]:
     """``rank_scores`` of a query-by-document score matrix (the matrix is not changed)."""
+    gains, top = rank_gains(scores, relevant, own)
+    return float(gains.mean()), top
+
+
+def rank_gains(scores: np.ndarray, relevant: np.ndarray, own: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each query's nDCG@10 (the terms ``rank_of`` averages) and its top 10."""
     scores = scores.copy()
     scores[np.arange(len(own)), own] = -np.inf
     top = np.argsort(-scores, axis=1)[:, :10]
     hits = top == relevant[:, None]
-    gains = (hits / np.log2(np.arange(2, 12))[None, :]).sum(axis=1)
-    return float(gains.mean()), top
+    return (hits / np.log2(np.arange(2, 12))[None, :]).sum(axis=1), top
 
 
 def agreement(top: np.ndarray, reference: np.ndarray) -> float:

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from benchmarks.dual_space import WEIGHTS, beir_ndcg, fused, paired_ci, per_query_ndcg, shared_layers, shared_pass
-from benchmarks.unseen_alignment import rank_of, rank_scores
+from benchmarks.unseen_alignment import rank_gains, rank_of, rank_scores
 from embedkd.models.encoder import Encoder
 
 TEXTS = ["apple orchard harvest", "river delta water flow", "violin concert music hall", "a longer text " * 6]
@@ -83,6 +83,9 @@ def test_rank_of_leaves_its_scores_alone_and_matches_rank_scores() -> None:
         rank_scores(queries, docs, relevant, own)[1].tolist(),
     )
     assert not np.any(top == own[:, None])  # a query never finds itself
+    gains, same_top = rank_gains(scores, relevant, own)
+    assert gains.shape == (5,) and abs(float(gains.mean()) - ndcg) < 1e-12
+    np.testing.assert_array_equal(same_top, top)
 
 
 def test_per_query_ndcg_averages_to_the_beir_score(tmp_path: Path) -> None:
