@@ -9,7 +9,16 @@ from typing import Any
 import numpy as np
 import torch
 
-from benchmarks.dual_space import WEIGHTS, beir_ndcg, fused, paired_ci, per_query_ndcg, shared_layers, shared_pass
+from benchmarks.dual_space import (
+    WEIGHTS,
+    beir_ndcg,
+    fused,
+    paired_ci,
+    per_query_ndcg,
+    rescored,
+    shared_layers,
+    shared_pass,
+)
 from benchmarks.unseen_alignment import rank_gains, rank_of, rank_scores
 from embedkd.models.encoder import Encoder
 
@@ -107,3 +116,12 @@ def test_the_paired_interval_brackets_the_mean_difference_and_is_zero_for_equal_
     mean, low, high = paired_ci(a, b)
     assert low < mean < high and mean == float(np.mean(a - b))
     assert paired_ci(a, b) == [mean, low, high]  # seeded: the same interval every time
+
+
+def test_rescoring_fuses_only_the_teacher_space_candidates() -> None:
+    space = np.array([[0.9, 0.8, 0.1, 0.0]], dtype=np.float32)
+    base = np.array([[0.0, 0.5, 2.0, 0.0]], dtype=np.float32)
+    out = rescored(space, base, 1.0, 2)
+    np.testing.assert_allclose(out[0, :2], [0.9, 1.3])  # the two candidates, fused: the second now leads
+    assert np.all(out[0, 2:] < -1e8)  # document 2 would win a full fusion but was never a candidate
+    np.testing.assert_allclose(rescored(space, base, 0.5, 4), space + 0.5 * base)  # every document a candidate
