@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from enum import Enum
 from typing import Any
 
@@ -21,7 +22,7 @@ from embedkd.index.document_index import Hit, Index
 from embedkd.models.encoder import Encoder
 from embedkd.models.manifest import StudentManifest, TeacherRef
 
-__all__ = ["AsymmetricRetriever", "RetrievalMode", "alignment_problem", "check_alignment", "student_mode"]
+__all__ = ["AsymmetricRetriever", "Fusion", "RetrievalMode", "alignment_problem", "check_alignment", "student_mode"]
 
 logger = logging.getLogger(__name__)
 
@@ -156,8 +157,53 @@ def check_alignment(encoder: Encoder, index: Index, mode: RetrievalMode | str, *
     raise_or_warn(problem, force=force)
 
 
+@dataclass(frozen=True)
+class Fusion:
+    """A second index of the same documents, in the own space of the model that built it (e.g. the student's
+    base, MiniLM-L6), whose scores are added to the main search's: each query's ``candidates`` best documents
+    from the main index are rescored as ``score + weight * score in the second space``
+    (``benchmarks/results/dual_space_*.md``: the two models make different mistakes, and rescoring the top
+    100 keeps the whole gain of fusing every document). ``encoder`` must be the model that built ``index``."""
+
+    index: Index
+    encoder: Encoder
+    weight: float = 1.0
+    candidates: int = 100
+
+    def __post_init__(self) -> None:
+        if not self.weight >= 0:
+            raise InputError(f"the fusion weight must be 0 or more, got {self.weight}")
+        if self.candidates < 1:
+            raise InputError(f"fusion candidates must be at least 1, got {self.candidates}")
+
+    def problem(self) -> str | None:
+        """Why ``encoder`` cannot query ``index`` (None when it can): the same identity rule as a student's own
+        index, the model that built it and no other."""
+        built_by = self.index.teacher
+        if self.encoder.fingerprint != built_by.fingerprint or self.encoder.dimension != self.index.manifest.dimension:
+            return (
+                f"fusion index {self.index.folder} was built by {built_by.name} ({_short(built_by.fingerprint)}, "
+                f"{self.index.manifest.dimension}-d); its queries must come from that model, got {self.encoder.name} "
+                f"({_short(self.encoder.fingerprint)}, {self.encoder.dimension}-d)"
+            )
+        return None
+
+    def rescore(self, queries: Sequence[str], pool: list[list[Hit]], k: int) -> list[list[Hit]]:
+        """The ``k`` best of each query's candidate ``pool`` by the fused score. A candidate the fusion index
+        does not hold (not indexed there yet) counts as the lowest second-space score among that query's."""
+        vectors = self.encoder.encode_query(list(queries))
+        extra = self.index.document_scores(vectors, [[hit.id for hit in hits] for hits in pool])
+        out = []
+        for hits, scores in zip(pool, extra, strict=True):
+            floor = min(scores.values(), default=0.0)
+            fused = [replace(hit, score=hit.score + self.weight * scores.get(hit.id, floor)) for hit in hits]
+            out.append(sorted(fused, key=lambda hit: -hit.score)[:k])
+        return out
+
+
 class AsymmetricRetriever:
-    """Embeds queries with the right encoder for the mode and searches the index."""
+    """Embeds queries with the right encoder for the mode and searches the index (and, with a
+    :class:`Fusion`, rescores the candidates in a second index's space)."""
 
     def __init__(
         self,
@@ -167,16 +213,30 @@ class AsymmetricRetriever:
         teacher: Encoder | None = None,
         mode: RetrievalMode | str = RetrievalMode.ASYM,
         force: bool = False,
+        fusion: Fusion | None = None,
     ) -> None:
         self.index = index
         self.student = student
         self.teacher = teacher
         self.mode = RetrievalMode(mode)
         self.force = force
+        self.fusion = fusion
         for each_mode, encoder in self._encoders().items():
             check_alignment(encoder, index, each_mode, force=force)
         if self.encoder(self.mode) is None:
             raise InputError(self.unavailable(self.mode))
+        if fusion is not None:
+            raise_or_warn(fusion.problem(), force=force)
+            held, other = index.store.counts()["documents"], fusion.index.store.counts()["documents"]
+            if held != other:
+                logger.warning(
+                    "fusion index %s holds %d documents, index %s holds %d: candidates missing there rank by "
+                    "this index's score alone",
+                    fusion.index.folder,
+                    other,
+                    index.folder,
+                    held,
+                )
 
     def _encoders(self) -> dict[RetrievalMode, Encoder]:
         out: dict[RetrievalMode, Encoder] = {}
@@ -228,7 +288,12 @@ class AsymmetricRetriever:
         params: SearchParams | None = None,
     ) -> list[list[Hit]]:
         vectors = self.embed_queries(queries, mode=mode)
-        return self.search_vectors(vectors, k, filters=filters, include_text=include_text, params=params)
+        if self.fusion is None:
+            return self.search_vectors(vectors, k, filters=filters, include_text=include_text, params=params)
+        pool = self.search_vectors(
+            vectors, max(k, self.fusion.candidates), filters=filters, include_text=include_text, params=params
+        )
+        return self.fusion.rescore(queries, pool, k)
 
     def search_vectors(
         self,

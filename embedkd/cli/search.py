@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -16,7 +17,7 @@ from embedkd.index.base import SearchParams
 from embedkd.index.document_index import Index
 from embedkd.models.backends import Backend, Quantize
 from embedkd.models.encoder import Encoder
-from embedkd.retrieval import AsymmetricRetriever, RetrievalMode
+from embedkd.retrieval import AsymmetricRetriever, Fusion, RetrievalMode
 
 
 def parse_filters(items: list[str] | None) -> dict[str, object] | None:
@@ -56,6 +57,18 @@ def search_command(
         int | None, typer.Option(min=1, max=65536, help="HNSW candidate list (hnsw kind; default: the index's).")
     ] = None,
     force: Annotated[bool, typer.Option("--force", help="Skip the student/index teacher check.")] = False,
+    fuse_index: Annotated[
+        Path | None,
+        typer.Option(
+            help="A second index of the same documents built by another model, e.g. the student's base "
+            "(`embedkd index build --teacher minilm-l6`): each query's --fuse-candidates best documents are "
+            "rescored with that model's score added, times --fuse-weight (benchmarks/results/dual_space_*.md).",
+        ),
+    ] = None,
+    fuse_weight: Annotated[float, typer.Option(min=0.0, help="Weight of the --fuse-index score.")] = 1.0,
+    fuse_candidates: Annotated[
+        int, typer.Option(min=1, max=10000, help="Documents per query rescored with --fuse-index.")
+    ] = 100,
     device: Device = "auto",
     backend: BackendOpt = Backend.TORCH,
     quantize: QuantizeOpt = Quantize.NONE,
@@ -67,7 +80,14 @@ def search_command(
     retrieval_mode = RetrievalMode(mode)
     device = resolve_device(device)
     opened = Index.open(index, device=device, readonly=True)  # safe beside a server writing it
+    second = None
     try:
+        fusion = None
+        if fuse_index is not None:
+            second = Index.open(fuse_index, device=device, readonly=True)
+            fusion = Fusion(
+                second, Encoder.load(second.teacher.name, device=device), weight=fuse_weight, candidates=fuse_candidates
+            )
         student_encoder = (
             Encoder.load(student, device=device, backend=Backend(backend).value, quantize=Quantize(quantize).value)
             if student
@@ -79,17 +99,25 @@ def search_command(
         elif student_encoder is None:
             raise InputError(f"mode {mode!r} needs --student")
         retriever = AsymmetricRetriever(
-            opened, student=student_encoder, teacher=teacher_encoder, mode=retrieval_mode, force=force
+            opened, student=student_encoder, teacher=teacher_encoder, mode=retrieval_mode, force=force, fusion=fusion
         )
         params = SearchParams(nprobe=nprobe, ef_search=ef_search)
         results = retriever.search(queries, k, filters=parse_filters(filters), params=params)
         model = retriever.encoder(retrieval_mode)
     finally:
         opened.close()
+        if second is not None:
+            second.close()
     if as_json:
         name = model.name if model is not None else None
         payload = [
-            {"query": query, "mode": retrieval_mode.value, "model": name, "hits": [asdict(h) for h in hits]}
+            {
+                "query": query,
+                "mode": retrieval_mode.value,
+                "model": name,
+                **({"fused_with": fusion.encoder.name, "fuse_weight": fuse_weight} if fusion else {}),
+                "hits": [asdict(h) for h in hits],
+            }
             for query, hits in zip(queries, results, strict=True)
         ]
         typer.echo(json.dumps(payload, indent=2))

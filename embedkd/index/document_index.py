@@ -462,6 +462,31 @@ class Index:
                 fetch = min(total, fetch * 4)
             return self._hits(grouped, include_text)
 
+    def document_scores(self, queries: np.ndarray, doc_ids: Sequence[Sequence[str]]) -> list[dict[str, float]]:
+        """Exact scores of given documents in this index's space: for each query vector, the score of each of
+        its documents' best chunk (a document is scored as search ranks it). Documents this index does not
+        hold are left out of that query's dict. Used to rescore another index's candidates (fusion)."""
+        queries = np.asarray(queries, dtype=np.float32)
+        if queries.ndim != 2 or queries.shape[1] != self.manifest.dimension or len(queries) != len(doc_ids):
+            raise InputError(
+                f"expected {len(doc_ids)} query vectors of dimension {self.manifest.dimension}, got "
+                f"{tuple(queries.shape)}"
+            )
+        if self.readonly or self.shared:
+            self.refresh()
+        prepared = self.vectors.prepare(queries)  # as search compares them (e.g. kept dimensions)
+        with self._lock.read():
+            chunks = self.store.chunk_ids_of([d for ids in doc_ids for d in ids])
+            out = []
+            for query, ids in zip(prepared, doc_ids, strict=True):
+                best: dict[str, float] = {}
+                for doc in dict.fromkeys(ids):
+                    if doc in chunks:
+                        vectors = self.vectors.prepare(self.store.vectors_for(np.asarray(chunks[doc], dtype=np.int64)))
+                        best[doc] = float(np.max(vectors @ query))
+                out.append(best)
+            return out
+
     def _search_chunks(
         self, queries: np.ndarray, fetch: int, allowed: np.ndarray | None, params: SearchParams | None = None
     ) -> tuple[np.ndarray, np.ndarray]:

@@ -327,6 +327,18 @@ class DocStore:
                 out[row[0]] = StoredChunk(row[0], row[1], row[2], row[3])
         return out
 
+    def chunk_ids_of(self, doc_ids: Sequence[str]) -> dict[str, list[int]]:
+        """The chunk ids of each stored document among ``doc_ids`` (documents not stored are left out)."""
+        out: dict[str, list[int]] = {}
+        ids = list(dict.fromkeys(doc_ids))
+        for start in range(0, len(ids), 500):
+            batch = ids[start : start + 500]
+            for doc_id, chunk_id in self._reader().execute(
+                f"SELECT doc_id, chunk_id FROM chunks WHERE doc_id IN ({','.join('?' * len(batch))})", batch
+            ):
+                out.setdefault(doc_id, []).append(int(chunk_id))
+        return out
+
     def chunk_ids_matching(self, filters: dict[str, Any]) -> np.ndarray:
         """Chunk ids of documents whose metadata equals every ``key: value`` in ``filters``."""
         clauses, params = [], []

@@ -1,0 +1,142 @@
+"""Fusion: a second index of the same documents, in another model's own space, rescoring the candidates."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from embedkd.distill.teacher import Teacher
+from embedkd.errors import AlignmentError, InputError
+from embedkd.index import build_index
+from embedkd.index.document_index import Index
+from embedkd.models import Encoder
+from embedkd.retrieval import AsymmetricRetriever, Fusion
+
+from .conftest import make_docs
+from .test_retrieval import fake_student
+
+QUERIES = ["apple river", "violin music cloud", "doctor garden window"]
+
+
+@pytest.fixture
+def setup(
+    tiny_model_factory: Callable[..., Path], teacher: Teacher, embed: Callable[[list[str]], np.ndarray], tmp_path: Path
+) -> tuple[Index, Index, Encoder, Encoder]:
+    """The teacher's index, a second index of the same 30 documents built by another (32-d) model, a student
+    aligned to the teacher, and that other model. Whole documents (no chunking), so scores can be checked."""
+    docs = make_docs(30, max_words=20)
+    main = build_index(tmp_path / "main", docs, teacher=teacher.ref, embed=embed, chunking=False, progress=False)
+    other = Teacher.from_model(str(tiny_model_factory(hidden=32, seed=9)))
+    second = build_index(
+        tmp_path / "second",
+        docs,
+        teacher=other.ref,
+        embed=lambda texts: other.embeddings(texts, progress=False),
+        chunking=False,
+        progress=False,
+    )
+    student = fake_student(tiny_model_factory(hidden=48, seed=7), teacher.ref)
+    return main, second, student, Encoder.load(other.model_path, device="cpu")
+
+
+def test_fusion_adds_the_weighted_second_space_score_to_each_candidate(setup) -> None:
+    main, second, student, other = setup
+    plain = AsymmetricRetriever(main, student=student).search(QUERIES, 30)  # every document is a candidate
+    fused = AsymmetricRetriever(main, student=student, fusion=Fusion(second, other, weight=1.5)).search(QUERIES, 5)
+    texts = {doc.id: f"{doc.title} {doc.text}" for doc in make_docs(30, max_words=20)}
+    ids = sorted(texts)
+    doc_vectors = other.encode_document([texts[i] for i in ids])
+    for query, pool, hits in zip(QUERIES, plain, fused, strict=True):
+        own = dict(zip(ids, (doc_vectors @ other.encode_query([query])[0]).tolist(), strict=True))
+        expected = sorted(((h.score + 1.5 * own[h.id], h.id) for h in pool), reverse=True)[:5]
+        assert [h.id for h in hits] == [i for _, i in expected]
+        np.testing.assert_allclose([h.score for h in hits], [s for s, _ in expected], atol=2e-3)  # f16 storage
+    assert [h.id for h in fused[0]] != [h.id for h in plain[0][:5]]  # the second space changed the order
+
+
+def test_weight_zero_keeps_the_main_ranking_and_few_candidates_still_give_k(setup) -> None:
+    main, second, student, other = setup
+    plain = AsymmetricRetriever(main, student=student).search(QUERIES, 4)
+    zero = AsymmetricRetriever(main, student=student, fusion=Fusion(second, other, weight=0.0, candidates=2))
+    for a, b in zip(plain, zero.search(QUERIES, 4), strict=True):
+        assert [h.id for h in a] == [h.id for h in b]  # candidates below k: the pool is k
+        np.testing.assert_allclose([h.score for h in a], [h.score for h in b])
+
+
+def test_the_second_index_must_be_queried_by_the_model_that_built_it(setup) -> None:
+    main, second, student, _ = setup
+    with pytest.raises(AlignmentError, match="fusion index .* was built by"):
+        AsymmetricRetriever(main, student=student, fusion=Fusion(second, student))
+    AsymmetricRetriever(main, student=student, fusion=Fusion(second, student), force=True)  # explicit override
+    with pytest.raises(InputError, match="weight"):
+        Fusion(second, student, weight=-1.0)
+    with pytest.raises(InputError, match="candidates"):
+        Fusion(second, student, candidates=0)
+
+
+def test_candidates_missing_from_the_second_index_rank_by_its_lowest_score(
+    setup, teacher: Teacher, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    main, _, student, other = setup
+    other_teacher = Teacher.from_model(str(other.path))
+    partial = build_index(
+        tmp_path / "partial",
+        make_docs(30, max_words=20)[:20],
+        teacher=other_teacher.ref,
+        embed=lambda texts: other_teacher.embeddings(texts, progress=False),
+        chunking=False,
+        progress=False,
+    )
+    with caplog.at_level(logging.WARNING, logger="embedkd.retrieval"):
+        retriever = AsymmetricRetriever(main, student=student, fusion=Fusion(partial, other))
+    assert "holds 20 documents" in caplog.text
+    plain = AsymmetricRetriever(main, student=student).search(QUERIES, 30)
+    scores = partial.document_scores(other.encode_query(QUERIES), [[h.id for h in hits] for hits in plain])
+    for pool, held, hits in zip(plain, scores, retriever.search(QUERIES, 30), strict=True):
+        assert len(held) == 20 and len(hits) == 30
+        floor = min(held.values())
+        by_id = {h.id: h.score for h in hits}
+        for h in pool:
+            np.testing.assert_allclose(by_id[h.id], h.score + held.get(h.id, floor), atol=1e-5)
+
+
+def test_document_scores_is_the_best_chunk_and_checks_its_input(
+    teacher: Teacher, embed: Callable[[list[str]], np.ndarray], tmp_path: Path
+) -> None:
+    docs = make_docs(6, max_words=300)
+    index = build_index(tmp_path / "i", docs, teacher=teacher.ref, embed=embed, chunk_tokens=32, progress=False)
+    query = teacher.embeddings(["apple stone"], progress=False)
+    hits = index.search(query, 6)[0]
+    scores = index.document_scores(query, [[h.id for h in hits] + ["nowhere"]])[0]
+    assert "nowhere" not in scores
+    for hit in hits:  # search ranks a document by its best chunk, and so does document_scores
+        assert scores[hit.id] == pytest.approx(hit.score, abs=1e-4)
+    with pytest.raises(InputError, match="query vectors"):
+        index.document_scores(query[:, :10], [["d0"]])
+    with pytest.raises(InputError, match="query vectors"):
+        index.document_scores(query, [["d0"], ["d1"]])
+    index.close()
+
+
+def test_cli_search_fuses_with_a_second_index(setup, run_cli: Callable[..., tuple[int, str, str]]) -> None:
+    main, second, student, other = setup
+    main_dir, second_dir = main.folder, second.folder
+    main.close()
+    second.close()
+    code, out, err = run_cli(
+        "search", "apple river", "--index", main_dir, "--student", student.path, "--fuse-index", second_dir,
+        "--fuse-weight", "1.5", "--json", "--device", "cpu",
+    )  # fmt: skip
+    assert code == 0, err
+    result = json.loads(out)[0]
+    assert result["fused_with"] == other.name and result["fuse_weight"] == 1.5 and len(result["hits"]) == 10
+    code, _, err = run_cli(
+        "search", "apple", "--index", main_dir, "--student", student.path, "--fuse-index", second_dir,
+        "--fuse-weight", "-1",
+    )  # fmt: skip
+    assert code != 0 and "fuse-weight" in err
