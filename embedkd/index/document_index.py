@@ -477,14 +477,16 @@ class Index:
         prepared = self.vectors.prepare(queries)  # as search compares them (e.g. kept dimensions)
         with self._lock.read():
             chunks = self.store.chunk_ids_of([d for ids in doc_ids for d in ids])
-            out = []
+            out: list[dict[str, float]] = []
             for query, ids in zip(prepared, doc_ids, strict=True):
-                best: dict[str, float] = {}
-                for doc in dict.fromkeys(ids):
-                    if doc in chunks:
-                        vectors = self.vectors.prepare(self.store.vectors_for(np.asarray(chunks[doc], dtype=np.int64)))
-                        best[doc] = float(np.max(vectors @ query))
-                out.append(best)
+                held = [doc for doc in dict.fromkeys(ids) if doc in chunks]
+                if not held:
+                    out.append({})
+                    continue
+                rows = np.asarray([c for doc in held for c in chunks[doc]], dtype=np.int64)
+                scores = self.vectors.prepare(self.store.vectors_for(rows)) @ query
+                starts = np.cumsum([0] + [len(chunks[doc]) for doc in held[:-1]])
+                out.append(dict(zip(held, np.maximum.reduceat(scores, starts).tolist(), strict=True)))
             return out
 
     def _search_chunks(
