@@ -191,7 +191,10 @@ class Fusion:
     def rescore(self, queries: Sequence[str], pool: list[list[Hit]], k: int) -> list[list[Hit]]:
         """The ``k`` best of each query's candidate ``pool`` by the fused score. A candidate the fusion index
         does not hold (not indexed there yet) counts as the lowest second-space score among that query's."""
-        vectors = self.encoder.encode_query(list(queries))
+        return self.rescore_vectors(self.encoder.encode_query(list(queries)), pool, k)
+
+    def rescore_vectors(self, vectors: np.ndarray, pool: list[list[Hit]], k: int) -> list[list[Hit]]:
+        """:meth:`rescore` with the queries already embedded by :attr:`encoder` (the service batches them)."""
         extra = self.index.document_scores(vectors, [[hit.id for hit in hits] for hits in pool])
         out = []
         for hits, scores in zip(pool, extra, strict=True):

@@ -7,6 +7,7 @@ import os
 import shutil
 import tempfile
 from enum import Enum
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -86,6 +87,21 @@ def serve_command(
             "the index together [env: EMBEDKD_WORKERS; default 1].",
         ),
     ] = None,
+    fuse_index: Annotated[
+        Path | None,
+        typer.Option(
+            help="A second index of the same documents built by another model, e.g. the student's base "
+            "(`embedkd index build --teacher minilm-l6`): /search rescores its candidates with that model's score "
+            "added, /documents writes both [env: EMBEDKD_FUSE_INDEX].",
+        ),
+    ] = None,
+    fuse_weight: Annotated[
+        float | None, typer.Option(min=0.0, help="Weight of the --fuse-index score [env: EMBEDKD_FUSE_WEIGHT; 1].")
+    ] = None,
+    fuse_candidates: Annotated[
+        int | None,
+        typer.Option(min=1, max=10000, help="Documents per query rescored [env: EMBEDKD_FUSE_CANDIDATES; 100]."),
+    ] = None,
     force: Annotated[bool, typer.Option("--force", help="Serve a student aligned to another teacher.")] = False,
     log_level: Annotated[LogLevel, typer.Option(case_sensitive=False, help="Server log level.")] = LogLevel.INFO,
 ) -> None:
@@ -109,6 +125,9 @@ def serve_command(
         "max_wait_ms": max_wait_ms,
         "read_only": read_only or None,
         "workers": workers,
+        "fuse_index": fuse_index,
+        "fuse_weight": fuse_weight,
+        "fuse_candidates": fuse_candidates,
     }
     # Only what the user set: an explicit value beats the environment, so defaults must not be passed.
     values: dict[str, object] = {

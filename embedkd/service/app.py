@@ -29,7 +29,14 @@ from embedkd.distill.teacher import Teacher
 from embedkd.errors import AlignmentError, EmbedkdError, InputError, ModelNotFoundError
 from embedkd.index.document_index import Index
 from embedkd.models.encoder import Encoder
-from embedkd.retrieval import AsymmetricRetriever, RetrievalMode, alignment_problem, raise_or_warn, student_mode
+from embedkd.retrieval import (
+    AsymmetricRetriever,
+    Fusion,
+    RetrievalMode,
+    alignment_problem,
+    raise_or_warn,
+    student_mode,
+)
 from embedkd.service.background import grow_index, watch_student
 from embedkd.service.batching import BatchTimeout, EncodeFailed, MicroBatcher, Overloaded
 from embedkd.service.compute import ComputeThread, name_os_thread
@@ -48,7 +55,7 @@ logger = logging.getLogger("embedkd.service")
 def preflight(settings: Settings) -> None:
     """Cheap checks before a server starts (no model weights loaded), so a bad setting ends with a
     clear message instead of a failed start-up: the index exists, the student resolves and is aligned
-    to the index's teacher."""
+    to the index's teacher, and a fusion index exists and its model resolves."""
     from embedkd.index.manifest import IndexManifest
     from embedkd.models.info import fingerprint
     from embedkd.models.loading import resolve_model_path
@@ -71,6 +78,10 @@ def preflight(settings: Settings) -> None:
         raise_or_warn(problem, force=settings.force_alignment)
     if settings.teacher:
         resolve_model_path(settings.teacher)
+    if settings.fuse_index is not None:
+        if settings.fuse_index.resolve() == settings.index_dir.resolve():
+            raise InputError("fuse_index must be a second index folder, not the index itself")
+        resolve_model_path(IndexManifest.read(settings.fuse_index).teacher.name)  # the model that built it
 
 
 def _load(state: AppState) -> None:
@@ -98,11 +109,24 @@ def _load(state: AppState) -> None:
         # The index's precision for new document vectors; the loaded weights are shared, not loaded twice.
         cache = Teacher.from_encoder(teacher, precision=index.manifest.precision)
         state.teacher_cache = cache
+    if settings.fuse_index is not None:
+        fused = Index.open(settings.fuse_index, device=device, readonly=settings.read_only, shared=shared)
+        try:
+            encoder = Encoder.load(fused.teacher.name, device=device, precision=settings.precision.value)
+        except BaseException:
+            fused.close()
+            raise
+        state.fusion = Fusion(fused, encoder, weight=settings.fuse_weight, candidates=settings.fuse_candidates)
     if state.student is not None or state.teacher is not None:
         # One retriever, one alignment check (the same as the CLI's): every loaded model against the index.
         default = student_mode(state.student.fingerprint, index.teacher) if state.student else RetrievalMode.TEACHER
         state.retriever = AsymmetricRetriever(
-            index, student=state.student, teacher=state.teacher, mode=default, force=settings.force_alignment
+            index,
+            student=state.student,
+            teacher=state.teacher,
+            mode=default,
+            force=settings.force_alignment,
+            fusion=state.fusion,
         )
     if state.student is not None and state.retriever is not None:
         state.students[state.student.name] = state.student
@@ -124,6 +148,7 @@ def _load(state: AppState) -> None:
             teacher=state.teacher,
             mode=student_mode(extra.fingerprint, index.teacher),
             force=settings.force_alignment,
+            fusion=state.fusion,
         )
         state.students[extra.name] = extra
     for encoder in [*state.students.values(), *([state.teacher] if state.teacher else [])]:
@@ -178,6 +203,8 @@ def _batchers(state: AppState) -> dict[str, MicroBatcher]:
     for name, encoder in state.students.items():
         if encoder is not state.student:
             out.update(batchers_for(state, name, encoder))
+    if state.fusion is not None:
+        out.update(batchers_for(state, "fusion", state.fusion.encoder))
     return out
 
 
@@ -196,13 +223,14 @@ async def _save_periodically(state: AppState) -> None:
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="saver", initializer=_background_priority) as pool:
         while True:
             await asyncio.sleep(state.settings.save_interval_s)
-            if state.index is None or state.index.readonly or not state.index.unsaved:
-                continue
-            try:
-                await loop.run_in_executor(pool, state.index.save)
-            except Exception:  # noqa: BLE001
-                state.metrics.save_failures.inc()
-                logger.exception("saving the index failed; committed writes stay safe in the store")
+            for index in state.indexes():
+                if index.readonly or not index.unsaved:
+                    continue
+                try:
+                    await loop.run_in_executor(pool, index.save)
+                except Exception:  # noqa: BLE001
+                    state.metrics.save_failures.inc()
+                    logger.exception("saving index %s failed; committed writes stay safe in its store", index.folder)
 
 
 def _startup_summary(state: AppState) -> str:
@@ -218,6 +246,12 @@ def _startup_summary(state: AppState) -> str:
         parts.append(f"student {state.student.name} ({state.student.dimension}-d{aligned})")
     if state.teacher is not None:
         parts.append(f"teacher {state.teacher.name} ({state.teacher.dimension}-d)")
+    if state.fusion is not None:
+        fusion = state.fusion
+        parts.append(
+            f"fusion index {fusion.index.folder} ({fusion.encoder.name}, weight {fusion.weight:g}, "
+            f"{fusion.candidates} candidates)"
+        )
     loaded = state.student or state.teacher
     parts.append(f"device {loaded.device if loaded is not None else 'cpu'}")
     parts.append(f"auth {'on' if state.settings.api_keys else 'off'}")
@@ -260,8 +294,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             finally:
                 state.compute.shutdown()
                 state.metrics.close()
-                if state.index is not None:
-                    await run_in_threadpool(state.index.close)
+                for index in state.indexes():
+                    await run_in_threadpool(index.close)
 
     app = FastAPI(
         title="embedkd",

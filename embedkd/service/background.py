@@ -55,7 +55,7 @@ async def grow_index(state: AppState, source: Path, *, batch: int = 16) -> None:
     for start in range(0, len(todo), batch):
         part = todo[start : start + batch]
         try:
-            await run_in_threadpool(index.upsert, part, state.embed_documents)
+            await run_in_threadpool(state.upsert, part)
         except EmbedkdError as exc:  # a bad document is reported and skipped; the rest still goes in
             logger.warning("growing the index: skipped %d documents (%s)", len(part), exc)
         done += len(part)
@@ -98,6 +98,7 @@ async def watch_student(state: AppState, folder: Path, *, poll_s: float = 2.0) -
             teacher=state.teacher,
             mode=student_mode(student.fingerprint, state.index.teacher),
             force=settings.force_alignment,
+            fusion=state.fusion,
         )
     except EmbedkdError as exc:  # refused (another teacher) or unreadable: keep serving what we have
         logger.warning("student %s not swapped in: %s", folder, exc)

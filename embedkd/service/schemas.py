@@ -152,6 +152,11 @@ class SearchRequest(_Strict):
     )
     nprobe: int | None = Field(default=None, ge=1, le=65_536, description="IVF lists searched (ivf kinds).")
     ef_search: int | None = Field(default=None, ge=1, le=65_536, description="HNSW candidate list (hnsw kind).")
+    fuse: bool | None = Field(
+        default=None,
+        description="Rescore the candidates with the server's fusion index (EMBEDKD_FUSE_INDEX). Default: on when "
+        "the server has one; false searches the main index alone.",
+    )
 
 
 class Hit(BaseModel):
@@ -172,6 +177,7 @@ class SearchResult(BaseModel):
 class SearchResponse(BaseModel):
     mode: str
     model: str
+    fused_with: str | None = Field(default=None, description="The fusion index's model, when it rescored.")
     results: list[SearchResult]
     took_ms: float
 

@@ -48,6 +48,15 @@ class Settings(BaseSettings):
         "passes the alignment check.",
     )
     force_alignment: bool = Field(default=False, description="Serve a student aligned to another teacher.")
+    fuse_index: Path | None = Field(
+        default=None,
+        description="A second index of the same documents built by another model, e.g. the student's base "
+        "(`embedkd index build --teacher minilm-l6`): /search rescores each query's fuse_candidates best documents "
+        "with that model's score added, times fuse_weight (benchmarks/results/fusion_index_*.md), and /documents "
+        "writes go to both indexes.",
+    )
+    fuse_weight: float = Field(default=1.0, ge=0, description="Weight of the fuse_index score.")
+    fuse_candidates: int = Field(default=100, ge=1, le=10_000, description="Documents per query rescored.")
     device: str = "auto"
     backend: Backend = Field(
         default=Backend.TORCH,

@@ -10,10 +10,11 @@ from typing import Any
 
 import numpy as np
 
+from embedkd.data.documents import Document
 from embedkd.distill.teacher import Teacher
 from embedkd.index.document_index import Index
 from embedkd.models.encoder import Encoder
-from embedkd.retrieval import AsymmetricRetriever
+from embedkd.retrieval import AsymmetricRetriever, Fusion
 from embedkd.service.batching import MicroBatcher
 from embedkd.service.compute import DOCUMENTS, ComputeThread
 from embedkd.service.metrics import Metrics
@@ -31,6 +32,7 @@ class AppState:
     teacher: Encoder | None = None
     teacher_cache: Teacher | None = None  # teacher embeddings through the shared disk cache
     retriever: AsymmetricRetriever | None = None  # /search: the same retriever and alignment check as the CLI
+    fusion: Fusion | None = None  # a second index rescoring /search's candidates; /documents writes both
     # the family: every student by name (the default one included) and its retriever; batchers "NAME:query"
     students: dict[str, Encoder] = field(default_factory=dict)
     retrievers: dict[str, AsymmetricRetriever] = field(default_factory=dict)
@@ -53,6 +55,35 @@ class AppState:
         return self.compute.map_chunks(
             lambda part: teacher.embeddings(part, role="document", progress=False), texts, priority=DOCUMENTS
         )
+
+    def embed_fusion_documents(self, texts: Sequence[str]) -> np.ndarray:
+        """The fusion model's vectors of document texts, for writes to the fusion index (as ``embed_documents``)."""
+        if self.fusion is None:
+            raise RuntimeError("no fusion index is loaded")
+        encoder = self.fusion.encoder
+        return self.compute.map_chunks(lambda part: encoder.encode_document(list(part)), texts, priority=DOCUMENTS)
+
+    def upsert(self, docs: Sequence[Document]) -> dict[str, int]:
+        """Write documents to the fusion index first, then to the main one, so a document is searchable (in
+        the main index) only once its second vector exists; returns the main index's counts. Blocking."""
+        if self.index is None:
+            raise RuntimeError("no index is loaded")
+        if self.fusion is not None:
+            self.fusion.index.upsert(docs, self.embed_fusion_documents)
+        return self.index.upsert(docs, self.embed_documents)
+
+    def delete(self, doc_ids: Sequence[str]) -> dict[str, Any]:
+        """Delete from the main index (no longer searchable), then from the fusion index. Blocking."""
+        if self.index is None:
+            raise RuntimeError("no index is loaded")
+        result = self.index.delete(doc_ids)
+        if self.fusion is not None:
+            self.fusion.index.delete(doc_ids)
+        return result
+
+    def indexes(self) -> list[Index]:
+        """The indexes this server writes: the main one, then the fusion index."""
+        return [i for i in (self.index, self.fusion.index if self.fusion else None) if i is not None]
 
     def model_names(self) -> dict[str, str]:
         names: dict[str, str] = {}

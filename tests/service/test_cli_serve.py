@@ -21,6 +21,11 @@ def test_serve_refuses_bad_settings_before_starting(run_cli, service_files: dict
     code, _, err = run_cli("serve", "--index", service_files["index"], "--student", tmp_path / "nope")
     assert code == 3 and "nope" in err
 
+    code, _, err = run_cli("serve", "--index", service_files["index"], "--fuse-index", tmp_path / "gone")
+    assert code == 2 and "gone" in err and "not an embedkd index" in err and "Traceback" not in err
+    code, _, err = run_cli("serve", "--index", service_files["index"], "--fuse-index", service_files["index"])
+    assert code == 2 and "second index folder" in err
+
 
 def test_serve_names_a_bad_environment_setting_instead_of_a_traceback(run_cli, tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setenv("EMBEDKD_COMPUTE_WORKERS", "0")

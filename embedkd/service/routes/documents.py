@@ -49,7 +49,7 @@ async def upsert_documents(body: DocumentsRequest, state: State) -> DocumentsRes
     index = state.index
     state.pending_writes += 1
     try:
-        result = await run_in_threadpool(index.upsert, docs, state.embed_documents)
+        result = await run_in_threadpool(state.upsert, docs)
     finally:
         state.pending_writes -= 1
     counts = index.store.counts()
@@ -71,7 +71,7 @@ async def get_document(doc_id: str, state: State) -> DocumentOut:
 async def delete_document(doc_id: str, state: State) -> DeleteResponse:
     assert state.index is not None
     _writable(state)
-    result = await run_in_threadpool(state.index.delete, [doc_id])
+    result = await run_in_threadpool(state.delete, [doc_id])
     if result["missing"]:
         raise HTTPException(status_code=404, detail=f"no document with id {doc_id!r}")
     counts = state.index.store.counts()

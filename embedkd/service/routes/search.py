@@ -40,18 +40,26 @@ async def search(body: SearchRequest, state: State) -> Response:
     if retriever is None or retriever.encoder(mode) is None:
         detail = retriever.unavailable(mode) if retriever else "no model is loaded"
         raise HTTPException(status_code=422, detail=detail)
+    fusion = retriever.fusion if body.fuse is not False else None
+    if body.fuse and fusion is None:
+        raise HTTPException(status_code=422, detail="this server has no fusion index (EMBEDKD_FUSE_INDEX)")
     batcher = state.batchers[f"{'teacher' if mode is RetrievalMode.TEACHER else prefix}:query"]
     raw, _ = await batcher.encode(queries)
     vectors = postprocess(raw)
     params = SearchParams(nprobe=body.nprobe, ef_search=body.ef_search)
     filters = body.filter or None
     search = retriever.search_vectors
+    pool = body.k if fusion is None else max(body.k, fusion.candidates)
     hits = await run_in_threadpool(
-        search, vectors, body.k, filters=filters, include_text=body.include_text, params=params
+        search, vectors, pool, filters=filters, include_text=body.include_text, params=params
     )
+    if fusion is not None:  # the candidates, rescored in the fusion index's space
+        second, _ = await state.batchers["fusion:query"].encode(queries)
+        hits = await run_in_threadpool(fusion.rescore_vectors, postprocess(second), hits, body.k)
     payload = {
         "mode": mode.value,
         "model": batcher.stages.encoder.name,
+        "fused_with": fusion.encoder.name if fusion is not None else None,
         "results": [
             {"query": query, "hits": [asdict(hit) for hit in query_hits]}
             for query, query_hits in zip(queries, hits, strict=True)

@@ -1,0 +1,85 @@
+"""The service with a fusion index: /search rescores in the second space, /documents writes both indexes."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+
+from embedkd.data.documents import Document
+from embedkd.distill.teacher import Teacher
+from embedkd.errors import InputError
+from embedkd.index import Index, build_index
+from embedkd.models import Encoder
+from embedkd.retrieval import AsymmetricRetriever, Fusion
+from embedkd.service.app import preflight
+from embedkd.service.settings import Settings
+
+from .conftest import DOCS
+
+
+@pytest.fixture
+def fusion_dir(tiny_model_factory: Callable[..., Path], tmp_path: Path) -> Path:
+    """A second index of the service's five documents, built by another (32-d) model."""
+    other = Teacher.from_model(str(tiny_model_factory(hidden=32, seed=9)))
+    docs = [Document(id=i, title=t, text=x, metadata=m) for i, t, x, m in DOCS]
+    embed = lambda texts: other.embeddings(texts, progress=False)  # noqa: E731
+    build_index(tmp_path / "fusion", docs, teacher=other.ref, embed=embed, progress=False).close()
+    return tmp_path / "fusion"
+
+
+QUERY = {"query": "music orchestra river", "k": 3, "include_text": False}
+
+
+def test_search_rescores_with_the_fusion_index_as_the_library_does(
+    make_client: Callable[..., TestClient], fusion_dir: Path, service_files: dict[str, Path], tmp_path: Path
+) -> None:
+    client = make_client(fuse_index=fusion_dir, fuse_weight=2.0)
+    body = client.post("/search", json=QUERY).json()
+    plain = client.post("/search", json={**QUERY, "fuse": False}).json()
+    assert plain["fused_with"] is None
+
+    # the private copy of the index the client serves, and the fusion index, read beside the server
+    with Index.open(tmp_path / "index", readonly=True) as index, Index.open(fusion_dir, readonly=True) as second:
+        student = Encoder.load(service_files["student"], device="cpu")
+        other = Encoder.load(second.teacher.name, device="cpu")
+        fusion = Fusion(second, other, weight=2.0)
+        expected = AsymmetricRetriever(index, student=student, fusion=fusion).search([QUERY["query"]], 3)[0]
+        alone = AsymmetricRetriever(index, student=student).search([QUERY["query"]], 3)[0]
+    assert body["fused_with"] == other.name
+    hits = body["results"][0]["hits"]
+    assert [h["id"] for h in hits] == [h.id for h in expected]
+    np.testing.assert_allclose([h["score"] for h in hits], [h.score for h in expected], atol=1e-4)
+    assert [h["id"] for h in plain["results"][0]["hits"]] == [h.id for h in alone]
+    assert [h["score"] for h in hits] != [h["score"] for h in plain["results"][0]["hits"]]
+
+
+def test_fuse_true_without_a_fusion_index_is_a_422(client: TestClient) -> None:
+    response = client.post("/search", json={**QUERY, "fuse": True})
+    assert response.status_code == 422 and "fusion index" in response.json()["detail"]
+
+
+def test_document_writes_and_deletes_reach_both_indexes(
+    make_client: Callable[..., TestClient], fusion_dir: Path
+) -> None:
+    client = make_client(fuse_index=fusion_dir)
+    doc = {"id": "glacier", "title": "Ice", "text": "glacier ice melt cold mountain"}
+    assert client.post("/documents", json={"documents": [doc]}).status_code == 200
+    with Index.open(fusion_dir, readonly=True) as second:
+        assert second.store.document("glacier") is not None
+    hits = client.post("/search", json={"query": "glacier ice", "k": 6}).json()["results"][0]["hits"]
+    assert "glacier" in [h["id"] for h in hits]
+    assert client.delete("/documents/glacier").status_code == 200
+    with Index.open(fusion_dir, readonly=True) as second:
+        assert second.store.document("glacier") is None
+
+
+def test_preflight_names_a_missing_or_self_fusion_index(service_files: dict[str, Path], tmp_path: Path) -> None:
+    base = {"index_dir": service_files["index"], "student": str(service_files["student"]), "device": "cpu"}
+    with pytest.raises(InputError, match="not an embedkd index"):
+        preflight(Settings(**base, fuse_index=tmp_path / "nowhere"))  # type: ignore[arg-type]
+    with pytest.raises(InputError, match="second index folder"):
+        preflight(Settings(**base, fuse_index=service_files["index"]))  # type: ignore[arg-type]
