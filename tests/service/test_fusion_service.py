@@ -38,6 +38,9 @@ def test_search_rescores_with_the_fusion_index_as_the_library_does(
     make_client: Callable[..., TestClient], fusion_dir: Path, service_files: dict[str, Path], tmp_path: Path
 ) -> None:
     client = make_client(fuse_index=fusion_dir, fuse_weight=2.0)
+    described = client.get("/models").json()["fusion"]
+    assert described["weight"] == 2.0 and described["candidates"] == 100
+    assert described["index"]["counts"]["documents"] == len(DOCS)
     body = client.post("/search", json=QUERY).json()
     plain = client.post("/search", json={**QUERY, "fuse": False}).json()
     assert plain["fused_with"] is None
@@ -58,6 +61,7 @@ def test_search_rescores_with_the_fusion_index_as_the_library_does(
 
 
 def test_fuse_true_without_a_fusion_index_is_a_422(client: TestClient) -> None:
+    assert client.get("/models").json()["fusion"] is None
     response = client.post("/search", json={**QUERY, "fuse": True})
     assert response.status_code == 422 and "fusion index" in response.json()["detail"]
 

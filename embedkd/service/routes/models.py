@@ -45,6 +45,16 @@ async def models(state: State) -> dict[str, Any]:
         "student": describe(state.student) if state.student else None,
         "teacher": describe(state.teacher) if state.teacher else None,
         "index": state.index.info() if state.index else None,
+        "fusion": (
+            {
+                **describe(state.fusion.encoder),
+                "index": state.fusion.index.info(),
+                "weight": state.fusion.weight,
+                "candidates": state.fusion.candidates,
+            }
+            if state.fusion
+            else None
+        ),
         "search_mode": state.retriever.mode.value if state.retriever else None,
         "building": state.progress,
     }
