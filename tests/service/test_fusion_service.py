@@ -31,7 +31,8 @@ def fusion_dir(tiny_model_factory: Callable[..., Path], tmp_path: Path) -> Path:
     return tmp_path / "fusion"
 
 
-QUERY = {"query": "music orchestra river", "k": 3, "include_text": False}
+TEXT = "music orchestra river"
+QUERY = {"query": TEXT, "k": 3, "include_text": False}
 
 
 def test_search_rescores_with_the_fusion_index_as_the_library_does(
@@ -50,8 +51,8 @@ def test_search_rescores_with_the_fusion_index_as_the_library_does(
         student = Encoder.load(service_files["student"], device="cpu")
         other = Encoder.load(second.teacher.name, device="cpu")
         fusion = Fusion(second, other, weight=2.0)
-        expected = AsymmetricRetriever(index, student=student, fusion=fusion).search([QUERY["query"]], 3)[0]
-        alone = AsymmetricRetriever(index, student=student).search([QUERY["query"]], 3)[0]
+        expected = AsymmetricRetriever(index, student=student, fusion=fusion).search([TEXT], 3)[0]
+        alone = AsymmetricRetriever(index, student=student).search([TEXT], 3)[0]
     assert body["fused_with"] == other.name
     hits = body["results"][0]["hits"]
     assert [h["id"] for h in hits] == [h.id for h in expected]
