@@ -22,7 +22,15 @@ from embedkd.index.document_index import Hit, Index
 from embedkd.models.encoder import Encoder
 from embedkd.models.manifest import StudentManifest, TeacherRef
 
-__all__ = ["AsymmetricRetriever", "Fusion", "RetrievalMode", "alignment_problem", "check_alignment", "student_mode"]
+__all__ = [
+    "AsymmetricRetriever",
+    "Fusion",
+    "RetrievalMode",
+    "alignment_problem",
+    "check_alignment",
+    "student_mode",
+    "with_text",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -204,6 +212,13 @@ class Fusion:
         return out
 
 
+def with_text(index: Index, hits: list[list[Hit]]) -> list[list[Hit]]:
+    """``hits`` with each document's full text read from ``index``'s store: a fused search reads its many
+    candidates without it and fills in only the ``k`` it returns."""
+    docs = index.store.documents(sorted({hit.id for query_hits in hits for hit in query_hits}))
+    return [[replace(hit, text=docs[hit.id].text if hit.id in docs else None) for hit in q] for q in hits]
+
+
 class AsymmetricRetriever:
     """Embeds queries with the right encoder for the mode and searches the index (and, with a
     :class:`Fusion`, rescores the candidates in a second index's space)."""
@@ -293,10 +308,9 @@ class AsymmetricRetriever:
         vectors = self.embed_queries(queries, mode=mode)
         if self.fusion is None:
             return self.search_vectors(vectors, k, filters=filters, include_text=include_text, params=params)
-        pool = self.search_vectors(
-            vectors, max(k, self.fusion.candidates), filters=filters, include_text=include_text, params=params
-        )
-        return self.fusion.rescore(queries, pool, k)
+        pool = self.search_vectors(vectors, max(k, self.fusion.candidates), filters=filters, params=params)
+        hits = self.fusion.rescore(queries, pool, k)
+        return with_text(self.index, hits) if include_text else hits
 
     def search_vectors(
         self,

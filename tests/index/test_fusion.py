@@ -57,6 +57,11 @@ def test_fusion_adds_the_weighted_second_space_score_to_each_candidate(setup) ->
         assert [h.id for h in hits] == [i for _, i in expected]
         np.testing.assert_allclose([h.score for h in hits], [s for s, _ in expected], atol=2e-3)  # f16 storage
     assert [h.id for h in fused[0]] != [h.id for h in plain[0][:5]]  # the second space changed the order
+    assert all(h.text is None for hits in fused for h in hits)
+    with_text = AsymmetricRetriever(main, student=student, fusion=Fusion(second, other, weight=1.5))
+    for hits, same in zip(with_text.search(QUERIES, 5, include_text=True), fused, strict=True):
+        assert [h.id for h in hits] == [h.id for h in same]
+        assert all(h.text == main.store.document(h.id).text for h in hits)  # type: ignore[union-attr]
 
 
 def test_weight_zero_keeps_the_main_ranking_and_few_candidates_still_give_k(setup) -> None:

@@ -59,6 +59,10 @@ def test_search_rescores_with_the_fusion_index_as_the_library_does(
     np.testing.assert_allclose([h["score"] for h in hits], [h.score for h in expected], atol=1e-4)
     assert [h["id"] for h in plain["results"][0]["hits"]] == [h.id for h in alone]
     assert [h["score"] for h in hits] != [h["score"] for h in plain["results"][0]["hits"]]
+    texts = {doc_id: text for doc_id, _, text, _ in DOCS}
+    full = client.post("/search", json={**QUERY, "include_text": True}).json()["results"][0]["hits"]
+    assert [h["id"] for h in full] == [h["id"] for h in hits]
+    assert [h["text"] for h in full] == [texts[h["id"]] for h in full] and all(h["text"] is None for h in hits)
 
 
 def test_fuse_true_without_a_fusion_index_is_a_422(client: TestClient) -> None:

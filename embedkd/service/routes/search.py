@@ -10,7 +10,7 @@ from fastapi import APIRouter, HTTPException, Response
 from starlette.concurrency import run_in_threadpool
 
 from embedkd.index.base import SearchParams
-from embedkd.retrieval import RetrievalMode
+from embedkd.retrieval import RetrievalMode, with_text
 from embedkd.service.encoding import postprocess
 from embedkd.service.routes._deps import State, pick_student
 from embedkd.service.routes.embed import check_inputs
@@ -49,13 +49,16 @@ async def search(body: SearchRequest, state: State) -> Response:
     params = SearchParams(nprobe=body.nprobe, ef_search=body.ef_search)
     filters = body.filter or None
     search = retriever.search_vectors
-    pool = body.k if fusion is None else max(body.k, fusion.candidates)
-    hits = await run_in_threadpool(
-        search, vectors, pool, filters=filters, include_text=body.include_text, params=params
-    )
-    if fusion is not None:  # the candidates, rescored in the fusion index's space
+    if fusion is None:
+        hits = await run_in_threadpool(
+            search, vectors, body.k, filters=filters, include_text=body.include_text, params=params
+        )
+    else:  # the candidates (without their texts), rescored in the fusion index's space
+        pool = await run_in_threadpool(search, vectors, max(body.k, fusion.candidates), filters=filters, params=params)
         second, _ = await state.batchers["fusion:query"].encode(queries)
-        hits = await run_in_threadpool(fusion.rescore_vectors, postprocess(second), hits, body.k)
+        hits = await run_in_threadpool(fusion.rescore_vectors, postprocess(second), pool, body.k)
+        if body.include_text:
+            hits = await run_in_threadpool(with_text, retriever.index, hits)
     payload = {
         "mode": mode.value,
         "model": batcher.stages.encoder.name,
