@@ -187,14 +187,17 @@ class Fusion:
     def problem(self) -> str | None:
         """Why ``encoder`` cannot query ``index`` (None when it can): the same identity rule as a student's own
         index, the model that built it and no other."""
-        built_by = self.index.teacher
-        if self.encoder.fingerprint != built_by.fingerprint or self.encoder.dimension != self.index.manifest.dimension:
-            return (
-                f"fusion index {self.index.folder} was built by {built_by.name} ({_short(built_by.fingerprint)}, "
-                f"{self.index.manifest.dimension}-d); its queries must come from that model, got {self.encoder.name} "
-                f"({_short(self.encoder.fingerprint)}, {self.encoder.dimension}-d)"
-            )
-        return None
+        problem = alignment_problem(
+            name=self.encoder.name,
+            fingerprint=self.encoder.fingerprint,
+            dimension=self.encoder.dimension,
+            manifest=self.encoder.manifest,
+            indexed_by=self.index.teacher,
+            mode=RetrievalMode.STUDENT,  # the model that built the index, and no other
+            index_dimension=self.index.manifest.dimension,
+            where=f"fusion index {self.index.folder}",
+        )
+        return None if problem is None else f"fusion: {problem}"
 
     def rescore(self, queries: Sequence[str], pool: list[list[Hit]], k: int) -> list[list[Hit]]:
         """The ``k`` best of each query's candidate ``pool`` by the fused score. A candidate the fusion index

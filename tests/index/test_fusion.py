@@ -73,10 +73,15 @@ def test_weight_zero_keeps_the_main_ranking_and_few_candidates_still_give_k(setu
         np.testing.assert_allclose([h.score for h in a], [h.score for h in b])
 
 
-def test_the_second_index_must_be_queried_by_the_model_that_built_it(setup) -> None:
+def test_the_second_index_must_be_queried_by_the_model_that_built_it(
+    setup, tiny_model_factory: Callable[..., Path]
+) -> None:
     main, second, student, _ = setup
-    with pytest.raises(AlignmentError, match="fusion index .* was built by"):
+    with pytest.raises(AlignmentError, match="fusion: .*48-d vectors but fusion index"):
         AsymmetricRetriever(main, student=student, fusion=Fusion(second, student))
+    same_width = Encoder.load(tiny_model_factory(hidden=32, seed=11), device="cpu")
+    with pytest.raises(AlignmentError, match="fusion: .*that built it .*fusion index"):
+        AsymmetricRetriever(main, student=student, fusion=Fusion(second, same_width))
     AsymmetricRetriever(main, student=student, fusion=Fusion(second, student), force=True)  # explicit override
     with pytest.raises(InputError, match="weight"):
         Fusion(second, student, weight=-1.0)
