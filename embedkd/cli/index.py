@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
 
@@ -173,43 +175,94 @@ def build_command(
     )
 
 
-def _update(index_dir: Path, docs: Path, *, replace: bool, device: str, batch_size: int, progress: bool) -> None:
+FuseIndex = Annotated[
+    Path | None,
+    typer.Option(
+        help="A fusion index of the same documents (`embedkd search --fuse-index`): apply the write to it too, "
+        "with the model that built it, so the two stay in step as the server keeps them.",
+    ),
+]
+
+
+def _update(
+    index_dir: Path,
+    docs: Path,
+    *,
+    replace: bool,
+    device: str,
+    batch_size: int,
+    progress: bool,
+    fuse_index: Path | None = None,
+) -> None:
     documents = read_documents(docs)
     device = resolve_device(device)
-    with Index.open(index_dir, device=device) as index:
+    with Index.open(index_dir, device=device) as index, _maybe_open(fuse_index, device) as second:
         embed = teacher_embedder(index, device=device, batch_size=batch_size, progress=progress)
-        result = index.upsert(documents, embed) if replace else index.add(documents, embed)
+        other = teacher_embedder(second, device=device, batch_size=batch_size, progress=progress) if second else None
+        if replace:  # the fusion index first, so a document is never searchable without its second vector
+            if second is not None and other is not None:
+                second.upsert(documents, other)
+                second.save()
+            result = index.upsert(documents, embed)
+        else:  # add refuses existing ids: only then may the fusion index take the documents
+            result = index.add(documents, embed)
+            if second is not None and other is not None:
+                second.upsert(documents, other)
+                second.save()
         index.save()
     typer.echo(json.dumps(result))
 
 
+@contextlib.contextmanager
+def _maybe_open(folder: Path | None, device: str) -> Iterator[Index | None]:
+    if folder is None:
+        yield None
+        return
+    with Index.open(folder, device=device) as index:
+        yield index
+
+
 @index_app.command("add")
 def add_command(
-    index: IndexDir, docs: Docs, batch_size: BatchSize = 64, device: Device = "auto", progress: Progress = True
+    index: IndexDir,
+    docs: Docs,
+    batch_size: BatchSize = 64,
+    device: Device = "auto",
+    progress: Progress = True,
+    fuse_index: FuseIndex = None,
 ) -> None:
     """Add new documents (ids must not exist yet)."""
-    _update(index, docs, replace=False, device=device, batch_size=batch_size, progress=progress)
+    _update(index, docs, replace=False, device=device, batch_size=batch_size, progress=progress, fuse_index=fuse_index)
 
 
 @index_app.command("upsert")
 def upsert_command(
-    index: IndexDir, docs: Docs, batch_size: BatchSize = 64, device: Device = "auto", progress: Progress = True
+    index: IndexDir,
+    docs: Docs,
+    batch_size: BatchSize = 64,
+    device: Device = "auto",
+    progress: Progress = True,
+    fuse_index: FuseIndex = None,
 ) -> None:
     """Insert or replace documents by id."""
-    _update(index, docs, replace=True, device=device, batch_size=batch_size, progress=progress)
+    _update(index, docs, replace=True, device=device, batch_size=batch_size, progress=progress, fuse_index=fuse_index)
 
 
 @index_app.command("delete")
 def delete_command(
     index: IndexDir,
     ids: Annotated[list[str], typer.Argument(help="Document ids to delete.")],
+    fuse_index: FuseIndex = None,
 ) -> None:
     """Delete documents by id."""
     if not ids:
         raise InputError("give at least one document id")
-    with Index.open(index) as opened:
+    with Index.open(index) as opened, _maybe_open(fuse_index, "cpu") as second:
         result = opened.delete(ids)
         opened.save()
+        if second is not None:  # after the main index: a document is never searchable without its second vector
+            second.delete(ids)
+            second.save()
     typer.echo(json.dumps(result))
 
 

@@ -150,3 +150,36 @@ def test_cli_search_fuses_with_a_second_index(setup, run_cli: Callable[..., tupl
         "--fuse-weight", "-1",
     )  # fmt: skip
     assert code != 0 and "fuse-weight" in err
+
+
+def test_cli_index_writes_keep_the_fusion_index_in_step(
+    setup, run_cli: Callable[..., tuple[int, str, str]], tmp_path: Path
+) -> None:
+    main, second, _, _ = setup
+    main_dir, second_dir = main.folder, second.folder
+    main.close()
+    second.close()
+    new = tmp_path / "new.jsonl"
+    new.write_text(
+        json.dumps({"id": "n1", "title": "New", "text": "apple tiger violin"})
+        + "\n"
+        + json.dumps({"id": "n2", "title": "Newer", "text": "planet silver market"})
+        + "\n"
+    )
+
+    def held(folder: Path) -> set[str]:
+        with Index.open(folder, readonly=True) as index:
+            return {d for d in ("n1", "n2", "d0") if index.store.document(d) is not None}
+
+    code, _, err = run_cli(
+        "index", "upsert", "--index", main_dir, "-i", new, "--fuse-index", second_dir, "--device", "cpu"
+    )
+    assert code == 0, err
+    assert held(main_dir) == held(second_dir) == {"n1", "n2", "d0"}
+    code, _, err = run_cli(
+        "index", "add", "--index", main_dir, "-i", new, "--fuse-index", second_dir, "--device", "cpu"
+    )
+    assert code != 0 and "already exist" in err  # refused before either index was written
+    code, _, err = run_cli("index", "delete", "--index", main_dir, "n1", "d0", "--fuse-index", second_dir)
+    assert code == 0, err
+    assert held(main_dir) == held(second_dir) == {"n2"}
