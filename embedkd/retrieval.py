@@ -4,6 +4,10 @@ The guard: a student's ``embedkd.json`` names the teacher it was aligned to (wei
 index's manifest names the teacher that embedded its documents. They must match, or the query vectors
 land in a different space from the documents and the results are noise. A mismatch raises
 :class:`~embedkd.errors.AlignmentError` unless the caller forces it.
+
+Optionally a :class:`Fusion` adds a second index of the same documents, built by another model (the
+student's base): the main search's candidates are rescored with that model's scores added, under the same
+rule (only the model that built the second index may query it).
 """
 
 from __future__ import annotations
