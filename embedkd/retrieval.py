@@ -25,6 +25,7 @@ from embedkd.index.base import SearchParams
 from embedkd.index.document_index import Hit, Index
 from embedkd.models.encoder import Encoder
 from embedkd.models.manifest import StudentManifest, TeacherRef
+from embedkd.models.shared_trunk import SharedTrunk
 
 __all__ = [
     "AsymmetricRetriever",
@@ -246,6 +247,8 @@ class AsymmetricRetriever:
         self.mode = RetrievalMode(mode)
         self.force = force
         self.fusion = fusion
+        # the student and the fusion model in one pass where the student's lower layers are that model's own
+        self._trunk = SharedTrunk.find(student, fusion.encoder) if fusion is not None and student is not None else None
         for each_mode, encoder in self._encoders().items():
             check_alignment(encoder, index, each_mode, force=force)
         if self.encoder(self.mode) is None:
@@ -312,11 +315,16 @@ class AsymmetricRetriever:
         include_text: bool = False,
         params: SearchParams | None = None,
     ) -> list[list[Hit]]:
-        vectors = self.embed_queries(queries, mode=mode)
         if self.fusion is None:
+            vectors = self.embed_queries(queries, mode=mode)
             return self.search_vectors(vectors, k, filters=filters, include_text=include_text, params=params)
+        if self._trunk is not None and self.encoder(mode) is self.student:
+            vectors, second = self._trunk.encode_query(list(queries))
+        else:
+            vectors = self.embed_queries(queries, mode=mode)
+            second = self.fusion.encoder.encode_query(list(queries))
         pool = self.search_vectors(vectors, max(k, self.fusion.candidates), filters=filters, params=params)
-        hits = self.fusion.rescore(queries, pool, k)
+        hits = self.fusion.rescore_vectors(second, pool, k)
         return with_text(self.index, hits) if include_text else hits
 
     def search_vectors(

@@ -92,6 +92,24 @@ def build_tiny_encoder(
     return folder
 
 
+def build_student_of(base_dir: Path, folder: Path, *, dense_to: int = 48, seed: int = 1) -> Path:
+    """A student like the default one, saved to ``folder``: ``base_dir``'s model with only its top layer
+    changed (its word embeddings and lower layers left equal to the base's) and a projection to ``dense_to``."""
+    import torch
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer.modules import Dense, Normalize
+
+    torch.manual_seed(seed)
+    base = SentenceTransformer(str(base_dir), device="cpu")
+    backbone: Any = base[0].auto_model
+    with torch.no_grad():
+        for param in backbone.encoder.layer[-1].parameters():
+            param.add_(0.05 * torch.randn_like(param))
+    width = backbone.config.hidden_size
+    SentenceTransformer(modules=[base[0], base[1], Dense(width, dense_to), Normalize()], device="cpu").save(str(folder))
+    return Path(folder)
+
+
 def build_tiny_beir(folder: Path, *, docs: int = 40, queries: int = 10, seed: int = 0) -> Path:
     """A BEIR folder of random word documents; each query copies words of its one relevant document."""
     rng = random.Random(seed)

@@ -21,24 +21,22 @@ from benchmarks.dual_space import (
 )
 from benchmarks.unseen_alignment import rank_gains, rank_of, rank_scores
 from embedkd.models.encoder import Encoder
+from embedkd.testing import build_student_of
 
 TEXTS = ["apple orchard harvest", "river delta water flow", "violin concert music hall", "a longer text " * 6]
 
 
 def _student(base_dir: Path, out: Path, *, perturb_embeddings: bool = False) -> Path:
-    """A student like the default's: the base with its top layer changed, plus a projection to 48 dims."""
-    from sentence_transformers import SentenceTransformer
-    from sentence_transformers.sentence_transformer.modules import Dense, Normalize
+    """A student like the default's (``build_student_of``), optionally with other word embeddings."""
+    build_student_of(base_dir, out)
+    if perturb_embeddings:
+        from sentence_transformers import SentenceTransformer
 
-    torch.manual_seed(1)
-    base = SentenceTransformer(str(base_dir), device="cpu")
-    bert: Any = base[0].auto_model
-    with torch.no_grad():
-        for p in bert.encoder.layer[-1].parameters():
-            p.add_(0.05 * torch.randn_like(p))
-        if perturb_embeddings:
-            bert.embeddings.word_embeddings.weight.add_(0.01)
-    SentenceTransformer(modules=[base[0], base[1], Dense(32, 48), Normalize()], device="cpu").save(str(out))
+        model = SentenceTransformer(str(out), device="cpu")
+        backbone: Any = model[0].auto_model
+        with torch.no_grad():
+            backbone.embeddings.word_embeddings.weight.add_(0.01)
+        model.save(str(out))
     return out
 
 

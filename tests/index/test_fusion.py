@@ -183,3 +183,24 @@ def test_cli_index_writes_keep_the_fusion_index_in_step(
     code, _, err = run_cli("index", "delete", "--index", main_dir, "n1", "d0", "--fuse-index", second_dir)
     assert code == 0, err
     assert held(main_dir) == held(second_dir) == {"n2"}
+
+
+def test_a_student_of_the_fusion_model_fuses_in_one_pass_with_the_same_hits(
+    setup, tiny_model_factory: Callable[..., Path], teacher: Teacher, tmp_path: Path
+) -> None:
+    from embedkd.testing import build_student_of
+
+    main, second, _, other = setup  # `other` (32-d, seed 9) built the second index
+    folder = build_student_of(tiny_model_factory(hidden=32, seed=9), tmp_path / "student-of-other")
+    student = fake_student(folder, teacher.ref)
+    fused = AsymmetricRetriever(main, student=student, fusion=Fusion(second, other))
+    assert fused._trunk is not None and fused._trunk.shared == 1  # the lower of its two layers is shared
+    apart = AsymmetricRetriever(main, student=student, fusion=Fusion(second, other))
+    apart._trunk = None  # encode the two apart
+    for one, two in zip(fused.search(QUERIES, 5), apart.search(QUERIES, 5), strict=True):
+        assert [h.id for h in one] == [h.id for h in two]
+        np.testing.assert_allclose([h.score for h in one], [h.score for h in two], atol=1e-5)
+    teacher_mode = AsymmetricRetriever(
+        main, student=student, teacher=Encoder.load(teacher.model_path), fusion=Fusion(second, other)
+    )
+    assert len(teacher_mode.search(QUERIES, 3, mode="teacher")[0]) == 3  # the teacher's queries: two passes
