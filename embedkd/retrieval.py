@@ -248,7 +248,7 @@ class AsymmetricRetriever:
         self.force = force
         self.fusion = fusion
         # the student and the fusion model in one pass where the student's lower layers are that model's own
-        self._trunk = SharedTrunk.find(student, fusion.encoder) if fusion is not None and student is not None else None
+        self.trunk = SharedTrunk.find(student, fusion.encoder) if fusion is not None and student is not None else None
         for each_mode, encoder in self._encoders().items():
             check_alignment(encoder, index, each_mode, force=force)
         if self.encoder(self.mode) is None:
@@ -318,8 +318,8 @@ class AsymmetricRetriever:
         if self.fusion is None:
             vectors = self.embed_queries(queries, mode=mode)
             return self.search_vectors(vectors, k, filters=filters, include_text=include_text, params=params)
-        if self._trunk is not None and self.encoder(mode) is self.student:
-            vectors, second = self._trunk.encode_query(list(queries))
+        if self.trunk is not None and self.encoder(mode) is self.student:
+            vectors, second = self.trunk.encode_query(list(queries))
         else:
             vectors = self.embed_queries(queries, mode=mode)
             second = self.fusion.encoder.encode_query(list(queries))

@@ -107,8 +107,22 @@ class SharedTrunk:
             return np.zeros((0, self.first.dimension), np.float32), np.zeros((0, self.second.dimension), np.float32)
         return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
+    @property
+    def dimensions(self) -> tuple[int, int]:
+        return self.first.dimension, self.second.dimension
+
+    def embed_tokens(self, features: dict[str, Any]) -> np.ndarray:
+        """Both unit vectors of tokenised queries (``first.tokenize(texts, role="query")``) side by side, first's
+        then second's: what a micro-batcher stage returns; :meth:`split` takes them apart."""
+        return np.concatenate(self._forward(features), axis=1)
+
+    def split(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return rows[:, : self.first.dimension], rows[:, self.first.dimension :]
+
     def _pass(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
-        features = self.first.tokenize(texts, role="query")
+        return self._forward(self.first.tokenize(texts, role="query"))
+
+    def _forward(self, features: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
         device = self.first.model.device
         features = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in features.items()}
         ids, mask = features["input_ids"], features["attention_mask"]

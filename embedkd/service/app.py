@@ -29,6 +29,7 @@ from embedkd.distill.teacher import Teacher
 from embedkd.errors import AlignmentError, EmbedkdError, InputError, ModelNotFoundError
 from embedkd.index.document_index import Index
 from embedkd.models.encoder import Encoder
+from embedkd.models.shared_trunk import SharedTrunk
 from embedkd.retrieval import (
     AsymmetricRetriever,
     Fusion,
@@ -40,7 +41,7 @@ from embedkd.retrieval import (
 from embedkd.service.background import grow_index, watch_student
 from embedkd.service.batching import BatchTimeout, EncodeFailed, MicroBatcher, Overloaded
 from embedkd.service.compute import ComputeThread, name_os_thread
-from embedkd.service.encoding import EncoderStages
+from embedkd.service.encoding import EncoderStages, SharedTrunkStages
 from embedkd.service.metrics import Metrics
 from embedkd.service.middleware import TEI_PATHS, AuthMiddleware, BodyLimitMiddleware, MetricsMiddleware, error_body
 from embedkd.service.routes import documents, embed, health, models, openai, search, tei
@@ -170,15 +171,18 @@ def measure_latency(encoder: Encoder, repeats: int = 15) -> float:
     return round(float(sorted(times)[len(times) // 2]), 2)
 
 
-def batchers_for(state: AppState, role: str, encoder: Encoder) -> dict[str, MicroBatcher]:
+def batchers_for(
+    state: AppState, role: str, encoder: Encoder, *, trunk: SharedTrunk | None = None
+) -> dict[str, MicroBatcher]:
     """The micro-batchers of one model: ``ROLE:query`` and ``ROLE:document`` (one shared when the two
-    sides use the same prompt)."""
+    sides use the same prompt), and with a ``trunk`` (a fused search's student and the fusion model in one
+    pass) ``ROLE:fused``."""
     settings = state.settings
 
-    def make(input_type: str) -> MicroBatcher:
+    def make(input_type: str, stages: EncoderStages | None = None, name: str = role) -> MicroBatcher:
         return MicroBatcher(
-            EncoderStages(encoder, role=input_type),
-            name=role,
+            stages or EncoderStages(encoder, role=input_type),
+            name=name,
             max_batch_size=settings.max_batch_size,
             max_wait_ms=settings.max_wait_ms,
             answer_wait_ms=settings.answer_wait_ms,
@@ -192,17 +196,21 @@ def batchers_for(state: AppState, role: str, encoder: Encoder) -> dict[str, Micr
     prompts = encoder.prompts
     same = prompts.get("query", "") == prompts.get("document", "")
     out[f"{role}:document"] = out[f"{role}:query"] if same else make("document")
+    if trunk is not None:
+        out[f"{role}:fused"] = make("query", SharedTrunkStages(trunk), name=f"{role}+fusion")
     return out
 
 
 def _batchers(state: AppState) -> dict[str, MicroBatcher]:
     out: dict[str, MicroBatcher] = {}
-    for role, encoder in (("student", state.student), ("teacher", state.teacher)):
-        if encoder is not None:
-            out.update(batchers_for(state, role, encoder))
+    if state.student is not None:
+        trunk = state.retriever.trunk if state.retriever is not None else None
+        out.update(batchers_for(state, "student", state.student, trunk=trunk))
+    if state.teacher is not None:
+        out.update(batchers_for(state, "teacher", state.teacher))
     for name, encoder in state.students.items():
         if encoder is not state.student:
-            out.update(batchers_for(state, name, encoder))
+            out.update(batchers_for(state, name, encoder, trunk=state.retrievers[name].trunk))
     if state.fusion is not None:
         out.update(batchers_for(state, "fusion", state.fusion.encoder))
     return out

@@ -104,13 +104,14 @@ async def watch_student(state: AppState, folder: Path, *, poll_s: float = 2.0) -
         logger.warning("student %s not swapped in: %s", folder, exc)
         _set(state, "student", state="refused", error=str(exc))
         return
-    new = batchers_for(state, "student", student)
+    new = batchers_for(state, "student", student, trunk=retriever.trunk)
     for batcher in {id(b): b for b in new.values()}.values():
         await batcher.start()
     old = {k: b for k, b in state.batchers.items() if k.startswith("student:")}
     # One assignment each: a request reads either the old set or the new one, never half of each.
     latency = await state.compute.run(measure_latency, student, priority=DOCUMENTS)
-    state.batchers = {**state.batchers, **new}
+    kept = {k: b for k, b in state.batchers.items() if k not in old}  # a batcher of the old student never stays
+    state.batchers = {**kept, **new}
     state.student = student
     state.retriever = retriever
     state.students = {**state.students, student.name: student}

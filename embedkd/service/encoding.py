@@ -15,8 +15,9 @@ import numpy as np
 import torch
 
 from embedkd.models.encoder import Encoder
+from embedkd.models.shared_trunk import SharedTrunk
 
-__all__ = ["EncoderStages", "Tokens", "postprocess", "to_base64"]
+__all__ = ["EncoderStages", "SharedTrunkStages", "Tokens", "postprocess", "to_base64"]
 
 
 @dataclass
@@ -60,6 +61,26 @@ class EncoderStages:
 
     def keep_end(self, texts: list[str]) -> list[str]:
         return self.encoder.keep_last_tokens(texts, role=self.role)
+
+
+class SharedTrunkStages(EncoderStages):
+    """A student and its base's query vectors in one pass (:class:`~embedkd.models.shared_trunk.SharedTrunk`):
+    the student's tokens, and both unit vectors side by side as the core's rows (``trunk.split`` parts them)."""
+
+    def __init__(self, trunk: SharedTrunk) -> None:
+        super().__init__(trunk.first, role="query")
+        self.trunk = trunk
+
+    @property
+    def dimension(self) -> int:
+        return sum(self.trunk.dimensions)
+
+    @property
+    def concurrent(self) -> bool:
+        return False
+
+    def core(self, tokens: Tokens) -> np.ndarray:
+        return self.trunk.embed_tokens(tokens.features)
 
 
 def postprocess(raw: np.ndarray, *, normalize: bool = True, dimensions: int | None = None) -> np.ndarray:

@@ -194,9 +194,9 @@ def test_a_student_of_the_fusion_model_fuses_in_one_pass_with_the_same_hits(
     folder = build_student_of(tiny_model_factory(hidden=32, seed=9), tmp_path / "student-of-other")
     student = fake_student(folder, teacher.ref)
     fused = AsymmetricRetriever(main, student=student, fusion=Fusion(second, other))
-    assert fused._trunk is not None and fused._trunk.shared == 1  # the lower of its two layers is shared
+    assert fused.trunk is not None and fused.trunk.shared == 1  # the lower of its two layers is shared
     apart = AsymmetricRetriever(main, student=student, fusion=Fusion(second, other))
-    apart._trunk = None  # encode the two apart
+    apart.trunk = None  # encode the two apart
     for one, two in zip(fused.search(QUERIES, 5), apart.search(QUERIES, 5), strict=True):
         assert [h.id for h in one] == [h.id for h in two]
         np.testing.assert_allclose([h.score for h in one], [h.score for h in two], atol=1e-5)

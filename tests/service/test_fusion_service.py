@@ -92,3 +92,28 @@ def test_preflight_names_a_missing_or_self_fusion_index(service_files: dict[str,
         preflight(Settings(**base, fuse_index=tmp_path / "nowhere"))  # type: ignore[arg-type]
     with pytest.raises(InputError, match="second index folder"):
         preflight(Settings(**base, fuse_index=service_files["index"]))  # type: ignore[arg-type]
+
+
+def test_a_student_of_the_fusion_model_is_served_in_one_pass(
+    make_client: Callable[..., TestClient],
+    fusion_dir: Path,
+    tiny_model_factory: Callable[..., Path],
+    service_files: dict[str, Path],
+    tmp_path: Path,
+) -> None:
+    from embedkd.models.manifest import StudentManifest
+    from embedkd.testing import build_student_of
+
+    student_dir = build_student_of(tiny_model_factory(hidden=32, seed=9), tmp_path / "student-of-fusion-model")
+    StudentManifest(teacher=Teacher.from_model(str(service_files["teacher"])).ref, base="tiny").write(student_dir)
+    client = make_client(student=str(student_dir), fuse_index=fusion_dir)
+    assert "student:fused" in client.app.state.embedkd.batchers  # type: ignore[attr-defined]
+    body = client.post("/search", json=QUERY).json()
+    with Index.open(tmp_path / "index", readonly=True) as index, Index.open(fusion_dir, readonly=True) as second:
+        fusion = Fusion(second, Encoder.load(second.teacher.name, device="cpu"))
+        retriever = AsymmetricRetriever(index, student=Encoder.load(student_dir, device="cpu"), fusion=fusion)
+        retriever.trunk = None  # the library's two passes, as the reference
+        expected = retriever.search([TEXT], 3)[0]
+    hits = body["results"][0]["hits"]
+    assert body["fused_with"] is not None and [h["id"] for h in hits] == [h.id for h in expected]
+    np.testing.assert_allclose([h["score"] for h in hits], [h.score for h in expected], atol=1e-4)

@@ -44,8 +44,15 @@ async def search(body: SearchRequest, state: State) -> Response:
     if body.fuse and fusion is None:
         raise HTTPException(status_code=422, detail="this server has no fusion index (EMBEDKD_FUSE_INDEX)")
     batcher = state.batchers[f"{'teacher' if mode is RetrievalMode.TEACHER else prefix}:query"]
-    raw, _ = await batcher.encode(queries)
-    vectors = postprocess(raw)
+    second = None
+    shared = state.batchers.get(f"{prefix}:fused") if mode is not RetrievalMode.TEACHER else None
+    if fusion is not None and shared is not None:  # both query vectors in one pass (SharedTrunk)
+        both, _ = await shared.encode(queries)
+        first, rest = both[:, : batcher.stages.dimension], both[:, batcher.stages.dimension :]
+        vectors, second = postprocess(first), postprocess(rest)
+    else:
+        raw, _ = await batcher.encode(queries)
+        vectors = postprocess(raw)
     params = SearchParams(nprobe=body.nprobe, ef_search=body.ef_search)
     filters = body.filter or None
     search = retriever.search_vectors
@@ -55,8 +62,10 @@ async def search(body: SearchRequest, state: State) -> Response:
         )
     else:  # the candidates (without their texts), rescored in the fusion index's space
         pool = await run_in_threadpool(search, vectors, max(body.k, fusion.candidates), filters=filters, params=params)
-        second, _ = await state.batchers["fusion:query"].encode(queries)
-        hits = await run_in_threadpool(fusion.rescore_vectors, postprocess(second), pool, body.k)
+        if second is None:
+            raw_second, _ = await state.batchers["fusion:query"].encode(queries)
+            second = postprocess(raw_second)
+        hits = await run_in_threadpool(fusion.rescore_vectors, second, pool, body.k)
         if body.include_text:
             hits = await run_in_threadpool(with_text, retriever.index, hits)
     payload = {
