@@ -113,11 +113,8 @@ class SharedTrunk:
 
     def embed_tokens(self, features: dict[str, Any]) -> np.ndarray:
         """Both unit vectors of tokenised queries (``first.tokenize(texts, role="query")``) side by side, first's
-        then second's: what a micro-batcher stage returns; :meth:`split` takes them apart."""
+        then second's (the first ``first.dimension`` columns are first's): what a micro-batcher stage returns."""
         return np.concatenate(self._forward(features), axis=1)
-
-    def split(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        return rows[:, : self.first.dimension], rows[:, self.first.dimension :]
 
     def _pass(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
         return self._forward(self.first.tokenize(texts, role="query"))

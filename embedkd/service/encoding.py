@@ -65,7 +65,7 @@ class EncoderStages:
 
 class SharedTrunkStages(EncoderStages):
     """A student and its base's query vectors in one pass (:class:`~embedkd.models.shared_trunk.SharedTrunk`):
-    the student's tokens, and both unit vectors side by side as the core's rows (``trunk.split`` parts them)."""
+    the student's tokens, and both unit vectors side by side as the core's rows, the student's first."""
 
     def __init__(self, trunk: SharedTrunk) -> None:
         super().__init__(trunk.first, role="query")
