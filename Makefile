@@ -80,6 +80,8 @@ bench: models
 		--student "cut=$(BENCH_DIR)/student-cut" --ensemble default+cut
 	$(PY) -m benchmarks.base_interpolation --data-root $(DATA) --student $(BENCH_DIR)/student
 	$(PY) -m benchmarks.dual_space --data-root $(DATA) --student "default student=$(BENCH_DIR)/student"
+	$(PY) -m benchmarks.fusion_index --data-root $(DATA) --student "default student=$(BENCH_DIR)/student" \
+		--work $(BENCH_DIR)/fusion_index
 	$(PY) -m benchmarks.frontier --data-root $(DATA) --student "default student=$(BENCH_DIR)/student" \
 		--student "student cut from 3 teacher layers=$(BENCH_DIR)/student-cut" --baseline minilm-l6=minilm-l6
 
