@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Annotated
 
+import numpy as np
 import typer
 
 from embedkd.cli._app import app
@@ -33,6 +34,15 @@ def eval_command(
         ),
     ] = None,
     split: Annotated[str, typer.Option(help="qrels split to score.")] = "test",
+    fuse_model: Annotated[
+        str | None,
+        typer.Option(
+            help="Also score every document in this model's own space (e.g. the student's base, minilm-l6) and add "
+            "it, times --fuse-weight: the fusion `embedkd search --fuse-index` does, over all documents instead of "
+            "the top candidates (benchmarks/results/dual_space_*.md).",
+        ),
+    ] = None,
+    fuse_weight: Annotated[float, typer.Option(min=0.0, help="Weight of the --fuse-model score.")] = 1.0,
     batch_size: BatchSize = 64,
     device: Device = "auto",
     precision: PrecisionOpt = Precision.FP32,
@@ -55,6 +65,13 @@ def eval_command(
         )
     docs = doc_encoder.encode_cached(dataset.doc_texts(), role="document", batch_size=batch_size)
     queries = query_encoder.encode_query(list(dataset.queries.values()), batch_size=batch_size)
+    if fuse_model is not None:  # [q, sqrt(w) q'] . [d, sqrt(w) d'] = q.d + w q'.d': the fused score, exactly
+        fuser = Encoder.load(fuse_model, device=device, precision=value)
+        root = np.float32(np.sqrt(fuse_weight))
+        fused_docs = fuser.encode_cached(dataset.doc_texts(), role="document", batch_size=batch_size)
+        docs = np.concatenate([docs, root * fused_docs], axis=1)
+        fused_queries = fuser.encode_query(list(dataset.queries.values()), batch_size=batch_size)
+        queries = np.concatenate([queries, root * fused_queries], axis=1)
     scores = score_retrieval(dataset, queries, docs, device=doc_encoder.device)
     mode = "symmetric" if query_encoder.fingerprint == doc_encoder.fingerprint else "asymmetric"
     result = {
@@ -63,13 +80,15 @@ def eval_command(
         "query_model": query_model,
         "doc_model": doc_name,
         "mode": mode,
+        **({"fused_with": fuse_model, "fuse_weight": fuse_weight} if fuse_model else {}),
         **scores.to_dict(),
     }
     if as_json:
         typer.echo(json.dumps(result, indent=2))
     else:
         typer.echo(
-            f"{mode}: queries {query_model} / documents {doc_name} on {data.name} ({split}, "
+            f"{mode}{f' + {fuse_model} (weight {fuse_weight:g})' if fuse_model else ''}: queries {query_model} / "
+            f"documents {doc_name} on {data.name} ({split}, "
             f"{scores.queries} queries)\n  nDCG@10 {scores.ndcg_at_10:.4f}   Recall@100 {scores.recall_at_100:.4f}"
             f"   MRR {scores.mrr:.4f}"
         )
