@@ -34,7 +34,6 @@ __all__ = [
     "alignment_problem",
     "check_alignment",
     "student_mode",
-    "with_text",
 ]
 
 logger = logging.getLogger(__name__)
@@ -204,13 +203,10 @@ class Fusion:
         )
         return None if problem is None else f"fusion: {problem}"
 
-    def rescore(self, queries: Sequence[str], pool: list[list[Hit]], k: int) -> list[list[Hit]]:
-        """The ``k`` best of each query's candidate ``pool`` by the fused score. A candidate the fusion index
-        does not hold (not indexed there yet) counts as the lowest second-space score among that query's."""
-        return self.rescore_vectors(self.encoder.encode_query(list(queries)), pool, k)
-
     def rescore_vectors(self, vectors: np.ndarray, pool: list[list[Hit]], k: int) -> list[list[Hit]]:
-        """:meth:`rescore` with the queries already embedded by :attr:`encoder` (the service batches them)."""
+        """The ``k`` best of each query's candidate ``pool`` by the fused score, the queries embedded by
+        :attr:`encoder` as ``vectors``. A candidate the fusion index does not hold (not indexed there yet)
+        counts as the lowest second-space score among that query's."""
         extra = self.index.document_scores(vectors, [[hit.id for hit in hits] for hits in pool])
         out = []
         for hits, scores in zip(pool, extra, strict=True):
@@ -218,13 +214,6 @@ class Fusion:
             fused = [replace(hit, score=hit.score + self.weight * scores.get(hit.id, floor)) for hit in hits]
             out.append(sorted(fused, key=lambda hit: -hit.score)[:k])
         return out
-
-
-def with_text(index: Index, hits: list[list[Hit]]) -> list[list[Hit]]:
-    """``hits`` with each document's full text read from ``index``'s store: a fused search reads its many
-    candidates without it and fills in only the ``k`` it returns."""
-    docs = index.store.documents(sorted({hit.id for query_hits in hits for hit in query_hits}))
-    return [[replace(hit, text=docs[hit.id].text if hit.id in docs else None) for hit in q] for q in hits]
 
 
 class AsymmetricRetriever:
@@ -258,8 +247,8 @@ class AsymmetricRetriever:
             held, other = index.store.counts()["documents"], fusion.index.store.counts()["documents"]
             if held != other:
                 logger.warning(
-                    "fusion index %s holds %d documents, index %s holds %d: candidates missing there rank by "
-                    "this index's score alone",
+                    "fusion index %s holds %d documents, index %s holds %d: a candidate missing there counts "
+                    "as its query's lowest score in that index",
                     fusion.index.folder,
                     other,
                     index.folder,
@@ -325,7 +314,7 @@ class AsymmetricRetriever:
             second = self.fusion.encoder.encode_query(list(queries))
         pool = self.search_vectors(vectors, max(k, self.fusion.candidates), filters=filters, params=params)
         hits = self.fusion.rescore_vectors(second, pool, k)
-        return with_text(self.index, hits) if include_text else hits
+        return self.index.with_text(hits) if include_text else hits
 
     def search_vectors(
         self,

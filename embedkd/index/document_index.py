@@ -32,7 +32,7 @@ import json
 import logging
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -461,6 +461,12 @@ class Index:
                     break
                 fetch = min(total, fetch * 4)
             return self._hits(grouped, include_text)
+
+    def with_text(self, hits: list[list[Hit]]) -> list[list[Hit]]:
+        """``hits`` with each document's full text from the store: a fused search reads its many candidates
+        without it and fills in only the ``k`` it returns."""
+        docs = self.store.documents(sorted({hit.id for query_hits in hits for hit in query_hits}))
+        return [[replace(hit, text=docs[hit.id].text if hit.id in docs else None) for hit in q] for q in hits]
 
     def document_scores(self, queries: np.ndarray, doc_ids: Sequence[Sequence[str]]) -> list[dict[str, float]]:
         """Exact scores of given documents in this index's space: for each query vector, the score of each of

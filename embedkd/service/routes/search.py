@@ -10,7 +10,7 @@ from fastapi import APIRouter, HTTPException, Response
 from starlette.concurrency import run_in_threadpool
 
 from embedkd.index.base import SearchParams
-from embedkd.retrieval import RetrievalMode, with_text
+from embedkd.retrieval import RetrievalMode
 from embedkd.service.encoding import postprocess
 from embedkd.service.routes._deps import State, pick_student
 from embedkd.service.routes.embed import check_inputs
@@ -67,7 +67,7 @@ async def search(body: SearchRequest, state: State) -> Response:
             second = postprocess(raw_second)
         hits = await run_in_threadpool(fusion.rescore_vectors, second, pool, body.k)
         if body.include_text:
-            hits = await run_in_threadpool(with_text, retriever.index, hits)
+            hits = await run_in_threadpool(retriever.index.with_text, hits)
     payload = {
         "mode": mode.value,
         "model": batcher.stages.encoder.name,
