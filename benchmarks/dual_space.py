@@ -22,23 +22,21 @@ from __future__ import annotations
 
 import argparse
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
-from benchmarks._report import machine, markdown_table, run_main, write_json
+from benchmarks._report import machine, markdown_table, run_main, write_json, write_sections
+from benchmarks._scifact import scifact_splits, scifact_teacher
 from benchmarks.rank_fusion import zscore
 from benchmarks.unseen_alignment import paraphrase_task, rank_gains, rank_of
-from embedkd.data.beir import BeirDataset, load_beir
-from embedkd.distill import Teacher
-from embedkd.distill.teacher import read_aligned_texts
+from embedkd.data.beir import BeirDataset
 from embedkd.evaluation import score_retrieval
 from embedkd.evaluation.retrieval import run_from_embeddings
 from embedkd.models import Encoder
+from embedkd.models.shared_trunk import SharedTrunk
 
 WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0)
 CANDIDATES = (20, 50, 100, 200)  # teacher-space candidates rescored by the fusion
@@ -85,55 +83,9 @@ def paired_ci(a: np.ndarray, b: np.ndarray, *, rounds: int = 5000, seed: int = 0
     return [float(diff.mean()), float(low), float(high)]
 
 
-def _same(a: torch.nn.Module, b: torch.nn.Module) -> bool:
-    left, right = a.state_dict(), b.state_dict()
-    return left.keys() == right.keys() and all(torch.equal(left[k], right[k]) for k in left)
-
-
-def shared_layers(student: Encoder, base: Encoder) -> int:
-    """How many of the student's lowest transformer layers (with the word embeddings) equal the base's."""
-    s_bert: Any = student.model[0].auto_model
-    b_bert: Any = base.model[0].auto_model
-    if not _same(s_bert.embeddings, b_bert.embeddings):
-        return 0
-    count = 0
-    for s_layer, b_layer in zip(s_bert.encoder.layer, b_bert.encoder.layer, strict=False):  # may differ in depth
-        if not _same(s_layer, b_layer):
-            break
-        count += 1
-    return count
-
-
-def _layers(layers: Sequence[torch.nn.Module], hidden: torch.Tensor) -> torch.Tensor:
-    for layer in layers:
-        out = layer(hidden)
-        hidden = out[0] if isinstance(out, tuple) else out
-    return hidden
-
-
-@torch.inference_mode()
-def shared_pass(
-    student: Encoder, base: Encoder, shared: int, text: str, *, with_base: bool = True
-) -> tuple[np.ndarray, np.ndarray | None]:
-    """Both query vectors of one text, running the layers the two encoders share once (no padding: one text).
-    Without ``with_base``, the student's alone by the same direct path (a like-for-like latency reference)."""
-    s_bert: Any = student.model[0].auto_model
-    b_bert: Any = base.model[0].auto_model
-    batch = student.model.tokenize([text])
-    hidden = s_bert.embeddings(input_ids=batch["input_ids"], token_type_ids=batch.get("token_type_ids"))
-    hidden = _layers(s_bert.encoder.layer[:shared], hidden)
-    own = _layers(s_bert.encoder.layer[shared:], hidden).mean(dim=1)
-    for module in list(student.model)[2:]:  # the student's projection and normalisation
-        own = module({"sentence_embedding": own})["sentence_embedding"]
-    if not with_base:
-        return own[0].numpy(), None
-    base_vec = F.normalize(_layers(b_bert.encoder.layer[shared:], hidden).mean(dim=1), dim=-1)
-    return own[0].numpy(), base_vec[0].numpy()
-
-
 def latency(label: str, student: Encoder, base: Encoder, texts: list[str]) -> tuple[int, dict[str, float]]:
-    """Batch-1 ms of the base, the student, both one after the other, and both with shared layers run once."""
-    shared = shared_layers(student, base)
+    """Batch-1 ms of the base, the student, both one after the other, and both in embedkd's shared pass
+    (:class:`~embedkd.models.shared_trunk.SharedTrunk`, which checks itself against the two encoders)."""
 
     def both(text: str) -> object:
         return student.encode_query([text]), base.encode_query([text])
@@ -143,22 +95,11 @@ def latency(label: str, student: Encoder, base: Encoder, texts: list[str]) -> tu
         label: lambda text: student.encode_query([text]),
         f"{label} + base, one after the other": both,
     }
-    if shared == 0:  # e.g. a student cut from the teacher: nothing to run once
-        return shared, batch1_ms(runs, texts)
-    check = texts[:20]
-    pairs = [shared_pass(student, base, shared, text) for text in check]
-    for i, encoder in enumerate((student, base)):
-        vectors = np.stack([np.asarray(p[i]) for p in pairs])
-        cosine = float(np.min(np.sum(vectors * encoder.encode_query(check), axis=1)))
-        if cosine < 0.999:
-            raise RuntimeError(f"the shared pass does not reproduce {encoder.name} (min cosine {cosine:.4f})")
-    runs |= {
-        f"{label}, direct layer calls": lambda text: shared_pass(student, base, shared, text, with_base=False),
-        f"{label} + base, {shared} shared layers run once (direct layer calls)": lambda text: shared_pass(
-            student, base, shared, text
-        ),
-    }
-    return shared, batch1_ms(runs, texts)
+    trunk = SharedTrunk.find(student, base)
+    if trunk is None:  # e.g. a student cut from the teacher: nothing to run once
+        return 0, batch1_ms(runs, texts)
+    runs[f"{label} + base, {trunk.shared} shared layers run once"] = lambda text: trunk.encode_query([text])
+    return trunk.shared, batch1_ms(runs, texts)
 
 
 def batch1_ms(runs: dict[str, Callable[[str], object]], texts: list[str]) -> dict[str, float]:
@@ -184,12 +125,8 @@ def main() -> None:
     parser.add_argument("--concurrent", default="nothing else")
     args = parser.parse_args()
     stem = f"dual_space_{args.name}" if args.name else "dual_space"
-    beir = args.data_root / "beir" / "scifact"
-    splits = {"dev": load_beir(beir, "train"), "test": load_beir(beir, "test")}
-    teacher = Teacher.from_model("mpnet-base", precision="fp32")
-    precomputed = args.data_root / "embeddings" / "scifact-mpnet-base" / "corpus.f16.npy"
-    if precomputed.is_file():
-        teacher.import_embeddings(read_aligned_texts(beir, precomputed), precomputed)
+    splits = scifact_splits(args.data_root)
+    teacher = scifact_teacher(args.data_root)
     docs = splits["dev"].doc_texts()
     teacher_docs = teacher.embeddings(docs, role="document")
     base = Encoder.load(args.base, device="cpu")
@@ -365,13 +302,13 @@ def write_markdown(results: dict[str, Any], path: Path) -> None:
         *markdown_table(["queries", "N", "dev nDCG@10", "test nDCG@10", "STS-B paraphrase nDCG@10"], rescoring),
         "",
         "Batch-1 query latency (median ms over SciFact test claims, torch fp32, the ways taking turns text by "
-        "text. `direct layer calls` run the model's layers without sentence-transformers' `encode` around them; "
-        "the shared pass runs the student's frozen lower layers, equal to the base's, once, then each top layer):",
+        "text; the shared pass is embedkd's `SharedTrunk`: the student's frozen lower layers, equal to the "
+        "base's, run once, then each top layer):",
         "",
         *markdown_table(["query encoder", "p50 ms"], latency),
         "",
     ]
-    path.write_text("\n".join(lines))
+    write_sections(path, lines)  # keeps the file's own sections, such as a reading, on a rerun
     print("\n".join(lines))
 
 

@@ -21,11 +21,10 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks._report import machine, markdown_table, run_main, write_json
-from embedkd.data import load_beir
+from benchmarks._report import machine, markdown_table, run_main, write_json, write_sections
+from benchmarks._scifact import scifact_splits, scifact_teacher
 from embedkd.data.documents import Document
 from embedkd.distill import Teacher
-from embedkd.distill.teacher import read_aligned_texts
 from embedkd.evaluation.retrieval import evaluate_run
 from embedkd.index import Index, build_index
 from embedkd.models import Encoder
@@ -72,13 +71,9 @@ def main() -> None:
     parser.add_argument("--concurrent", default="nothing else")
     args = parser.parse_args()
     stem = f"fusion_index_{args.name}" if args.name else "fusion_index"
-    beir = args.data_root / "beir" / "scifact"
-    splits = {"dev": load_beir(beir, "train"), "test": load_beir(beir, "test")}
+    splits = scifact_splits(args.data_root)
     docs = [Document(id=i, title=d["title"], text=d["text"]) for i, d in splits["test"].corpus.items()]
-    teacher = Teacher.from_model("mpnet-base", precision="fp32")
-    precomputed = args.data_root / "embeddings" / "scifact-mpnet-base" / "corpus.f16.npy"
-    if precomputed.is_file():
-        teacher.import_embeddings(read_aligned_texts(beir, precomputed), precomputed)
+    teacher = scifact_teacher(args.data_root)
     base_teacher = Teacher.from_model(args.base, precision="fp32")
     started = time.perf_counter()
     main_index = built(args.work / "teacher-index", docs, teacher)
@@ -156,7 +151,7 @@ def write_markdown(results: dict[str, Any], path: Path) -> None:
         *markdown_table(["student", "search", "p50 ms", "layers run once for both"], latency),
         "",
     ]
-    path.write_text("\n".join(lines))
+    write_sections(path, lines)  # keeps the file's own sections, such as a reading, on a rerun
     print("\n".join(lines))
 
 

@@ -1,69 +1,14 @@
-"""benchmarks/dual_space.py: score fusion, and the query pass that runs the student's shared lower layers once."""
+"""benchmarks/dual_space.py: score fusion, rescoring, per-query nDCG and paired intervals (the shared pass it
+times is embedkd's SharedTrunk, tested in tests/models/test_shared_trunk.py)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import numpy as np
-import torch
 
-from benchmarks.dual_space import (
-    WEIGHTS,
-    beir_ndcg,
-    fused,
-    paired_ci,
-    per_query_ndcg,
-    rescored,
-    shared_layers,
-    shared_pass,
-)
+from benchmarks.dual_space import WEIGHTS, beir_ndcg, fused, paired_ci, per_query_ndcg, rescored
 from benchmarks.unseen_alignment import rank_gains, rank_of, rank_scores
-from embedkd.models.encoder import Encoder
-from embedkd.testing import build_student_of
-
-TEXTS = ["apple orchard harvest", "river delta water flow", "violin concert music hall", "a longer text " * 6]
-
-
-def _student(base_dir: Path, out: Path, *, perturb_embeddings: bool = False) -> Path:
-    """A student like the default's (``build_student_of``), optionally with other word embeddings."""
-    build_student_of(base_dir, out)
-    if perturb_embeddings:
-        from sentence_transformers import SentenceTransformer
-
-        model = SentenceTransformer(str(out), device="cpu")
-        backbone: Any = model[0].auto_model
-        with torch.no_grad():
-            backbone.embeddings.word_embeddings.weight.add_(0.01)
-        model.save(str(out))
-    return out
-
-
-def test_the_shared_pass_reproduces_the_student_and_the_base(
-    tiny_model_factory: Callable[..., Path], tmp_path: Path
-) -> None:
-    base_dir = tiny_model_factory(hidden=32, layers=3, seed=5)
-    base = Encoder.load(base_dir, device="cpu")
-    student = Encoder.load(_student(base_dir, tmp_path / "student"), device="cpu")
-    shared = shared_layers(student, base)
-    assert shared == 2  # the two lower layers are the base's; the top one was trained
-    for text in TEXTS:
-        own, base_vec = shared_pass(student, base, shared, text)
-        assert own.shape == (48,) and base_vec is not None and base_vec.shape == (32,)
-        assert float(own @ student.encode_query([text])[0]) > 0.9999
-        assert float(base_vec @ base.encode_query([text])[0]) > 0.9999
-        alone, nothing = shared_pass(student, base, shared, text, with_base=False)
-        assert nothing is None
-        np.testing.assert_allclose(alone, own, atol=1e-6)
-
-
-def test_no_layers_are_shared_when_the_word_embeddings_differ(
-    tiny_model_factory: Callable[..., Path], tmp_path: Path
-) -> None:
-    base_dir = tiny_model_factory(hidden=32, layers=3, seed=5)
-    student = _student(base_dir, tmp_path / "student", perturb_embeddings=True)
-    assert shared_layers(Encoder.load(student, device="cpu"), Encoder.load(base_dir, device="cpu")) == 0
 
 
 def test_fusion_adds_the_weighted_base_scores_and_a_z_score_sum() -> None:

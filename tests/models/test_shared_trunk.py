@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import torch
 
 from embedkd.models.encoder import Encoder
 from embedkd.models.shared_trunk import SharedTrunk
@@ -34,3 +36,18 @@ def test_no_shared_pass_between_unrelated_models(tiny_model_factory: Callable[..
     a = Encoder.load(tiny_model_factory(hidden=32, seed=5), device="cpu")
     b = Encoder.load(tiny_model_factory(hidden=32, seed=6), device="cpu")
     assert SharedTrunk.find(a, b) is None
+
+
+def test_no_shared_pass_when_the_word_embeddings_differ(
+    tiny_model_factory: Callable[..., Path], tmp_path: Path
+) -> None:
+    from sentence_transformers import SentenceTransformer
+
+    base_dir = tiny_model_factory(hidden=32, layers=3, seed=5)
+    folder = build_student_of(base_dir, tmp_path / "student")
+    model = SentenceTransformer(str(folder), device="cpu")
+    backbone: Any = model[0].auto_model
+    with torch.no_grad():
+        backbone.embeddings.word_embeddings.weight.add_(0.01)
+    model.save(str(folder))
+    assert SharedTrunk.find(Encoder.load(folder, device="cpu"), Encoder.load(base_dir, device="cpu")) is None
