@@ -18,9 +18,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks._report import machine, markdown_table, run_main, write_json
-from embedkd.data.beir import load_beir
-from embedkd.distill import Teacher
-from embedkd.distill.teacher import read_aligned_texts
+from benchmarks._scifact import scifact_splits, scifact_teacher
 from embedkd.evaluation import score_retrieval
 from embedkd.models import Encoder
 
@@ -54,12 +52,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     parser.add_argument("--concurrent", default="nothing else")
     args = parser.parse_args()
-    beir = args.data_root / "beir" / "scifact"
-    splits = {"dev": load_beir(beir, "train"), "test": load_beir(beir, "test")}
-    teacher = Teacher.from_model("mpnet-base")
-    precomputed = args.data_root / "embeddings" / "scifact-mpnet-base" / "corpus.f16.npy"
-    if precomputed.is_file():
-        teacher.import_embeddings(read_aligned_texts(beir, precomputed), precomputed)
+    splits = scifact_splits(args.data_root)
+    teacher = scifact_teacher(args.data_root)
     docs = splits["dev"].doc_texts()
     teacher_docs = teacher.embeddings(docs, role="document")
     base = Encoder.load(args.base, device="cpu")

@@ -3,7 +3,7 @@
 The default student is MiniLM-L6 with only its top layer (and a projection) trained: its word embeddings and
 five lower layers are MiniLM-L6's own, unchanged. A fused search (:class:`embedkd.retrieval.Fusion`) needs
 the query in both spaces, so running those shared layers once and then each model's remaining layers,
-pooling and head gives both vectors at about 1.16x one encoder's cost instead of 2x
+pooling and head gives both vectors for 1.12-1.17x one encoder's compute instead of 2x
 (``benchmarks/results/dual_space_xeon_nobf16.md``). :meth:`SharedTrunk.find` uses it only where it is exact:
 both models on torch, in fp32, BERT-style, with bit-equal shared weights, and the pass checked against the
 two encoders on probe texts.
