@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 from embedkd.data.beir import BeirDataset, load_beir
 from embedkd.distill import Teacher
 from embedkd.distill.teacher import read_aligned_texts
+from embedkd.models import Encoder
 
 
 def scifact_splits(data_root: Path) -> dict[str, BeirDataset]:
@@ -23,3 +26,9 @@ def scifact_teacher(data_root: Path) -> Teacher:
     if precomputed.is_file():
         teacher.import_embeddings(read_aligned_texts(beir, precomputed), precomputed)
     return teacher
+
+
+def corpus_vectors(splits: dict[str, BeirDataset], teacher: Teacher, base: Encoder) -> tuple[np.ndarray, np.ndarray]:
+    """The SciFact corpus (the same in every split) as the teacher and as ``base`` embed it, both cached."""
+    docs = splits["dev"].doc_texts()
+    return teacher.embeddings(docs, role="document"), base.encode_cached(docs, role="document", progress=False)

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks._report import machine, markdown_table, run_main, write_json, write_sections
-from benchmarks._scifact import scifact_splits, scifact_teacher
+from benchmarks._scifact import corpus_vectors, scifact_splits, scifact_teacher
 from benchmarks.rank_fusion import zscore
 from benchmarks.unseen_alignment import paraphrase_task, rank_gains, rank_of
 from embedkd.data.beir import BeirDataset
@@ -127,10 +127,8 @@ def main() -> None:
     stem = f"dual_space_{args.name}" if args.name else "dual_space"
     splits = scifact_splits(args.data_root)
     teacher = scifact_teacher(args.data_root)
-    docs = splits["dev"].doc_texts()
-    teacher_docs = teacher.embeddings(docs, role="document")
     base = Encoder.load(args.base, device="cpu")
-    base_docs = base.encode_cached(docs, role="document", progress=False)
+    teacher_docs, base_docs = corpus_vectors(splits, teacher, base)
     queries = {split: list(data.queries.values()) for split, data in splits.items()}
     base_scores = {split: base.encode(q, role="query") @ base_docs.T for split, q in queries.items()}
 

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks._report import machine, markdown_table, run_main, write_json
-from benchmarks._scifact import scifact_splits, scifact_teacher
+from benchmarks._scifact import corpus_vectors, scifact_splits, scifact_teacher
 from embedkd.evaluation import score_retrieval
 from embedkd.models import Encoder
 
@@ -54,12 +54,10 @@ def main() -> None:
     args = parser.parse_args()
     splits = scifact_splits(args.data_root)
     teacher = scifact_teacher(args.data_root)
-    docs = splits["dev"].doc_texts()
-    teacher_docs = teacher.embeddings(docs, role="document")
     base = Encoder.load(args.base, device="cpu")
-    base_docs = base.encode_cached(docs, role="document", progress=False)
+    teacher_docs, base_docs = corpus_vectors(splits, teacher, base)
     results: dict[str, Any] = {"machine": machine(), "concurrent": args.concurrent, "ndcg10": {}}
-    eye = np.eye(len(docs), dtype=np.float32)  # score matrices are passed as queries against unit documents
+    eye = np.eye(len(teacher_docs), dtype=np.float32)  # score matrices are passed as queries against unit documents
     for split, data in splits.items():
         queries = list(data.queries.values())
         t = teacher.embeddings(queries, role="query") @ teacher_docs.T

@@ -60,6 +60,9 @@ TruncateDim = Annotated[
     typer.Option("--truncate-dim", "--dims", min=1, help="Keep only the first N dimensions (Matryoshka order)."),
 ]
 Progress = Annotated[bool, typer.Option(help="Show progress bars.")]
+FuseWeight = Annotated[
+    float, typer.Option(min=0.0, help="Weight of the second model's score in the fusion (1: the plain sum of cosines).")
+]
 BackendOpt = Annotated[
     Backend,
     typer.Option(

@@ -10,7 +10,7 @@ import numpy as np
 import typer
 
 from embedkd.cli._app import app
-from embedkd.cli._options import BatchSize, Device, PrecisionOpt
+from embedkd.cli._options import BatchSize, Device, FuseWeight, PrecisionOpt
 from embedkd.data import load_beir
 from embedkd.device import Precision
 from embedkd.evaluation import score_retrieval
@@ -42,7 +42,7 @@ def eval_command(
             "the top candidates (benchmarks/results/dual_space_*.md).",
         ),
     ] = None,
-    fuse_weight: Annotated[float, typer.Option(min=0.0, help="Weight of the --fuse-model score.")] = 1.0,
+    fuse_weight: FuseWeight = 1.0,
     batch_size: BatchSize = 64,
     device: Device = "auto",
     precision: PrecisionOpt = Precision.FP32,

@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from embedkd.cli._app import app
-from embedkd.cli._options import BackendOpt, Device, IndexDir, QuantizeOpt
+from embedkd.cli._options import BackendOpt, Device, FuseWeight, IndexDir, QuantizeOpt
 from embedkd.device import resolve_device
 from embedkd.errors import InputError
 from embedkd.index.base import SearchParams
@@ -65,7 +65,7 @@ def search_command(
             "rescored with that model's score added, times --fuse-weight (benchmarks/results/dual_space_*.md).",
         ),
     ] = None,
-    fuse_weight: Annotated[float, typer.Option(min=0.0, help="Weight of the --fuse-index score.")] = 1.0,
+    fuse_weight: FuseWeight = 1.0,
     fuse_candidates: Annotated[
         int, typer.Option(min=1, max=10000, help="Documents per query rescored with --fuse-index.")
     ] = 100,
