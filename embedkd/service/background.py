@@ -92,13 +92,16 @@ async def watch_student(state: AppState, folder: Path, *, poll_s: float = 2.0) -
             quantize=settings.quantize.value,
             busy_wait=settings.busy_wait,
         )
-        retriever = AsymmetricRetriever(
+        # on the compute thread: with a fusion index, the retriever runs a probe of its shared pass
+        retriever = await state.compute.run(
+            AsymmetricRetriever,
             state.index,
             student=student,
             teacher=state.teacher,
             mode=student_mode(student.fingerprint, state.index.teacher),
             force=settings.force_alignment,
             fusion=state.fusion,
+            priority=DOCUMENTS,
         )
     except EmbedkdError as exc:  # refused (another teacher) or unreadable: keep serving what we have
         logger.warning("student %s not swapped in: %s", folder, exc)
