@@ -27,6 +27,24 @@ __all__ = ["load_model", "resolve_model_path"]
 logger = logging.getLogger(__name__)
 
 
+class _StalePositionIdsFilter(logging.Filter):
+    """Drops transformers' load report when its only finding is an unexpected ``embeddings.position_ids``:
+    older BERT checkpoints (all-MiniLM-L6-v2's, which the default student and fusion index use) carry that
+    buffer, which current transformers computes instead. The table is harmless and buried the demo's output;
+    any other finding still prints the whole report."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if "LOAD REPORT" not in message:
+            return True
+        findings = [line for line in message.splitlines() if "|" in line and line.split("|")[0].strip() != "Key"]
+        findings = [line for line in findings if line.strip("-+| ")]
+        return not findings or not all("position_ids" in f and "UNEXPECTED" in f for f in findings)
+
+
+logging.getLogger("transformers.modeling_utils").addFilter(_StalePositionIdsFilter())
+
+
 def _hub_offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "0").lower() in {"1", "true", "yes", "on"}
 

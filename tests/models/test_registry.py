@@ -85,3 +85,23 @@ def test_packaged_student_resolves_without_network() -> None:
     path = resolve_model_path("minilm-l6")
     assert (path / "model.safetensors").is_file()
     assert describe_folder(path).dimension == 384
+
+
+def test_a_load_report_of_only_a_stale_position_ids_buffer_is_dropped(caplog: pytest.LogCaptureFixture) -> None:
+    """all-MiniLM-L6-v2's checkpoint carries embeddings.position_ids, which transformers reports as
+    unexpected on every load; that report alone is dropped, any other finding is still shown."""
+    import logging
+
+    import embedkd.models.loading  # noqa: F401  # installs the filter
+
+    header = "Key                     | Status     |  | \n------------------------+------------+--+-\n"
+    stale = header + "embeddings.position_ids | UNEXPECTED |  | \n\nNotes:\n- UNEXPECTED\t:can be ignored"
+    other = stale.replace("\n\nNotes", "\nencoder.layer.0.weight  | MISSING    |  | \n\nNotes")
+    log = logging.getLogger("transformers.modeling_utils")
+    with caplog.at_level(logging.WARNING, logger="transformers.modeling_utils"):
+        log.warning("BertModel LOAD REPORT from: x\n" + stale)
+        log.warning("BertModel LOAD REPORT from: y\n" + other)
+        log.warning("an unrelated warning")
+    messages = [r.getMessage() for r in caplog.records]
+    assert len(messages) == 2 and "from: y" in messages[0] and "MISSING" in messages[0]
+    assert messages[1] == "an unrelated warning"
