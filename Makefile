@@ -1,6 +1,7 @@
 # Two commands do everything on a fresh machine:
 #   make demo   - the main job: install, prepare the models, index the stdlib docstrings with the
-#                 teacher, align a student (5-minute recipe, cached), then serve on localhost:8000
+#                 teacher and with MiniLM-L6 (a second index, for fusion), align a student (5-minute
+#                 recipe, cached), then serve on localhost:8000
 #   make test   - the test suite (installs, then runs pytest)
 #
 # CPU machines get torch==2.13.0 (a local CPU wheel here; the CPU index elsewhere).

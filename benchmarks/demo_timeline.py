@@ -27,6 +27,8 @@ import httpx
 from benchmarks._report import machine, markdown_table, run_main, write_json
 from embedkd.testing import free_port
 
+QUERY = "parse command line arguments"
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -38,6 +40,8 @@ def main() -> None:
     base = f"http://127.0.0.1:{port}"
     events: dict[str, float] = {}
     first_body: dict[str, Any] = {}
+    last_body: dict[str, Any] = {}
+    described: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as tmp:
         env = {**os.environ, "EMBEDKD_CACHE_DIR": str(Path(tmp) / "cache")}
         log = Path(tmp) / "demo.log"
@@ -57,9 +61,7 @@ def main() -> None:
                 try:
                     ready = httpx.get(f"{base}/ready", timeout=5).json()
                     if "first_answer" not in events:
-                        response = httpx.post(
-                            f"{base}/search", json={"query": "parse command line arguments"}, timeout=60
-                        )
+                        response = httpx.post(f"{base}/search", json={"query": QUERY}, timeout=60)
                         if response.status_code == 200:
                             events["first_answer"] = time.monotonic() - started
                             first_body = response.json()
@@ -69,6 +71,8 @@ def main() -> None:
                         events["documents"] = float(index.get("documents", 0))
                     if "student_live" not in events and ready.get("search_mode") == "asym":
                         events["student_live"] = time.monotonic() - started
+                        last_body = httpx.post(f"{base}/search", json={"query": QUERY}, timeout=60).json()
+                        described = httpx.get(f"{base}/models", timeout=30).json()
                         break
                 except (httpx.HTTPError, ValueError):
                     continue
@@ -85,12 +89,34 @@ def main() -> None:
         "limit_minutes": args.limit_minutes,
         "events_s": events,
         "first_answer_mode": first_body.get("mode"),
+        "query": QUERY,
+        "answers": {"first": _answer(first_body), "student_live": _answer(last_body)},
+        "student_alignment": ((described.get("student") or {}).get("alignment") or {}),
+        "fusion": _fusion(described.get("fusion")),
         "log_tail": tail,
     }
     print(json.dumps(results["events_s"]), flush=True)
     args.out.mkdir(parents=True, exist_ok=True)
     write_json(args.out / "demo.json", results)
     write_markdown(results, args.out / "demo.md")
+
+
+def _answer(body: dict[str, Any]) -> dict[str, Any]:
+    """Mode, fusion model and top hits of a /search answer."""
+    if not body:
+        return {}
+    hits = body["results"][0]["hits"][:3]
+    return {"mode": body.get("mode"), "fused_with": body.get("fused_with"), "top3": [h["id"] for h in hits]}
+
+
+def _fusion(described: dict[str, Any] | None) -> dict[str, Any] | None:
+    if not described:
+        return None
+    return {
+        "model": described.get("name"),
+        "weight": described.get("weight"),
+        "documents": described.get("index", {}).get("counts", {}).get("documents"),
+    }
 
 
 def write_markdown(results: dict[str, Any], path: Path) -> None:
@@ -123,6 +149,26 @@ def write_markdown(results: dict[str, Any], path: Path) -> None:
             ["student live (`/search` answers asym, no restart)", at("student_live")],
         ],
     )
+    answers = results.get("answers", {})
+    if answers:
+        lines += ["", f"`/search` for {results['query']!r} (top 3 document ids):", ""]
+        lines += markdown_table(
+            ["answer", "mode", "fused with", "top 3"],
+            [
+                [name, a.get("mode"), a.get("fused_with") or "—", ", ".join(a.get("top3", []))]
+                for name, a in answers.items()
+                if a
+            ],
+        )
+    fusion, alignment = results.get("fusion"), results.get("student_alignment") or {}
+    if fusion:
+        lines += [
+            "",
+            f"Fusion index: {fusion['documents']} documents in {fusion['model']}'s own space, "
+            f"weight {fusion['weight']}.",
+        ]
+    if alignment.get("mean_cosine") is not None:
+        lines += [f"The demo's student: held-out mean cosine to the teacher {alignment['mean_cosine']:.3f}."]
     path.write_text("\n".join(lines) + "\n")
 
 

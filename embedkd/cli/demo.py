@@ -44,8 +44,19 @@ def demo_command(
     max_docs: Annotated[int | None, typer.Option(min=1, help="Cap the default corpus.")] = None,
     teacher: Annotated[str, typer.Option(help="Teacher model that indexes the documents.")] = "mpnet-base",
     student_base: Annotated[
-        str, typer.Option(help="Base model of the student to train (teacher: its own lower layers, 3 of them).")
-    ] = "teacher",
+        str,
+        typer.Option(
+            help="Base model of the student to train (teacher: a cut of 3 of its own layers). With the fusion model "
+            "as base, a fused query runs their shared lower layers once."
+        ),
+    ] = "minilm-l6",
+    fuse_model: Annotated[
+        str,
+        typer.Option(
+            help="Also index the documents in this model's own space and add its scores to /search's "
+            "(embedkd.retrieval.Fusion; benchmarks/results/dual_space_*.md); none: the teacher's index alone."
+        ),
+    ] = "minilm-l6",
     student: Annotated[Path | None, typer.Option(help="Use this trained student instead of training one.")] = None,
     generic_text: Annotated[
         str,
@@ -74,6 +85,7 @@ def demo_command(
         teacher=teacher,
         student_base=student_base,
         student=student,
+        fuse_model=None if fuse_model.lower() == "none" else fuse_model,
         corpus=corpus,
         max_docs=max_docs,
         train_minutes=train_minutes,
@@ -85,7 +97,8 @@ def demo_command(
     typer.echo(
         f"index   {paths.index} ({paths.corpus_size} of {paths.corpus_total} documents"
         f"{', built now' if paths.built else ', cached'})\n"
-        f"student {paths.student}"
+        + (f"fusion  {paths.fuse_index} ({paths.fuse_size} documents)\n" if paths.fuse_index else "")
+        + f"student {paths.student}"
         + (" (trained now)" if paths.trained else " (training in the background)" if paths.training else " (cached)")
     )
     if not serve:
@@ -100,7 +113,8 @@ def demo_command(
         index_dir=paths.index,
         student=None if pending else str(paths.student),
         student_pending=paths.student if pending else None,
-        grow_from=paths.corpus_file if paths.corpus_size < paths.corpus_total else None,
+        grow_from=paths.corpus_file if paths.partial else None,
+        fuse_index=paths.fuse_index,
         teacher=teacher,
         host=host,
         port=port,

@@ -39,13 +39,18 @@ def _set(app: AppState, key: str, **values: Any) -> None:
 
 
 async def grow_index(state: AppState, source: Path, *, batch: int = 16) -> None:
-    """Add every document of ``source`` that the index does not hold yet, ``batch`` at a time."""
+    """Add every document of ``source`` that the index, or the fusion index, does not hold yet, ``batch`` at a
+    time (each write goes to both, as ``POST /documents`` does)."""
     index, teacher = state.index, state.teacher_cache
     if index is None or teacher is None:
         _set(state, "index", state="stopped", error="growing the index needs the teacher, which is not loaded")
         return
     docs = await run_in_threadpool(read_documents, source)
-    present = await run_in_threadpool(index.store.documents, [d.id for d in docs])
+    ids = [d.id for d in docs]
+    present = await run_in_threadpool(index.store.documents, ids)
+    if state.fusion is not None:  # a fusion index built later, or cut short, lags behind: fill it too
+        fused = await run_in_threadpool(state.fusion.index.store.documents, ids)
+        present = {i: d for i, d in present.items() if i in fused}
     todo = [d for d in docs if d.id not in present]
     total = len(docs)
     done = total - len(todo)

@@ -117,3 +117,31 @@ def test_a_student_of_the_fusion_model_is_served_in_one_pass(
     hits = body["results"][0]["hits"]
     assert body["fused_with"] is not None and [h["id"] for h in hits] == [h.id for h in expected]
     np.testing.assert_allclose([h["score"] for h in hits], [h.score for h in expected], atol=1e-4)
+
+
+def test_growth_fills_a_fusion_index_that_lags_behind_the_main_one(
+    make_client: Callable[..., TestClient], tiny_model_factory: Callable[..., Path], tmp_path: Path
+) -> None:
+    """A fusion index built after the main one was complete (or cut short) holds fewer documents: the
+    server's growth writes every document missing from either index, to both."""
+    import json
+    import time
+
+    other = Teacher.from_model(str(tiny_model_factory(hidden=32, seed=9)))
+    docs = [Document(id=i, title=t, text=x, metadata=m) for i, t, x, m in DOCS]
+    embed = lambda texts: other.embeddings(texts, progress=False)  # noqa: E731
+    build_index(tmp_path / "fusion", docs[:2], teacher=other.ref, embed=embed, progress=False).close()
+    more = tmp_path / "more.jsonl"
+    rows = [{"_id": d.id, "title": d.title, "text": d.text, "metadata": d.metadata} for d in docs]
+    rows += [{"_id": f"new{i}", "title": f"New {i}", "text": f"lighthouse harbour ship {i}"} for i in range(3)]
+    more.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    client = make_client(fuse_index=tmp_path / "fusion", grow_from=more)
+    deadline = time.monotonic() + 60
+    while client.get("/ready").json().get("building", {}).get("index", {}).get("state") != "complete":
+        assert time.monotonic() < deadline, client.get("/ready").json()
+        time.sleep(0.1)
+    counts = client.get("/models").json()
+    assert counts["index"]["counts"]["documents"] == 8
+    assert counts["fusion"]["index"]["counts"]["documents"] == 8
+    with Index.open(tmp_path / "fusion", readonly=True) as second:
+        assert second.store.document(docs[4].id) is not None and second.store.document("new2") is not None
