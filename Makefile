@@ -77,6 +77,7 @@ bench: models
 	$(PY) -m benchmarks.mteb_run --query-model mpnet-base --beir $(DATA)/beir/scifact --sts $(DATA)/sts/stsb-test.tsv
 	$(PY) -m benchmarks.unseen_alignment --data-root $(DATA) --student "default student=$(BENCH_DIR)/student" \
 		--student "student cut from 3 teacher layers=$(BENCH_DIR)/student-cut"
+	$(PY) -m benchmarks.unseen_docstrings --student "default student=$(BENCH_DIR)/student"
 	$(PY) -m benchmarks.student_ensemble --data-root $(DATA) --latency --student "default=$(BENCH_DIR)/student" \
 		--student "cut=$(BENCH_DIR)/student-cut" --ensemble default+cut
 	$(PY) -m benchmarks.base_interpolation --data-root $(DATA) --student $(BENCH_DIR)/student
