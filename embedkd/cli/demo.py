@@ -139,8 +139,10 @@ def _narrate(state: Any, paths: Any, host: str, port: int, started: float) -> No
     while not state.ready:
         time.sleep(0.2)
     mode = state.retriever.mode.value if state.retriever else "teacher"
+    fused = f", fused with {state.fusion.encoder.name}" if state.fusion is not None else ""
     typer.echo(
-        f"{elapsed()} serving in {mode} mode" + curl_examples(host, port, "student" if state.student else "teacher")
+        f"{elapsed()} serving in {mode} mode{fused}"
+        + curl_examples(host, port, "student" if state.student else "teacher")
     )
     index_done = "index" not in state.progress
     child = None
