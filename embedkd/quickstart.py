@@ -87,6 +87,24 @@ def _write_corpus(docs: list[Document], path: Path) -> Path:
     return path
 
 
+def _build_once(folder: Path, docs: list[Document], source: Teacher, *, progress: bool) -> bool:
+    """Index ``docs`` with ``source`` into ``folder`` (a flat index), unless it is already built there."""
+    if (folder / "manifest.json").is_file():
+        logger.info("index %s already built: reusing it", folder)
+        return False
+    logger.info("indexing %d documents with %s into %s", len(docs), source.ref.name, folder)
+    build_index(
+        folder,
+        docs,
+        teacher=source.ref,
+        embed=lambda texts: source.embeddings(texts, role="document", progress=progress),
+        params=IndexParams(kind=IndexKind.FLAT),
+        progress=progress,
+        precision=source.precision,
+    ).close()
+    return True
+
+
 def prepare(
     workdir: Path,
     *,
@@ -135,43 +153,17 @@ def prepare(
         logger.info("default corpus: %d docstrings of the installed Python standard library", len(docs))
     index_dir = workdir / f"index-{_corpus_key(docs, teacher_source.ref.fingerprint)}"
     corpus_file = _write_corpus(docs, workdir / "corpus.jsonl")
-    built = False
-    if (index_dir / "manifest.json").is_file():
-        logger.info("index %s already built: reusing it", index_dir)
-    else:
-        first = docs[:first_slice] if first_slice else docs
-        if first_slice and len(first) < len(docs):
-            logger.info("indexing the first %d of %d documents now; the server adds the rest", len(first), len(docs))
-        build_index(
-            index_dir,
-            first,
-            teacher=teacher_source.ref,
-            embed=lambda texts: teacher_source.embeddings(texts, role="document", progress=progress),
-            params=IndexParams(kind=IndexKind.FLAT),
-            progress=progress,
-            precision=teacher_source.precision,
-        ).close()
-        built = True
+    first = docs[:first_slice] if first_slice else docs
+    if first_slice and len(first) < len(docs) and not (index_dir / "manifest.json").is_file():
+        logger.info("indexing the first %d of %d documents now; the server adds the rest", len(first), len(docs))
+    built = _build_once(index_dir, first, teacher_source, progress=progress)
 
     # 2b. the same documents in the fusion model's own space: the index Fusion rescores candidates with.
     fuse_dir = None
     if fuse_model is not None:
         fuse_source = Teacher.from_model(fuse_model, precision="auto")
         fuse_dir = workdir / f"fuse-{_corpus_key(docs, fuse_source.ref.fingerprint)}"
-        if (fuse_dir / "manifest.json").is_file():
-            logger.info("fusion index %s already built: reusing it", fuse_dir)
-        else:
-            first = docs[:first_slice] if first_slice else docs
-            logger.info("fusion index: %d documents in %s's own space", len(first), fuse_source.ref.name)
-            build_index(
-                fuse_dir,
-                first,
-                teacher=fuse_source.ref,
-                embed=lambda texts: fuse_source.embeddings(texts, role="document", progress=progress),
-                params=IndexParams(kind=IndexKind.FLAT),
-                progress=progress,
-                precision=fuse_source.precision,
-            ).close()
+        _build_once(fuse_dir, first, fuse_source, progress=progress)
 
     # 3. a student aligned to this teacher: the given one, a cached one, or a short recipe.
     student_dir = Path(student) if student else workdir / "student"
