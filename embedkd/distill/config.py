@@ -82,7 +82,7 @@ class DistillConfig:
         "a cut of the teacher's layers (--student-base teacher); 0 turns it off.",
     )
     anchor_data: Path | None = opt(
-        None, "Documents whose teacher embeddings are the anchors (default: the first BEIR folder in --data)."
+        None, "Documents whose teacher embeddings are the anchors (default: every BEIR folder in --data, pooled)."
     )
     max_anchors: int = opt(4096, "Anchor documents sampled at most.")
 

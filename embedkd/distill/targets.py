@@ -19,6 +19,7 @@ from embedkd.models.student import TEACHER_BASE, is_static_base
 
 __all__ = [
     "anchor_source",
+    "anchor_sources",
     "anchor_texts",
     "base_rank_inputs",
     "centred_anchors",
@@ -65,19 +66,27 @@ def load_pairs(path: Path) -> list[tuple[str, str, float]]:
     return pairs
 
 
+def anchor_sources(config: DistillConfig) -> list[Path]:
+    """The documents to score against: --anchor-data, else every BEIR folder among --data (a student trained
+    on several corpora ranks against all of them: it aligns where its training text reaches,
+    benchmarks/results/unseen_docstrings_corpus_text_*.md)."""
+    return [config.anchor_data] if config.anchor_data else [p for p in config.data if p.is_dir()]
+
+
 def anchor_source(config: DistillConfig) -> Path | None:
-    """The documents to score against: --anchor-data, else the first BEIR folder among --data."""
-    return config.anchor_data or next((p for p in config.data if p.is_dir()), None)
+    """The first of :func:`anchor_sources`, or None when there is none."""
+    return next(iter(anchor_sources(config)), None)
 
 
 def anchor_texts(config: DistillConfig) -> list[str]:
-    """The anchor documents' texts: --anchor-data or the first BEIR folder, sampled to --max-anchors."""
-    source = anchor_source(config)
-    if source is None:
+    """The anchor documents' texts: --anchor-data or every BEIR folder, pooled, then sampled to --max-anchors
+    (so each corpus contributes in proportion to its size)."""
+    sources = anchor_sources(config)
+    if not sources:
         raise InputError("--anchor-weight needs --anchor-data (a BEIR folder or document file)")
     from embedkd.data.texts import read_texts
 
-    docs = read_texts(source)
+    docs = [text for source in sources for text in read_texts(source)]
     rng = random.Random(config.seed)
     if len(docs) > config.max_anchors:
         docs = rng.sample(docs, config.max_anchors)
