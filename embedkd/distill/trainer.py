@@ -224,7 +224,11 @@ class _Distiller:
         if config.anchor_weight > 0 or (config.rank_weight > 0 and anchor_source(config) is not None):
             anchors = load_anchors(config, teacher, self.device)
         elif config.rank_weight > 0:
-            logger.info("no corpus to rank against (no BEIR folder in --data, no --anchor-data): ranking term off")
+            logger.info(
+                "no corpus to rank against (no BEIR folder in --data, no --anchor-data): ranking term off. The student "
+                "aligns where its training text reaches: give the documents you will index as a BEIR folder "
+                "(benchmarks/results/unseen_docstrings_corpus_text_*.md)"
+            )
         if anchors is not None and config.rank_weight > 0 and config.rank_base_mix:
             self._base, base_anchors = base_rank_inputs(config, [(t.text, _role(t.kind)) for t in train])
             self._base_anchors = torch.from_numpy(base_anchors).to(self.device, torch.float32)
