@@ -16,7 +16,9 @@ query latency with the Pareto frontier drawn through the best points.
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
+import shutil
 import tempfile
 import time
 from dataclasses import asdict, dataclass
@@ -370,6 +372,7 @@ def main() -> None:
         from embedkd.testing import build_tiny_beir, build_tiny_encoder, build_tiny_sts
 
         work = Path(tempfile.mkdtemp(prefix="frontier-smoke-"))
+        atexit.register(shutil.rmtree, work, True)  # its tiny models and data are of no use after the run
         beir = build_tiny_beir(work / "beir")
         sts_path = build_tiny_sts(work / "sts.tsv")
         teacher_dir = build_tiny_encoder(work / "teacher", hidden=48, seed=1)

@@ -185,6 +185,7 @@ class LiveServer:
             *(extra or []),
         ]
         self.log = tempfile.NamedTemporaryFile(prefix="embedkd-server-", suffix=".log", delete=False)
+        self._output: str | None = None
         self.proc = subprocess.Popen(
             cmd, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True, env={**os.environ, **(env or {})}
         )
@@ -205,8 +206,12 @@ class LiveServer:
     def kill9(self) -> None:
         os.killpg(self.proc.pid, signal.SIGKILL)
         self.proc.wait()
+        self._drop_log()
 
     def output(self) -> str:
+        """Everything the server printed (kept after it stops; its log file is removed then)."""
+        if self._output is not None:
+            return self._output
         return Path(self.log.name).read_text(errors="replace")
 
     def stop(self) -> None:
@@ -216,6 +221,14 @@ class LiveServer:
                 self.proc.wait(30)
             except subprocess.TimeoutExpired:
                 self.kill9()
+        self._drop_log()
+
+    def _drop_log(self) -> None:
+        """Keep the ended server's output in memory and remove its temporary log file."""
+        if self._output is None:
+            self._output = self.output()
+            self.log.close()
+            Path(self.log.name).unlink(missing_ok=True)
 
 
 SUBJECTS = (

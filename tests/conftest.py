@@ -7,14 +7,17 @@ microseconds.
 
 from __future__ import annotations
 
+import atexit
 import os
-import tempfile  # noqa: E402
+import shutil
+import tempfile
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # Nothing a test writes may land in the user's real cache.
 os.environ["EMBEDKD_CACHE_DIR"] = tempfile.mkdtemp(prefix="embedkd-test-cache-")
+atexit.register(shutil.rmtree, os.environ["EMBEDKD_CACHE_DIR"], True)  # gone when the test run ends
 
 from collections.abc import Callable  # noqa: E402
 from pathlib import Path  # noqa: E402

@@ -5,11 +5,15 @@ Tiny random encoders (conftest) on a tiny BEIR folder and STS file written here;
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import tempfile
 
-# mteb creates its default result cache when imported: keep it out of the user's home.
-os.environ.setdefault("MTEB_CACHE", tempfile.mkdtemp(prefix="embedkd-test-mteb-"))
+# mteb creates its default result cache when imported: keep it out of the user's home, and remove it after.
+if "MTEB_CACHE" not in os.environ:
+    os.environ["MTEB_CACHE"] = tempfile.mkdtemp(prefix="embedkd-test-mteb-")
+    atexit.register(shutil.rmtree, os.environ["MTEB_CACHE"], True)
 
 import json  # noqa: E402
 import math  # noqa: E402

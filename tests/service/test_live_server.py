@@ -61,6 +61,8 @@ def test_a_lone_surrogate_gets_a_4xx_and_the_server_keeps_serving(service_files,
             assert client.get("/ready").status_code == 200
     finally:
         server.stop()
+    # the stopped server's temporary log is removed, and what it printed is still readable
+    assert not Path(server.log.name).exists() and isinstance(server.output(), str)
 
 
 def test_sigterm_ends_the_server_in_bounded_time_with_requests_in_flight(service_files, index_copy: Path) -> None:
