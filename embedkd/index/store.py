@@ -246,14 +246,7 @@ class DocStore:
     def delete(self, doc_ids: Sequence[str]) -> tuple[np.ndarray, list[str], int]:
         """Delete documents. Returns ``(removed_chunk_ids, missing_doc_ids, generation)``."""
         with self._transaction() as db:
-            existing = {
-                r[0]
-                for start in range(0, len(doc_ids), 500)
-                for r in db.execute(
-                    f"SELECT id FROM documents WHERE id IN ({','.join('?' * len(doc_ids[start : start + 500]))})",
-                    list(doc_ids[start : start + 500]),
-                )
-            }
+            existing = _stored_ids(db, doc_ids)
             missing = [d for d in doc_ids if d not in existing]
             present = [d for d in doc_ids if d in existing]
             if not present:
@@ -302,6 +295,10 @@ class DocStore:
         if row is None:
             return None
         return StoredDocument(row[0], row[1], row[2], json.loads(row[3]), row[6], row[4], row[5])
+
+    def stored_ids(self, doc_ids: Sequence[str]) -> set[str]:
+        """Which of ``doc_ids`` are stored (their ids only: no row is read)."""
+        return _stored_ids(self._reader(), doc_ids)
 
     def documents(self, doc_ids: Sequence[str]) -> dict[str, StoredDocument]:
         out: dict[str, StoredDocument] = {}
@@ -353,3 +350,15 @@ class DocStore:
         where = " AND ".join(clauses) or "1"
         query = f"SELECT c.chunk_id FROM chunks c JOIN documents d ON d.id = c.doc_id WHERE {where}"
         return np.fromiter((r[0] for r in self._reader().execute(query, params)), dtype=np.int64)
+
+
+def _stored_ids(db: sqlite3.Connection, doc_ids: Sequence[str]) -> set[str]:
+    ids = list(dict.fromkeys(doc_ids))
+    return {
+        row[0]
+        for start in range(0, len(ids), 500)
+        for row in db.execute(
+            f"SELECT id FROM documents WHERE id IN ({','.join('?' * len(ids[start : start + 500]))})",
+            ids[start : start + 500],
+        )
+    }

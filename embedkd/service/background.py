@@ -47,10 +47,9 @@ async def grow_index(state: AppState, source: Path, *, batch: int = 16) -> None:
         return
     docs = await run_in_threadpool(read_documents, source)
     ids = [d.id for d in docs]
-    present = await run_in_threadpool(index.store.documents, ids)
+    present = await run_in_threadpool(index.store.stored_ids, ids)
     if state.fusion is not None:  # a fusion index built later, or cut short, lags behind: fill it too
-        fused = await run_in_threadpool(state.fusion.index.store.documents, ids)
-        present = {i: d for i, d in present.items() if i in fused}
+        present &= await run_in_threadpool(state.fusion.index.store.stored_ids, ids)
     todo = [d for d in docs if d.id not in present]
     total = len(docs)
     done = total - len(todo)

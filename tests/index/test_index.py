@@ -87,6 +87,8 @@ def test_upsert_and_delete_keep_ids_consistent(kind: str, teacher, embed, tmp_pa
     index.close()
     reopened = Index.open(folder)
     assert len(reopened) == 49 and reopened.store.document("d3") is None
+    assert reopened.store.stored_ids(["d3", "d7", "brand-new", "d1", "d1", "nope"]) == {"brand-new", "d1"}
+    assert reopened.store.stored_ids([f"d{i}" for i in range(50)] * 12) == {f"d{i}" for i in range(50)} - {"d3", "d7"}
     assert reopened.search(q, 1)[0][0].id in {"brand-new"}
     assert reopened.info()["counts"]["vectors"] == reopened.info()["counts"]["chunks"]
     reopened.close()
