@@ -20,6 +20,7 @@ from embedkd.errors import InputError
 from embedkd.index.build import build_index
 from embedkd.index.document_index import Embed, Index
 from embedkd.index.faiss import IndexKind, IndexParams
+from embedkd.index.manifest import remembered_fusion
 from embedkd.retrieval import RetrievalMode, alignment_problem, raise_or_warn
 
 index_app = typer.Typer(help="Build, inspect and update teacher-side indexes.", no_args_is_help=True)
@@ -179,7 +180,8 @@ FuseIndex = Annotated[
     Path | None,
     typer.Option(
         help="A fusion index of the same documents (`embedkd search --fuse-index`): apply the write to it too, "
-        "with the model that built it, so the two stay in step as the server keeps them.",
+        "with the model that built it, so the two stay in step as the server keeps them. Default: the one the "
+        "index remembers (`embedkd index link`), if any.",
     ),
 ]
 
@@ -196,6 +198,7 @@ def _update(
 ) -> None:
     documents = read_documents(docs)
     device = resolve_device(device)
+    fuse_index = fuse_index or remembered_fusion(index_dir)
     with Index.open(index_dir, device=device) as index, _maybe_open(fuse_index, device) as second:
         embed = teacher_embedder(index, device=device, batch_size=batch_size, progress=progress)
         other = teacher_embedder(second, device=device, batch_size=batch_size, progress=progress) if second else None
@@ -257,6 +260,7 @@ def delete_command(
     """Delete documents by id."""
     if not ids:
         raise InputError("give at least one document id")
+    fuse_index = fuse_index or remembered_fusion(index)
     with Index.open(index) as opened, _maybe_open(fuse_index, "cpu") as second:
         result = opened.delete(ids)
         opened.save()
@@ -264,6 +268,28 @@ def delete_command(
             second.delete(ids)
             second.save()
     typer.echo(json.dumps(result))
+
+
+@index_app.command("link")
+def link_command(
+    index: IndexDir,
+    fuse_index: Annotated[
+        Path | None,
+        typer.Option(
+            help="An index of the same documents built by another model (`embedkd index build --teacher minilm-l6`) "
+            "for the index to remember: `embedkd search` and `embedkd serve` then fuse with it, and `embedkd index "
+            "add/upsert/delete` write both, without --fuse-index.",
+        ),
+    ] = None,
+    forget: Annotated[bool, typer.Option("--forget", help="Forget the remembered fusion index.")] = False,
+) -> None:
+    """Remember a fusion index of the same documents (or forget it with --forget)."""
+    if (fuse_index is None) == (not forget):
+        raise InputError("give either --fuse-index FOLDER or --forget")
+    with Index.open(index) as opened:  # the writer's lock: refused beside a server or another writer
+        opened.link_fusion(fuse_index)
+        linked = opened.manifest.fusion
+    typer.echo(json.dumps({"index": str(index), "fusion": linked}))
 
 
 @index_app.command("info")

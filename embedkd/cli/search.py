@@ -15,6 +15,7 @@ from embedkd.device import resolve_device
 from embedkd.errors import InputError
 from embedkd.index.base import SearchParams
 from embedkd.index.document_index import Index
+from embedkd.index.manifest import remembered_fusion
 from embedkd.models.backends import Backend, Quantize
 from embedkd.models.encoder import Encoder
 from embedkd.retrieval import AsymmetricRetriever, Fusion, RetrievalMode
@@ -62,9 +63,13 @@ def search_command(
         typer.Option(
             help="A second index of the same documents built by another model, e.g. the student's base "
             "(`embedkd index build --teacher minilm-l6`): each query's --fuse-candidates best documents are "
-            "rescored with that model's score added, times --fuse-weight (benchmarks/results/dual_space_*.md).",
+            "rescored with that model's score added, times --fuse-weight (benchmarks/results/dual_space_*.md). "
+            "Default: the one the index remembers (`embedkd index link`), if any.",
         ),
     ] = None,
+    fuse: Annotated[
+        bool, typer.Option("--fuse/--no-fuse", help="--no-fuse: search the index alone, without any fusion index.")
+    ] = True,
     fuse_weight: FuseWeight = 1.0,
     fuse_candidates: Annotated[
         int, typer.Option(min=1, max=10000, help="Documents per query rescored with --fuse-index.")
@@ -79,6 +84,10 @@ def search_command(
     """Print the best documents for each query."""
     retrieval_mode = RetrievalMode(mode)
     device = resolve_device(device)
+    if not fuse:
+        fuse_index = None
+    elif fuse_index is None:
+        fuse_index = remembered_fusion(index)
     opened = Index.open(index, device=device, readonly=True)  # safe beside a server writing it
     second = None
     try:

@@ -95,6 +95,14 @@ def serve_command(
             "added, /documents writes both [env: EMBEDKD_FUSE_INDEX].",
         ),
     ] = None,
+    fuse: Annotated[
+        bool | None,
+        typer.Option(
+            "--fuse/--no-fuse",
+            help="--no-fuse: serve the index alone, without the fusion index it remembers (`embedkd index link`) "
+            "or --fuse-index [env: EMBEDKD_FUSE; on].",
+        ),
+    ] = None,
     fuse_weight: Annotated[
         float | None, typer.Option(min=0.0, help="Weight of the --fuse-index score [env: EMBEDKD_FUSE_WEIGHT; 1].")
     ] = None,
@@ -126,6 +134,7 @@ def serve_command(
         "read_only": read_only or None,
         "workers": workers,
         "fuse_index": fuse_index,
+        "fuse": fuse,
         "fuse_weight": fuse_weight,
         "fuse_candidates": fuse_candidates,
     }

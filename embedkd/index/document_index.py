@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -349,6 +350,30 @@ class Index:
             removed, missing, generation = self.store.delete(list(doc_ids))
             self._catch_up(generation)
         return {"deleted": len(doc_ids) - len(missing), "missing": missing, "chunks": int(len(removed))}
+
+    def link_fusion(self, partner: Path | None) -> None:
+        """Remember ``partner``, an index of the same documents built by another model, as this index's fusion
+        index (None forgets it): searches then fuse with it and writes go to both, unless told otherwise.
+        The path is kept relative to this folder, so the two folders can move together."""
+        self._check_writable()
+        if partner is not None:
+            partner = Path(partner)
+            if partner.resolve() == self.folder.resolve():
+                raise InputError("a fusion index must be a second index folder, not the index itself")
+            with Index.open(partner, readonly=True) as other:
+                if other.teacher.fingerprint == self.teacher.fingerprint:
+                    raise InputError(
+                        f"{partner} was built by {other.teacher.name}, the same model as {self.folder}: fusing it "
+                        "adds nothing; build the fusion index with another model (e.g. the student's base)"
+                    )
+                theirs, ours = len(other), len(self)
+            if theirs != ours:
+                raise InputError(
+                    f"{partner} holds {theirs} documents and {self.folder} {ours}: they must hold the same documents "
+                    f"(fill the fusion index with `embedkd index upsert {partner} DOCS`, then link again)"
+                )
+        self.manifest.fusion = None if partner is None else os.path.relpath(partner.resolve(), self.folder.resolve())
+        self.manifest.write(self.folder)
 
     def _check_writable(self) -> None:
         if self.readonly:

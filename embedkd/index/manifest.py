@@ -13,7 +13,7 @@ from embedkd.errors import InputError
 from embedkd.models.manifest import TeacherRef
 from embedkd.npy import atomic_write_bytes
 
-__all__ = ["IndexManifest"]
+__all__ = ["IndexManifest", "remembered_fusion"]
 
 _FILE = "manifest.json"
 
@@ -31,6 +31,7 @@ class IndexManifest:
     metric: str = "inner_product"
     normalized: bool = True
     precision: str = "fp32"  # what the teacher computed the vectors in; later writes use the same
+    fusion: str | None = None  # the fusion index of the same documents (`embedkd index link`), from this folder
 
     counts: dict[str, int] = field(default_factory=dict)
     created_at: str = field(default_factory=_now)
@@ -59,6 +60,7 @@ class IndexManifest:
                 metric=data.get("metric", "inner_product"),
                 normalized=bool(data.get("normalized", True)),
                 precision=str(data.get("precision", "fp32")),
+                fusion=str(data["fusion"]) if data.get("fusion") else None,
                 counts=dict(data.get("counts") or {}),
                 created_at=data.get("created_at", ""),
                 updated_at=data.get("updated_at", ""),
@@ -66,3 +68,19 @@ class IndexManifest:
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise InputError(f"{path}: malformed index manifest ({exc})") from exc
+
+
+def remembered_fusion(folder: Path) -> Path | None:
+    """The fusion index that the index at ``folder`` remembers (``embedkd index link``), or None.
+
+    A remembered index that is gone is an error, not a silent fallback to unfused search and writes."""
+    manifest = IndexManifest.read(folder)
+    if manifest.fusion is None:
+        return None
+    partner = (Path(folder) / manifest.fusion).resolve()
+    if not (partner / _FILE).is_file():
+        raise InputError(
+            f"index {folder} remembers the fusion index {partner}, which is not an embedkd index (moved or deleted?): "
+            f"move it back, or forget it with `embedkd index link {folder} --forget`"
+        )
+    return partner

@@ -79,10 +79,11 @@ def preflight(settings: Settings) -> None:
         raise_or_warn(problem, force=settings.force_alignment)
     if settings.teacher:
         resolve_model_path(settings.teacher)
-    if settings.fuse_index is not None:
-        if settings.fuse_index.resolve() == settings.index_dir.resolve():
+    fusion_dir = settings.fusion_dir()
+    if fusion_dir is not None:
+        if fusion_dir.resolve() == settings.index_dir.resolve():
             raise InputError("fuse_index must be a second index folder, not the index itself")
-        resolve_model_path(IndexManifest.read(settings.fuse_index).teacher.name)  # the model that built it
+        resolve_model_path(IndexManifest.read(fusion_dir).teacher.name)  # the model that built it
 
 
 def _load(state: AppState) -> None:
@@ -110,8 +111,9 @@ def _load(state: AppState) -> None:
         # The index's precision for new document vectors; the loaded weights are shared, not loaded twice.
         cache = Teacher.from_encoder(teacher, precision=index.manifest.precision)
         state.teacher_cache = cache
-    if settings.fuse_index is not None:
-        fused = Index.open(settings.fuse_index, device=device, readonly=settings.read_only, shared=shared)
+    fusion_dir = settings.fusion_dir()
+    if fusion_dir is not None:
+        fused = Index.open(fusion_dir, device=device, readonly=settings.read_only, shared=shared)
         try:
             encoder = Encoder.load(fused.teacher.name, device=device, precision=settings.precision.value)
         except BaseException:

@@ -55,6 +55,11 @@ class Settings(BaseSettings):
         "with that model's score added, times fuse_weight (benchmarks/results/fusion_index_*.md), and /documents "
         "writes go to both indexes.",
     )
+    fuse: bool = Field(
+        default=True,
+        description="Fuse with the fusion index the index remembers (`embedkd index link`) when fuse_index is not "
+        "given; false serves the index alone, even with fuse_index.",
+    )
     fuse_weight: float = Field(default=1.0, ge=0, description="Weight of the fuse_index score.")
     fuse_candidates: int = Field(default=100, ge=1, le=10_000, description="Documents per query rescored.")
     device: str = "auto"
@@ -143,6 +148,14 @@ class Settings(BaseSettings):
                 field = str(error["loc"][0])
                 problems.append(f"{field} (EMBEDKD_{field.upper()}): {error['msg']}, got {error.get('input')!r}")
             raise InputError("invalid server settings: " + "; ".join(problems)) from None
+
+    def fusion_dir(self) -> Path | None:
+        """The fusion index served: fuse_index, else the one the index remembers; None when fuse is off."""
+        if not self.fuse:
+            return None
+        from embedkd.index.manifest import remembered_fusion
+
+        return self.fuse_index or remembered_fusion(self.index_dir)
 
     @model_validator(mode="after")
     def _writes_need_a_writer(self) -> Settings:

@@ -204,3 +204,63 @@ def test_a_student_of_the_fusion_model_fuses_in_one_pass_with_the_same_hits(
         main, student=student, teacher=Encoder.load(teacher.model_path), fusion=Fusion(second, other)
     )
     assert len(teacher_mode.search(QUERIES, 3, mode="teacher")[0]) == 3  # the teacher's queries: two passes
+
+
+def test_an_index_remembers_its_fusion_index_for_search_and_writes(
+    setup, run_cli: Callable[..., tuple[int, str, str]], tmp_path: Path
+) -> None:
+    main, second, student, other = setup
+    main_dir, second_dir = main.folder, second.folder
+    main.close()
+    second.close()
+    code, _, err = run_cli("index", "link", "--index", main_dir, "--fuse-index", main_dir)
+    assert code == 2 and "not the index itself" in err
+    code, _, err = run_cli("index", "link", "--index", main_dir)
+    assert code == 2 and "--fuse-index FOLDER or --forget" in err
+    code, out, err = run_cli("index", "link", "--index", main_dir, "--fuse-index", second_dir)
+    assert code == 0, err
+    assert json.loads(out)["fusion"] == "../second"  # relative: the two folders can move together
+    search = ("search", "apple river", "--index", main_dir, "--student", student.path, "--json", "--device", "cpu")
+    code, out, err = run_cli(*search)
+    assert code == 0, err
+    assert json.loads(out)[0]["fused_with"] == other.name  # no --fuse-index needed
+    code, out, err = run_cli(*search, "--no-fuse")
+    assert code == 0, err
+    assert json.loads(out)[0].get("fused_with") is None
+    new = tmp_path / "new.jsonl"
+    new.write_text(json.dumps({"id": "n1", "title": "New", "text": "apple tiger violin"}) + "\n")
+    code, _, err = run_cli("index", "add", "--index", main_dir, "-i", new, "--device", "cpu")
+    assert code == 0, err
+    with Index.open(second_dir, readonly=True) as index:  # the write reached the remembered index too
+        assert index.store.stored_ids(["n1"]) == {"n1"}
+    code, _, err = run_cli("index", "delete", "--index", main_dir, "n1")
+    assert code == 0, err
+    with Index.open(second_dir, readonly=True) as index:
+        assert index.store.stored_ids(["n1"]) == set()
+    # a remembered index that has gone is a clear error, not a silent unfused search
+    second_dir.rename(tmp_path / "moved")
+    code, _, err = run_cli(*search)
+    assert code == 2 and "remembers the fusion index" in err and "--forget" in err
+    code, out, err = run_cli("index", "link", "--index", main_dir, "--forget")
+    assert code == 0 and json.loads(out)["fusion"] is None
+    code, out, err = run_cli(*search)
+    assert code == 0 and json.loads(out)[0].get("fused_with") is None
+
+
+def test_link_refuses_an_index_of_the_same_model_or_of_other_documents(
+    setup, teacher: Teacher, embed: Callable[[list[str]], np.ndarray], tmp_path: Path
+) -> None:
+    main, second, _, _ = setup
+    docs = make_docs(30, max_words=20)
+    same_model = build_index(tmp_path / "same", docs, teacher=teacher.ref, embed=embed, progress=False)
+    same_dir = same_model.folder
+    same_model.close()
+    with pytest.raises(InputError, match="same model"):
+        main.link_fusion(same_dir)
+    second.delete(["d0"])
+    second.save()
+    with pytest.raises(InputError, match="29 documents"):
+        main.link_fusion(second.folder)
+    assert main.manifest.fusion is None
+    main.close()
+    second.close()

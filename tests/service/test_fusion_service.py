@@ -145,3 +145,21 @@ def test_growth_fills_a_fusion_index_that_lags_behind_the_main_one(
     assert counts["fusion"]["index"]["counts"]["documents"] == 8
     with Index.open(tmp_path / "fusion", readonly=True) as second:
         assert second.store.document(docs[4].id) is not None and second.store.document("new2") is not None
+
+
+def test_the_server_fuses_with_the_index_it_remembers_unless_fuse_is_off(
+    make_client: Callable[..., TestClient], fusion_dir: Path, tmp_path: Path
+) -> None:
+    with Index.open(tmp_path / "index") as index:  # the private copy make_client serves
+        index.link_fusion(fusion_dir)
+    client = make_client()
+    assert client.get("/models").json()["fusion"]["index"]["counts"]["documents"] == len(DOCS)
+    assert client.post("/search", json=QUERY).json()["fused_with"] is not None
+    doc = {"id": "glacier", "title": "Ice", "text": "glacier ice melt cold mountain"}
+    assert client.post("/documents", json={"documents": [doc]}).status_code == 200
+    with Index.open(fusion_dir, readonly=True) as second:
+        assert second.store.stored_ids(["glacier"]) == {"glacier"}
+    client.__exit__(None, None, None)  # release the writer's lock before the next server opens the index
+    alone = make_client(fuse=False)
+    assert alone.get("/models").json()["fusion"] is None
+    assert alone.post("/search", json=QUERY).json()["fused_with"] is None
