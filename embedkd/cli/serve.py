@@ -92,7 +92,8 @@ def serve_command(
         typer.Option(
             help="A second index of the same documents built by another model, e.g. the student's base "
             "(`embedkd index build --teacher minilm-l6`): /search rescores its candidates with that model's score "
-            "added, /documents writes both [env: EMBEDKD_FUSE_INDEX].",
+            "added, /documents writes both [env: EMBEDKD_FUSE_INDEX; default: the one the index remembers, "
+            "`embedkd index link`].",
         ),
     ] = None,
     fuse: Annotated[

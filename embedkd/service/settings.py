@@ -53,7 +53,7 @@ class Settings(BaseSettings):
         description="A second index of the same documents built by another model, e.g. the student's base "
         "(`embedkd index build --teacher minilm-l6`): /search rescores each query's fuse_candidates best documents "
         "with that model's score added, times fuse_weight (benchmarks/results/fusion_index_*.md), and /documents "
-        "writes go to both indexes.",
+        "writes go to both indexes. Default: the fusion index the index remembers (`embedkd index link`), if any.",
     )
     fuse: bool = Field(
         default=True,
