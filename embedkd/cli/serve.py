@@ -170,12 +170,38 @@ def serve_command(
             os.environ[f"EMBEDKD_{key.upper()}"] = _env_value(value)
     threads = max(1, len(os.sched_getaffinity(0)) // settings.workers)
     os.environ.setdefault("OMP_NUM_THREADS", str(threads))  # each worker's kernels on its share of the cores
-    metrics = tempfile.mkdtemp(prefix="embedkd-metrics-")
+    remove_stale_metrics(Path(tempfile.gettempdir()))
+    metrics = tempfile.mkdtemp(prefix=f"embedkd-metrics-{os.getpid()}-")  # the pid: see remove_stale_metrics
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics  # /metrics adds every worker's values up
     try:
         uvicorn.run("embedkd.service.app:create_app", factory=True, workers=settings.workers, **common)
     finally:
         shutil.rmtree(metrics, ignore_errors=True)
+
+
+def remove_stale_metrics(root: Path) -> list[Path]:
+    """Remove the metrics folders (``embedkd-metrics-PID-*``) that servers killed outright left in ``root``.
+
+    A server that exits normally removes its own; one killed with SIGKILL cannot. A folder whose process is
+    still running, or whose name holds no pid, is kept. Returns the folders removed."""
+    removed = []
+    for folder in root.glob("embedkd-metrics-*-*"):
+        pid = folder.name.split("-")[2]
+        if not pid.isdigit() or _running(int(pid)):
+            continue
+        shutil.rmtree(folder, ignore_errors=True)
+        removed.append(folder)
+    return removed
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def _env_value(value: object) -> str:

@@ -86,3 +86,22 @@ def test_version_and_a_bad_log_level(run_cli) -> None:
     assert code == 0 and out.strip() == f"embedkd {__version__}"
     code, out, err = run_cli("serve", "--index", "x", "--log-level", "loud")
     assert code == 2 and "loud" in out + err and "Traceback" not in err
+
+
+def test_serve_removes_the_metrics_folders_of_killed_servers_only(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from embedkd.cli.serve import remove_stale_metrics
+
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()  # a pid no process has now (a killed server's)
+    dead = tmp_path / f"embedkd-metrics-{gone.pid}-abc"
+    alive = tmp_path / f"embedkd-metrics-{os.getpid()}-def"
+    unnamed = tmp_path / "embedkd-metrics-xyz_12"  # the old naming, without a pid: not ours to judge
+    for folder in (dead, alive, unnamed):
+        folder.mkdir()
+        (folder / "counter_1.db").write_bytes(b"x")
+    assert remove_stale_metrics(tmp_path) == [dead]
+    assert not dead.exists() and alive.is_dir() and unnamed.is_dir()
