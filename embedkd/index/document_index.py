@@ -367,10 +367,13 @@ class Index:
                         "adds nothing; build the fusion index with another model (e.g. the student's base)"
                     )
                 theirs, ours = len(other), len(self)
-            if theirs != ours:
+                pairs = zip(self.store.iter_ids(), other.store.iter_ids(), strict=False) if theirs == ours else ()
+                unmatched = next(((a, b) for a, b in pairs if a != b), None)  # ids in order: the first mismatch
+            if theirs != ours or unmatched is not None:
+                detail = f"{theirs} documents against {ours}" if theirs != ours else f"ids differ at {unmatched}"
                 raise InputError(
-                    f"{partner} holds {theirs} documents and {self.folder} {ours}: they must hold the same documents "
-                    f"(fill the fusion index with `embedkd index upsert {partner} DOCS`, then link again)"
+                    f"{partner} and {self.folder} must hold the same documents ({detail}): fill the fusion index "
+                    f"(`embedkd index upsert --index {partner} -i DOCS`), then link again"
                 )
         self.manifest.fusion = None if partner is None else os.path.relpath(partner.resolve(), self.folder.resolve())
         self.manifest.write(self.folder)

@@ -296,6 +296,11 @@ class DocStore:
             return None
         return StoredDocument(row[0], row[1], row[2], json.loads(row[3]), row[6], row[4], row[5])
 
+    def iter_ids(self) -> Iterator[str]:
+        """Every stored document id, in sorted order, read a row at a time."""
+        for (doc_id,) in self._reader().execute("SELECT id FROM documents ORDER BY id"):
+            yield doc_id
+
     def stored_ids(self, doc_ids: Sequence[str]) -> set[str]:
         """Which of ``doc_ids`` are stored (their ids only: no row is read)."""
         return _stored_ids(self._reader(), doc_ids)

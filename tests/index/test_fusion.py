@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from embedkd.data.documents import Document
 from embedkd.distill.teacher import Teacher
 from embedkd.errors import AlignmentError, InputError
 from embedkd.index import build_index
@@ -250,7 +251,7 @@ def test_an_index_remembers_its_fusion_index_for_search_and_writes(
 def test_link_refuses_an_index_of_the_same_model_or_of_other_documents(
     setup, teacher: Teacher, embed: Callable[[list[str]], np.ndarray], tmp_path: Path
 ) -> None:
-    main, second, _, _ = setup
+    main, second, _, other = setup
     docs = make_docs(30, max_words=20)
     same_model = build_index(tmp_path / "same", docs, teacher=teacher.ref, embed=embed, progress=False)
     same_dir = same_model.folder
@@ -259,7 +260,11 @@ def test_link_refuses_an_index_of_the_same_model_or_of_other_documents(
         main.link_fusion(same_dir)
     second.delete(["d0"])
     second.save()
-    with pytest.raises(InputError, match="29 documents"):
+    with pytest.raises(InputError, match="29 documents against 30"):
+        main.link_fusion(second.folder)
+    second.upsert([Document(id="d0-other", title="x", text="apple violin")], other.encode_document)
+    second.save()  # as many documents again, but not the same ones
+    with pytest.raises(InputError, match=r"ids differ at \('d0', 'd0-other'\)"):
         main.link_fusion(second.folder)
     assert main.manifest.fusion is None
     main.close()
