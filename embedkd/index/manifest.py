@@ -81,6 +81,6 @@ def remembered_fusion(folder: Path) -> Path | None:
     if not (partner / _FILE).is_file():
         raise InputError(
             f"index {folder} remembers the fusion index {partner}, which is not an embedkd index (moved or deleted?): "
-            f"move it back, or forget it with `embedkd index link {folder} --forget`"
+            f"move it back, or forget it with `embedkd index link --index {folder} --forget`"
         )
     return partner

@@ -241,7 +241,7 @@ def test_an_index_remembers_its_fusion_index_for_search_and_writes(
     # a remembered index that has gone is a clear error, not a silent unfused search
     second_dir.rename(tmp_path / "moved")
     code, _, err = run_cli(*search)
-    assert code == 2 and "remembers the fusion index" in err and "--forget" in err
+    assert code == 2 and "remembers the fusion index" in err and "index link --index" in err
     code, out, err = run_cli("index", "link", "--index", main_dir, "--forget")
     assert code == 0 and json.loads(out)["fusion"] is None
     code, out, err = run_cli(*search)
