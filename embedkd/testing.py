@@ -199,8 +199,10 @@ class LiveServer:
             except httpx.HTTPError:
                 pass
             if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited: {Path(self.log.name).read_text()[-2000:]}")
+                self._drop_log()  # no caller will stop a server that never started
+                raise RuntimeError(f"server exited: {self.output()[-2000:]}")
             time.sleep(0.5)
+        self.stop()  # nor one that never became ready: it would be left running
         raise RuntimeError("server did not become ready")
 
     def kill9(self) -> None:
