@@ -26,6 +26,7 @@ __all__ = [
     "describe",
     "kind_of",
     "load_training_texts",
+    "random_crops",
     "split_holdout",
     "split_sentences",
 ]
@@ -39,6 +40,7 @@ class TextKind(str, Enum):
     QUERY = "query"  # a short text as given (a line of a .txt, a jsonl 'text')
     TITLE = "title"
     SENTENCE = "sentence"
+    CROP = "crop"  # a random span of a document's words, query-length (Contriever-style cropping)
     DOCUMENT = "document"  # a whole document (title + text), truncated to the training max length
 
 
@@ -63,6 +65,13 @@ class DataOptions:
             "sentences only."
         },
     )
+    crops: int = field(
+        default=0,
+        metadata={
+            "help": "Random spans of 4-12 consecutive words to take from each document as extra query-length "
+            "texts in the corpus's own domain (Contriever-style cropping; 0: none)."
+        },
+    )
     min_words: int = field(default=4, metadata={"help": "Shortest sentence kept, in words."})
     max_texts_per_source: int | None = field(
         default=None, metadata={"help": "Sample at most N texts from each --data source."}
@@ -84,6 +93,23 @@ def _document_texts(title: str, text: str, source: str, options: DataOptions) ->
             yield TrainingText(sentence, TextKind.SENTENCE, source)
     if options.documents:
         yield TrainingText(doc_text(title, text), TextKind.DOCUMENT, source)
+    for crop in random_crops(text, options.crops, seed=options.seed):
+        yield TrainingText(crop, TextKind.CROP, source)
+
+
+def random_crops(text: str, count: int, *, seed: int = 0, shortest: int = 4, longest: int = 12) -> list[str]:
+    """``count`` spans of ``shortest``-``longest`` consecutive words of ``text``, seeded by the text itself
+    (so a document gives the same crops whatever else is read). A text shorter than a span gives none."""
+    words = text.split()
+    if count <= 0 or len(words) < shortest:
+        return []
+    rng = random.Random(f"{seed}:{text}")
+    crops = []
+    for _ in range(count):
+        size = rng.randint(shortest, min(longest, len(words)))
+        start = rng.randint(0, len(words) - size)
+        crops.append(" ".join(words[start : start + size]))
+    return crops
 
 
 def kind_of(text: str) -> TextKind:

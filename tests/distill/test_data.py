@@ -1,0 +1,49 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from embedkd.distill.data import DataOptions, TextKind, load_training_texts, random_crops
+
+ABSTRACT = (
+    "Aspirin lowers the risk of a second heart attack in adults. The effect was measured in 4000 patients "
+    "over five years. Bleeding was the main harm."
+)
+
+
+def _beir(tmp_path: Path) -> Path:
+    folder = tmp_path / "corpus"
+    folder.mkdir()
+    docs = [
+        {"_id": "d1", "title": "Aspirin after infarction", "text": ABSTRACT},
+        {"_id": "d2", "title": "", "text": "Short."},
+    ]
+    (folder / "corpus.jsonl").write_text("".join(json.dumps(d) + "\n" for d in docs))
+    return folder
+
+
+def test_crops_are_spans_of_the_text_and_repeatable() -> None:
+    crops = random_crops(ABSTRACT, 6, seed=3)
+    assert len(crops) == 6
+    words = ABSTRACT.split()
+    for crop in crops:
+        size = len(crop.split())
+        assert 4 <= size <= 12
+        assert any(words[i : i + size] == crop.split() for i in range(len(words) - size + 1))
+    assert crops == random_crops(ABSTRACT, 6, seed=3)
+    assert crops != random_crops(ABSTRACT, 6, seed=4)
+    assert random_crops("too short here", 3) == []
+    assert random_crops(ABSTRACT, 0) == []
+
+
+def test_a_beir_folder_gives_each_kind_and_crops_only_when_asked(tmp_path: Path) -> None:
+    folder = _beir(tmp_path)
+    plain = load_training_texts([folder])
+    kinds = {t.kind for t in plain}
+    assert kinds == {TextKind.TITLE, TextKind.SENTENCE, TextKind.DOCUMENT}
+    assert sum(t.kind is TextKind.SENTENCE for t in plain) == 3  # "Short." is under min_words
+    cropped = load_training_texts([folder], DataOptions(crops=3))
+    crops = [t.text for t in cropped if t.kind is TextKind.CROP]
+    assert 1 <= len(crops) <= 3  # only d1 is long enough; identical spans are deduplicated
+    assert all(c in ABSTRACT for c in crops)
+    assert {t.text for t in plain} <= {t.text for t in cropped}
