@@ -49,6 +49,7 @@ class TrainingText:
     text: str
     kind: TextKind
     source: str
+    document: str | None = None  # the whole document (title + text) a title, sentence or crop was cut from
 
 
 @dataclass
@@ -86,15 +87,16 @@ def split_sentences(text: str, *, min_words: int = 1) -> list[str]:
 
 
 def _document_texts(title: str, text: str, source: str, options: DataOptions) -> Iterable[TrainingText]:
+    whole = doc_text(title, text)
     if options.titles and title.strip():
-        yield TrainingText(title.strip(), TextKind.TITLE, source)
+        yield TrainingText(title.strip(), TextKind.TITLE, source, whole)
     if options.sentences:
         for sentence in split_sentences(text, min_words=options.min_words):
-            yield TrainingText(sentence, TextKind.SENTENCE, source)
+            yield TrainingText(sentence, TextKind.SENTENCE, source, whole)
     if options.documents:
-        yield TrainingText(doc_text(title, text), TextKind.DOCUMENT, source)
+        yield TrainingText(whole, TextKind.DOCUMENT, source, whole)
     for crop in random_crops(text, options.crops, seed=options.seed):
-        yield TrainingText(crop, TextKind.CROP, source)
+        yield TrainingText(crop, TextKind.CROP, source, whole)
 
 
 def random_crops(text: str, count: int, *, seed: int = 0, shortest: int = 4, longest: int = 12) -> list[str]:

@@ -87,6 +87,8 @@ def listwise_kl_loss(
     base: Tensor | None = None,
     base_documents: Tensor | None = None,
     base_mix: float = 0.0,
+    source: Tensor | None = None,
+    source_mix: float = 0.0,
 ) -> Tensor:
     """KL(target || student) between softmax distributions over the scores of fixed documents.
 
@@ -98,6 +100,10 @@ def listwise_kl_loss(
     ``base_mix`` of the distribution that a second model (``base``, the student's own starting model, with
     ``base_documents``, its embeddings of the same documents in its own space) gives the same documents.
     The student still scores the teacher's ``documents``; it learns to rank them as the two models agree.
+
+    With ``source_mix`` > 0, each row whose ``source`` (a ``documents`` row index, or -1 for none) names the
+    document the text was cut from moves that share of its target's mass onto that document (inverse-cloze
+    self-supervision: a sentence should find its own abstract). Rows with -1 keep their target.
     """
     documents = documents.detach()
     s = F.normalize(student, dim=-1) @ documents.T / temperature
@@ -109,6 +115,16 @@ def listwise_kl_loss(
             raise ValueError("base_mix must be below 1")
         own = F.log_softmax(F.normalize(base.detach(), dim=-1) @ base_documents.detach().T / temperature, dim=-1)
         target = torch.logaddexp(target + math.log(1 - base_mix), own + math.log(base_mix))
+    if source_mix > 0:
+        if source is None:
+            raise ValueError("source_mix needs source")
+        if not source_mix < 1:
+            raise ValueError("source_mix must be below 1")
+        known = source >= 0
+        onehot = torch.full_like(target, -math.inf)
+        onehot[known, source[known]] = 0.0
+        mixed = torch.logaddexp(target + math.log(1 - source_mix), onehot + math.log(source_mix))
+        target = torch.where(known[:, None], mixed, target)
     return F.kl_div(F.log_softmax(s, dim=-1), target, log_target=True, reduction="batchmean")
 
 

@@ -12,6 +12,7 @@ import torch
 
 from embedkd.data.jsonl import iter_jsonl
 from embedkd.distill.config import DistillConfig
+from embedkd.distill.data import TrainingText
 from embedkd.distill.teacher import Teacher
 from embedkd.errors import InputError, ModelNotFoundError
 from embedkd.models.encoder import Encoder
@@ -23,10 +24,12 @@ __all__ = [
     "anchor_texts",
     "base_rank_inputs",
     "centred_anchors",
+    "source_rows",
     "default_rank_base_mix",
     "load_anchors",
     "load_pairs",
     "load_teacher",
+    "source_rows",
 ]
 
 logger = logging.getLogger(__name__)
@@ -135,6 +138,13 @@ def base_rank_inputs(config: DistillConfig, texts: Sequence[tuple[str, str]]) ->
         rows = [i for i, (_, r) in enumerate(texts) if r == role]
         out[rows] = embed([texts[i][0] for i in rows], role)
     return out, embed(anchor_texts(config), "document")
+
+
+def source_rows(config: DistillConfig, texts: Sequence[TrainingText]) -> np.ndarray:
+    """For --rank-source-mix: the row in :func:`anchor_texts` of the document each text was cut from, or -1
+    (a text that is no part of a corpus document, or whose document was not sampled as an anchor)."""
+    row = {text: i for i, text in enumerate(anchor_texts(config))}
+    return np.array([row.get(t.document, -1) if t.document else -1 for t in texts], dtype=np.int64)
 
 
 def centred_anchors(documents: torch.Tensor) -> torch.Tensor:

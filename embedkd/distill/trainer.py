@@ -54,6 +54,7 @@ from embedkd.distill.targets import (
     load_anchors,
     load_pairs,
     load_teacher,
+    source_rows,
 )
 from embedkd.distill.teacher import Teacher, read_aligned_texts
 from embedkd.distill.token_targets import TokenTargets, check_student, teacher_token_targets
@@ -111,6 +112,7 @@ class _Distiller:
         self._centred: torch.Tensor | None = None
         self._base: np.ndarray | None = None  # the base's own embedding of each training text (rank_base_mix)
         self._base_anchors: torch.Tensor | None = None
+        self._sources: np.ndarray | None = None  # each training text's own document among the anchors, or -1
         self._tokens: TokenTargets | None = None
         self._token_rows: list[int] = []
 
@@ -232,6 +234,11 @@ class _Distiller:
         if anchors is not None and config.rank_weight > 0 and config.rank_base_mix:
             self._base, base_anchors = base_rank_inputs(config, [(t.text, _role(t.kind)) for t in train])
             self._base_anchors = torch.from_numpy(base_anchors).to(self.device, torch.float32)
+        if anchors is not None and config.rank_weight > 0 and config.rank_source_mix > 0:
+            self._sources = source_rows(config, train)
+            logger.info(
+                "ranking term: %d of %d training texts rank their own document", (self._sources >= 0).sum(), len(train)
+            )
         pairs = load_pairs(config.pairs) if config.pairs else None
         self.timings["teacher_seconds"] = time.perf_counter() - started
         if self.ranks.main:
@@ -553,6 +560,8 @@ class _Distiller:
                 base=None if base is None else base.to(student.device),
                 base_documents=self._base_anchors,
                 base_mix=config.rank_base_mix or 0.0 if base is not None else 0.0,
+                source=None if self._sources is None else torch.from_numpy(self._sources[indices]).to(student.device),
+                source_mix=config.rank_source_mix if self._sources is not None else 0.0,
             )
             loss = loss + config.rank_weight * kl
         if self._tokens is not None:  # no layer cache here (refused at set-up)

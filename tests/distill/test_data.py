@@ -47,3 +47,23 @@ def test_a_beir_folder_gives_each_kind_and_crops_only_when_asked(tmp_path: Path)
     assert 1 <= len(crops) <= 3  # only d1 is long enough; identical spans are deduplicated
     assert all(c in ABSTRACT for c in crops)
     assert {t.text for t in plain} <= {t.text for t in cropped}
+
+
+def test_each_text_cut_from_a_document_knows_it_and_finds_its_anchor_row(tmp_path: Path) -> None:
+    from embedkd.distill.config import DistillConfig
+    from embedkd.distill.targets import anchor_texts, source_rows
+
+    folder = _beir(tmp_path)
+    queries = tmp_path / "q.txt"
+    queries.write_text("a generic question\n")
+    texts = load_training_texts([queries, folder], DataOptions(crops=2))
+    whole = "Aspirin after infarction " + ABSTRACT
+    assert {t.document for t in texts if t.kind is not TextKind.QUERY} == {whole, "Short."}
+    config = DistillConfig(out=tmp_path / "out", data=[queries, folder])
+    rows = source_rows(config, texts)
+    anchors = anchor_texts(config)
+    for text, row in zip(texts, rows, strict=True):
+        assert row == (anchors.index(text.document) if text.document else -1)
+    assert (rows == -1).sum() == 1  # the generic question
+    # a document that was not sampled as an anchor gives -1
+    assert set(source_rows(DistillConfig(out=tmp_path / "o2", data=[queries, folder], max_anchors=1), texts)) <= {0, -1}

@@ -111,6 +111,36 @@ def test_listwise_kl_with_a_base_mix_targets_the_mixture_of_both_rankings() -> N
         losses.listwise_kl_loss(teacher, teacher, docs, base=base, base_documents=base_docs, base_mix=1.0)
 
 
+def test_listwise_kl_with_a_source_mix_moves_mass_onto_each_texts_own_document() -> None:
+    torch.manual_seed(0)
+    docs = F.normalize(torch.randn(6, 16), dim=-1)
+    teacher = torch.randn(3, 16)
+    source = torch.tensor([2, -1, 5])  # the second text has no document of its own
+    kl = losses.listwise_kl_loss(teacher, teacher, docs, source=source, source_mix=0.4)
+    expected = torch.softmax(F.normalize(teacher, dim=-1) @ docs.T / 0.05, dim=-1)
+    mixed = expected.clone()
+    for row, doc in ((0, 2), (2, 5)):
+        mixed[row] = 0.6 * expected[row] + 0.4 * F.one_hot(torch.tensor(doc), 6)
+    manual = F.kl_div(torch.log(expected), mixed, reduction="batchmean")
+    assert kl.item() == pytest.approx(manual.item(), rel=1e-4) and kl.item() > 0.01
+    # a text with no source keeps the teacher's target: alone, the teacher is exactly on it
+    alone = losses.listwise_kl_loss(teacher[1:2], teacher[1:2], docs, source=source[1:2], source_mix=0.4)
+    assert alone.item() == pytest.approx(0.0, abs=1e-6)
+    # training on it raises the student's score of the source document above the teacher's
+    student = teacher.clone().requires_grad_(True)
+    optimizer = torch.optim.Adam([student], lr=0.02)
+    for _ in range(100):
+        optimizer.zero_grad()
+        losses.listwise_kl_loss(student, teacher, docs, source=source, source_mix=0.4).backward()
+        optimizer.step()
+    trained = torch.softmax(F.normalize(student.detach(), dim=-1) @ docs.T / 0.05, dim=-1)
+    assert trained[0, 2] > expected[0, 2] and trained[2, 5] > expected[2, 5]
+    with pytest.raises(ValueError, match="source"):
+        losses.listwise_kl_loss(teacher, teacher, docs, source_mix=0.4)
+    with pytest.raises(ValueError, match="below 1"):
+        losses.listwise_kl_loss(teacher, teacher, docs, source=source, source_mix=1.0)
+
+
 def test_l2_sp_penalty_is_the_squared_distance_to_the_start() -> None:
     start = [torch.tensor([1.0, 2.0]), torch.tensor([[0.0, -1.0]])]
     params = [torch.tensor([2.0, 2.0], requires_grad=True), torch.tensor([[0.0, 1.0]], requires_grad=True)]

@@ -475,3 +475,40 @@ def test_checkpoints_save_the_students_own_length_not_the_training_one(
     assert resumed.history[-1]["step"] == 12
     assert resumed.model.max_seq_length == 8  # the resumed cycle still trains at the recipe's length
     assert SentenceTransformer(str(out)).max_seq_length == 64
+
+
+def test_rank_source_mix_targets_each_texts_own_document(
+    bow_teacher: BowData, tiny_model_dir: Path, tiny_model_factory, tmp_path: Path, isolated_cache: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    texts = bow_teacher.texts
+    docs = [
+        {"_id": str(i), "title": texts[i], "text": f"{texts[i + 1].capitalize()}. {texts[i + 2].capitalize()}."}
+        for i in range(0, 60, 3)
+    ]
+    (corpus / "corpus.jsonl").write_text("".join(json.dumps(d) + "\n" for d in docs))
+    seen: list[dict] = []
+    real = trainer_module.losses.listwise_kl_loss
+
+    def spy(*args, **kwargs):  # type: ignore[no-untyped-def]
+        seen.append(kwargs)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(trainer_module.losses, "listwise_kl_loss", spy)
+    teacher = tiny_model_factory(hidden=32, seed=1)
+    config = bow_config(
+        bow_teacher, tiny_model_dir, tmp_path / "s", teacher=str(teacher), teacher_embeddings=[], teacher_texts=[],
+        data=[bow_teacher.texts_path, corpus], rank_weight=0.5, rank_base_mix=0.0, rank_source_mix=0.5,
+        max_steps=8, eval_every=4,
+    )  # fmt: skip
+    result = distill(config)
+    assert len(seen) == 8 and np.isfinite(result.history[-1]["loss"])
+    sources = torch.cat([kw["source"] for kw in seen])
+    assert all(kw["source_mix"] == 0.5 for kw in seen)
+    assert (sources >= 0).any() and (sources == -1).any()  # corpus texts rank their document; the bag texts do not
+    assert int(sources.max()) < len(docs)
+    assert result.manifest.training["config"]["rank_source_mix"] == 0.5
+    with pytest.raises(InputError, match="rank_source_mix"):
+        bow_config(bow_teacher, tiny_model_dir, tmp_path / "x", rank_source_mix=1.0)
