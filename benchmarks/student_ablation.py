@@ -1,0 +1,190 @@
+"""Students of one recipe trained for the same steps, one change each, against the first (the reference).
+
+    python -m benchmarks.student_ablation --name NAME --student "default=DIR" --student "change=DIR" ...
+
+For each student, its queries search the teacher's vectors:
+
+- SciFact dev (train qrels, 809 queries, which choose recipes) and test (300, recorded) nDCG@10, with the
+  95% paired-bootstrap interval of the difference from the reference, per query;
+- teacher agreement@10 over all 1,109 SciFact queries;
+- two domains no training text comes from: STS-B paraphrase search and the standard library's docstrings
+  searched by their summary lines (``unseen_alignment``, ``unseen_docstrings``), as x the teacher, with
+  the paired interval of the difference from the reference;
+- the kept step and held-out cosine, from the student's manifest.
+
+Writes ``student_ablation_NAME.{md,json}``; ``--reading FILE`` appends a written reading to the markdown.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from benchmarks._report import machine, markdown_table, run_main, write_json
+from benchmarks.dual_space import paired_ci
+from benchmarks.recipe_ablation import Judge
+from benchmarks.unseen_alignment import agreement, paraphrase_task, rank_gains
+from benchmarks.unseen_docstrings import diagonal_gains, docstring_task
+from embedkd.data.beir import BeirDataset
+from embedkd.data.stdlib import stdlib_corpus
+from embedkd.distill import Teacher
+from embedkd.evaluation.retrieval import run_from_embeddings
+from embedkd.models import Encoder
+from embedkd.models.manifest import StudentManifest
+
+
+def per_query_ndcg10(dataset: BeirDataset, queries: np.ndarray, docs: np.ndarray) -> np.ndarray:
+    """Each scored query's nDCG@10 (pytrec_eval, BEIR-exact), in sorted query-id order."""
+    import pytrec_eval
+
+    run = run_from_embeddings(list(dataset.queries), queries, dataset.doc_ids(), docs)
+    scores = pytrec_eval.RelevanceEvaluator(dataset.qrels, {"ndcg_cut_10"}).evaluate(run)
+    return np.array([scores[q]["ndcg_cut_10"] for q in sorted(scores)])
+
+
+class Domains:
+    """Everything a student is measured on, computed once for the teacher."""
+
+    def __init__(self, data_root: Path) -> None:
+        teacher = Teacher.from_model("mpnet-base", precision="fp32")
+        self.judge = Judge(data_root, teacher)
+        _, self.doc_queries, doc_rest = docstring_task(stdlib_corpus(None))
+        self.doc_docs = teacher.embeddings(doc_rest, role="document")
+        self.doc_teacher = diagonal_gains(teacher.embeddings(self.doc_queries, role="query") @ self.doc_docs.T)[0]
+        self.sts_queries, corpus, self.sts_relevant, self.sts_own = paraphrase_task(data_root / "sts" / "stsb-test.tsv")
+        self.sts_docs = teacher.embeddings(corpus, role="document")
+        teacher_sts = teacher.embeddings(self.sts_queries, role="query") @ self.sts_docs.T
+        self.sts_teacher = rank_gains(teacher_sts, self.sts_relevant, self.sts_own)[0]
+
+    def gains(self, student: Encoder) -> dict[str, np.ndarray]:
+        judge = self.judge
+        return {
+            "dev": per_query_ndcg10(judge.dev, student.encode_query(list(judge.dev.queries.values())), judge.docs),
+            "test": per_query_ndcg10(judge.test, student.encode_query(list(judge.test.queries.values())), judge.docs),
+            "sts": rank_gains(
+                student.encode_query(self.sts_queries) @ self.sts_docs.T, self.sts_relevant, self.sts_own
+            )[0],
+            "docstrings": diagonal_gains(student.encode_query(self.doc_queries) @ self.doc_docs.T)[0],
+        }
+
+    def agreement10(self, student: Encoder) -> float:
+        judge = self.judge
+        top = np.argsort(-(student.encode_query(judge.all_queries) @ judge.docs.T), axis=1)[:, :10]
+        return agreement(top, judge.teacher_top)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data-root", type=Path, default=Path("../shared/data"))
+    parser.add_argument("--student", action="append", default=[], help="LABEL=FOLDER; the first is the reference.")
+    parser.add_argument("--name", required=True, help="Write student_ablation_NAME.{md,json}.")
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+    parser.add_argument("--recipe", default="", help="How the students were trained (the command), for the report.")
+    parser.add_argument("--concurrent", default="nothing else", help="What ran beside the training and this run.")
+    parser.add_argument("--reading", type=Path, help="Markdown appended to the report.")
+    args = parser.parse_args()
+    if len(args.student) < 2:
+        parser.error("give at least two --student LABEL=FOLDER (the first is the reference)")
+    domains = Domains(args.data_root)
+    rows: list[dict[str, Any]] = []
+    reference: dict[str, np.ndarray] = {}
+    for spec in args.student:
+        label, _, folder = spec.partition("=")
+        student = Encoder.load(folder, device="cpu")
+        gains = domains.gains(student)
+        reference = reference or gains
+        manifest = StudentManifest.read(Path(folder))
+        alignment = manifest.alignment if manifest else None
+        row: dict[str, Any] = {
+            "student": label,
+            "folder": folder,
+            "kept_step": (alignment.extra or {}).get("step") if alignment else None,
+            "heldout_cosine": alignment.mean_cosine if alignment else None,
+            "teacher_agreement10": domains.agreement10(student),
+        }
+        for key, teacher in (
+            ("dev", None),
+            ("test", None),
+            ("sts", domains.sts_teacher),
+            ("docstrings", domains.doc_teacher),
+        ):
+            row[f"{key}_ndcg10"] = float(gains[key].mean())
+            if teacher is not None:
+                row[f"{key}_x_teacher"] = float(gains[key].mean() / teacher.mean())
+            row[f"{key}_vs_reference"] = paired_ci(gains[key], reference[key])
+        rows.append(row)
+        print(row, flush=True)
+    results = {
+        "machine": machine(),
+        "concurrent": args.concurrent,
+        "recipe": args.recipe,
+        "reference": args.student[0],
+        "rows": rows,
+    }
+    args.out.mkdir(parents=True, exist_ok=True)
+    write_json(args.out / f"student_ablation_{args.name}.json", results)
+    reading = args.reading.read_text() if args.reading else ""
+    (args.out / f"student_ablation_{args.name}.md").write_text(report(results, reading))
+
+
+def _delta(cell: list[float]) -> str:
+    mean, low, high = cell
+    return f"{mean:+.4f} [{low:+.4f}, {high:+.4f}]"
+
+
+def report(results: dict[str, Any], reading: str = "") -> str:
+    header = [
+        "student",
+        "kept step",
+        "dev nDCG@10",
+        "Δ dev [95%]",
+        "test nDCG@10",
+        "Δ test [95%]",
+        "agreement@10",
+        "held-out cos",
+        "STS-B x teacher",
+        "Δ STS-B [95%]",
+        "docstrings x teacher",
+        "Δ docstrings [95%]",
+    ]
+    body = [
+        [
+            r["student"],
+            r["kept_step"],
+            f"{r['dev_ndcg10']:.4f}",
+            _delta(r["dev_vs_reference"]),
+            f"{r['test_ndcg10']:.4f}",
+            _delta(r["test_vs_reference"]),
+            f"{r['teacher_agreement10']:.3f}",
+            "" if r["heldout_cosine"] is None else f"{r['heldout_cosine']:.3f}",
+            f"{r['sts_x_teacher']:.3f}",
+            _delta(r["sts_vs_reference"]),
+            f"{r['docstrings_x_teacher']:.3f}",
+            _delta(r["docstrings_vs_reference"]),
+        ]
+        for r in results["rows"]
+    ]
+    lines = [
+        "# Students of one recipe at equal steps, one change each",
+        "",
+        f"Machine: {results['machine']}. Ran beside: {results['concurrent']}. "
+        "Command: `python -m benchmarks.student_ablation` (see its docstring).",
+        "",
+        f"Recipe: {results['recipe'] or 'see the reading'}. Reference (Δ columns): {results['reference']}.",
+        "",
+        "Queries encoded by each student search the teacher's document vectors. Dev = SciFact train qrels (809 "
+        "queries, chooses); test = SciFact test (300, recorded only); agreement@10 = share of the teacher's top 10 "
+        "over all 1,109 SciFact queries. STS-B paraphrase search and stdlib docstrings (summary line → rest) are "
+        "domains no training text comes from. Intervals: 95% paired bootstrap over queries (5,000 resamples).",
+        "",
+        *markdown_table(header, body),
+        "",
+    ]
+    return "\n".join(lines) + ("\n" + reading.strip() + "\n" if reading.strip() else "")
+
+
+if __name__ == "__main__":
+    run_main(main)
