@@ -263,6 +263,19 @@ def test_resume_after_the_end_extends_the_run_with_a_new_lr_cycle(
     assert state_free
 
 
+def spy_on_rank_loss(monkeypatch: pytest.MonkeyPatch) -> list[dict]:
+    """The keyword arguments of every call of the ranking loss while training (the loss still runs)."""
+    seen: list[dict] = []
+    real = trainer_module.losses.listwise_kl_loss
+
+    def spy(*args, **kwargs):  # type: ignore[no-untyped-def]
+        seen.append(kwargs)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(trainer_module.losses, "listwise_kl_loss", spy)
+    return seen
+
+
 def test_rank_term_trains_against_anchor_documents_and_is_off_without_a_corpus(
     bow_teacher: BowData, tiny_model_dir: Path, tmp_path: Path, isolated_cache: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -287,14 +300,7 @@ def test_rank_term_trains_against_anchor_documents_and_is_off_without_a_corpus(
 def test_rank_base_mix_adds_the_bases_own_ranking_to_the_target(
     bow_teacher: BowData, tiny_model_dir: Path, tmp_path: Path, isolated_cache: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    seen: list[dict] = []
-    real = trainer_module.losses.listwise_kl_loss
-
-    def spy(*args, **kwargs):  # type: ignore[no-untyped-def]
-        seen.append(kwargs)
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(trainer_module.losses, "listwise_kl_loss", spy)
+    seen = spy_on_rank_loss(monkeypatch)
     config = bow_config(
         bow_teacher,
         tiny_model_dir,
@@ -489,14 +495,7 @@ def test_rank_source_mix_targets_each_texts_own_document(
         for i in range(0, 60, 3)
     ]
     (corpus / "corpus.jsonl").write_text("".join(json.dumps(d) + "\n" for d in docs))
-    seen: list[dict] = []
-    real = trainer_module.losses.listwise_kl_loss
-
-    def spy(*args, **kwargs):  # type: ignore[no-untyped-def]
-        seen.append(kwargs)
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(trainer_module.losses, "listwise_kl_loss", spy)
+    seen = spy_on_rank_loss(monkeypatch)
     teacher = tiny_model_factory(hidden=32, seed=1)
     config = bow_config(
         bow_teacher, tiny_model_dir, tmp_path / "s", teacher=str(teacher), teacher_embeddings=[], teacher_texts=[],
