@@ -24,25 +24,14 @@ from typing import Any
 import numpy as np
 
 from benchmarks._report import machine, markdown_table, run_main, write_json
-from benchmarks.dual_space import paired_ci
+from benchmarks.dual_space import paired_ci, per_query_ndcg
 from benchmarks.recipe_ablation import Judge
 from benchmarks.unseen_alignment import agreement, paraphrase_task, rank_gains
 from benchmarks.unseen_docstrings import diagonal_gains, docstring_task
-from embedkd.data.beir import BeirDataset
 from embedkd.data.stdlib import stdlib_corpus
 from embedkd.distill import Teacher
-from embedkd.evaluation.retrieval import run_from_embeddings
 from embedkd.models import Encoder
 from embedkd.models.manifest import StudentManifest
-
-
-def per_query_ndcg10(dataset: BeirDataset, queries: np.ndarray, docs: np.ndarray) -> np.ndarray:
-    """Each scored query's nDCG@10 (pytrec_eval, BEIR-exact), in sorted query-id order."""
-    import pytrec_eval
-
-    run = run_from_embeddings(list(dataset.queries), queries, dataset.doc_ids(), docs)
-    scores = pytrec_eval.RelevanceEvaluator(dataset.qrels, {"ndcg_cut_10"}).evaluate(run)
-    return np.array([scores[q]["ndcg_cut_10"] for q in sorted(scores)])
 
 
 class Domains:
@@ -62,8 +51,8 @@ class Domains:
     def gains(self, student: Encoder) -> dict[str, np.ndarray]:
         judge = self.judge
         return {
-            "dev": per_query_ndcg10(judge.dev, student.encode_query(list(judge.dev.queries.values())), judge.docs),
-            "test": per_query_ndcg10(judge.test, student.encode_query(list(judge.test.queries.values())), judge.docs),
+            "dev": per_query_ndcg(judge.dev, student.encode_query(list(judge.dev.queries.values())) @ judge.docs.T),
+            "test": per_query_ndcg(judge.test, student.encode_query(list(judge.test.queries.values())) @ judge.docs.T),
             "sts": rank_gains(
                 student.encode_query(self.sts_queries) @ self.sts_docs.T, self.sts_relevant, self.sts_own
             )[0],
@@ -72,8 +61,7 @@ class Domains:
 
     def agreement10(self, student: Encoder) -> float:
         judge = self.judge
-        top = np.argsort(-(student.encode_query(judge.all_queries) @ judge.docs.T), axis=1)[:, :10]
-        return agreement(top, judge.teacher_top)
+        return agreement(judge._top(student.encode_query(judge.all_queries)), judge.teacher_top)
 
 
 def main() -> None:
