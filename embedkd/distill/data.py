@@ -79,6 +79,10 @@ class DataOptions:
     )
     seed: int = field(default=0, metadata={"help": "Seed of the per-source sampling.", "flags": ("--data-seed",)})
 
+    def __post_init__(self) -> None:
+        if self.crops < 0:
+            raise InputError(f"crops must be 0 or more, got {self.crops}")
+
 
 def split_sentences(text: str, *, min_words: int = 1) -> list[str]:
     """Sentences of a text, split at sentence-final punctuation; keeps those with >= ``min_words`` words."""

@@ -3,7 +3,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from embedkd.distill.data import DataOptions, TextKind, load_training_texts, random_crops
+from embedkd.errors import InputError
 
 ABSTRACT = (
     "Aspirin lowers the risk of a second heart attack in adults. The effect was measured in 4000 patients "
@@ -67,3 +70,8 @@ def test_each_text_cut_from_a_document_knows_it_and_finds_its_anchor_row(tmp_pat
     assert (rows == -1).sum() == 1  # the generic question
     # a document that was not sampled as an anchor gives -1
     assert set(source_rows(DistillConfig(out=tmp_path / "o2", data=[queries, folder], max_anchors=1), texts)) <= {0, -1}
+
+
+def test_a_negative_crop_count_is_refused() -> None:
+    with pytest.raises(InputError, match="crops must be 0 or more"):
+        DataOptions(crops=-1)
