@@ -585,5 +585,11 @@ def distill(config: DistillConfig) -> DistillResult:
     """Train a student on ``config`` and save it (sentence-transformers folder + embedkd.json) to ``config.out``."""
     config.out = Path(os.path.abspath(config.out))  # `--out .` has a name and a parent to save beside
     check_out_folder(config.out)
+    created = not config.out.exists()
     config.out.mkdir(parents=True, exist_ok=True)
-    return _Distiller(config).run()
+    try:
+        return _Distiller(config).run()
+    except BaseException:
+        if created and not any(p.is_file() for p in config.out.rglob("*")):
+            shutil.rmtree(config.out, ignore_errors=True)  # a run that failed before saving anything leaves no folder
+        raise

@@ -389,6 +389,7 @@ def test_the_default_student_is_cut_from_the_teacher_and_needs_its_weights(
 ) -> None:
     with pytest.raises(InputError, match="black box"):
         distill(bow_config(bow_teacher, Path("teacher"), tmp_path / "a"))
+    assert not (tmp_path / "a").exists()  # the failed run removes the folder it made, which holds no file
     teacher = tiny_model_factory(hidden=32, seed=1, layers=4)
     config = bow_config(
         bow_teacher, Path("teacher"), tmp_path / "b", teacher=str(teacher), teacher_embeddings=[], teacher_texts=[],
