@@ -24,7 +24,6 @@ __all__ = [
     "anchor_texts",
     "base_rank_inputs",
     "centred_anchors",
-    "source_rows",
     "default_rank_base_mix",
     "load_anchors",
     "load_pairs",
@@ -96,9 +95,10 @@ def anchor_texts(config: DistillConfig) -> list[str]:
     return docs
 
 
-def load_anchors(config: DistillConfig, teacher: Teacher, device: str) -> torch.Tensor:
-    """Teacher document embeddings (normalised) that the anchor and ranking losses score against."""
-    emb = teacher.embeddings(anchor_texts(config), role="document", progress=config.progress)
+def load_anchors(config: DistillConfig, teacher: Teacher, device: str, anchors: Sequence[str]) -> torch.Tensor:
+    """Teacher document embeddings (normalised) of the :func:`anchor_texts` that the anchor and ranking losses
+    score against."""
+    emb = teacher.embeddings(list(anchors), role="document", progress=config.progress)
     return torch.from_numpy(emb.astype(np.float32)).to(device)
 
 
@@ -116,12 +116,14 @@ def default_rank_base_mix(config: DistillConfig) -> float:
     return DEFAULT_RANK_BASE_MIX
 
 
-def base_rank_inputs(config: DistillConfig, texts: Sequence[tuple[str, str]]) -> tuple[np.ndarray, np.ndarray]:
+def base_rank_inputs(
+    config: DistillConfig, texts: Sequence[tuple[str, str]], anchors: Sequence[str]
+) -> tuple[np.ndarray, np.ndarray]:
     """For --rank-base-mix: the student base's own embeddings of the training texts and of the anchors.
 
-    ``texts`` are ``(text, role)`` pairs. The base is the student's starting model, undistilled, in its own
-    space. Both arrays are normalised float16 rows (texts in the given order, anchors in
-    :func:`anchor_texts` order), computed once and cached on disk like the teacher's.
+    ``texts`` are ``(text, role)`` pairs; ``anchors`` are :func:`anchor_texts`. The base is the student's
+    starting model, undistilled, in its own space. Both arrays are normalised float16 rows, in the given
+    orders, computed once and cached on disk like the teacher's.
     """
     base = config.student
     if is_static_base(base):
@@ -137,13 +139,13 @@ def base_rank_inputs(config: DistillConfig, texts: Sequence[tuple[str, str]]) ->
     for role in sorted({role for _, role in texts}):
         rows = [i for i, (_, r) in enumerate(texts) if r == role]
         out[rows] = embed([texts[i][0] for i in rows], role)
-    return out, embed(anchor_texts(config), "document")
+    return out, embed(anchors, "document")
 
 
-def source_rows(config: DistillConfig, texts: Sequence[TrainingText]) -> np.ndarray:
-    """For --rank-source-mix: the row in :func:`anchor_texts` of the document each text was cut from, or -1
-    (a text that is no part of a corpus document, or whose document was not sampled as an anchor)."""
-    row = {text: i for i, text in enumerate(anchor_texts(config))}
+def source_rows(texts: Sequence[TrainingText], anchors: Sequence[str]) -> np.ndarray:
+    """For --rank-source-mix: the row in ``anchors`` (:func:`anchor_texts`) of the document each text was cut
+    from, or -1 (a text that is no part of a corpus document, or whose document was not sampled as an anchor)."""
+    row = {text: i for i, text in enumerate(anchors)}
     return np.array([row.get(t.document, -1) if t.document else -1 for t in texts], dtype=np.int64)
 
 

@@ -48,6 +48,7 @@ from embedkd.distill.layer_cache import LayerCache, default_frozen_layers
 from embedkd.distill.optim import CycleBounds, build_optimizer, cycle_schedule
 from embedkd.distill.targets import (
     anchor_source,
+    anchor_texts,
     base_rank_inputs,
     centred_anchors,
     default_rank_base_mix,
@@ -222,9 +223,10 @@ class _Distiller:
                 dataset,
                 teacher.embeddings(dataset.doc_texts(), role="document", progress=config.progress),
             )
-        anchors = None
+        anchors, anchor_docs = None, []
         if config.anchor_weight > 0 or (config.rank_weight > 0 and anchor_source(config) is not None):
-            anchors = load_anchors(config, teacher, self.device)
+            anchor_docs = anchor_texts(config)  # read and sampled once: the ranking inputs below index into it
+            anchors = load_anchors(config, teacher, self.device, anchor_docs)
         elif config.rank_weight > 0:
             logger.info(
                 "no corpus to rank against (no BEIR folder in --data, no --anchor-data): ranking term off. The student "
@@ -232,10 +234,10 @@ class _Distiller:
                 "(benchmarks/results/unseen_docstrings_corpus_text_*.md)"
             )
         if anchors is not None and config.rank_weight > 0 and config.rank_base_mix:
-            self._base, base_anchors = base_rank_inputs(config, [(t.text, _role(t.kind)) for t in train])
+            self._base, base_anchors = base_rank_inputs(config, [(t.text, _role(t.kind)) for t in train], anchor_docs)
             self._base_anchors = torch.from_numpy(base_anchors).to(self.device, torch.float32)
         if anchors is not None and config.rank_weight > 0 and config.rank_source_mix > 0:
-            self._sources = source_rows(config, train)
+            self._sources = source_rows(train, anchor_docs)
             logger.info(
                 "ranking term: %d of %d training texts rank their own document", (self._sources >= 0).sum(), len(train)
             )

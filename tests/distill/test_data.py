@@ -63,13 +63,14 @@ def test_each_text_cut_from_a_document_knows_it_and_finds_its_anchor_row(tmp_pat
     whole = "Aspirin after infarction " + ABSTRACT
     assert {t.document for t in texts if t.kind is not TextKind.QUERY} == {whole, "Short."}
     config = DistillConfig(out=tmp_path / "out", data=[queries, folder])
-    rows = source_rows(config, texts)
     anchors = anchor_texts(config)
+    rows = source_rows(texts, anchors)
     for text, row in zip(texts, rows, strict=True):
         assert row == (anchors.index(text.document) if text.document else -1)
     assert (rows == -1).sum() == 1  # the generic question
     # a document that was not sampled as an anchor gives -1
-    assert set(source_rows(DistillConfig(out=tmp_path / "o2", data=[queries, folder], max_anchors=1), texts)) <= {0, -1}
+    one_anchor = anchor_texts(DistillConfig(out=tmp_path / "o2", data=[queries, folder], max_anchors=1))
+    assert set(source_rows(texts, one_anchor)) <= {0, -1}
 
 
 def test_a_negative_crop_count_is_refused() -> None:
