@@ -4,6 +4,7 @@ same global batch, the loss falls, and a resumed run goes on from the checkpoint
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -36,7 +37,8 @@ def run(settings: dict, nproc: int, tmp_path: Path) -> subprocess.CompletedProce
             sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(nproc),
             "--master-port", str(free_port()), str(script), json.dumps(settings),
         ]  # fmt: skip
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    env = {**os.environ, "TMPDIR": str(tmp_path)}  # torchrun's torchelastic_* folders go here, not to /tmp
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
 
 
 @pytest.mark.slow
