@@ -117,7 +117,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="Timed passes per variant (the median counts).")
     parser.add_argument("--calibration", type=int, default=400, help="Training texts NNCF calibrates on.")
     parser.add_argument("--concurrent", default="nothing else")
+    parser.add_argument("--name", default="", help="Write teacher_int8_NAME.{md,json} (another machine) instead.")
     args = parser.parse_args()
+    stem = f"teacher_int8_{args.name}" if args.name else "teacher_int8"
     beir = args.data_root / "beir" / "scifact"
     recipe = load_training_texts(
         [args.data_root / "train" / "queries.jsonl", beir], DataOptions(max_texts_per_source=None, seed=0)
@@ -202,7 +204,7 @@ def main() -> None:
         "rows": rows,
     }
     args.out.mkdir(parents=True, exist_ok=True)
-    write_json(args.out / "teacher_int8.json", out)
+    write_json(args.out / f"{stem}.json", out)
     base = rows[0]["ndcg10"]
     table = [
         [r["variant"], f"{r['texts_per_s']:.1f}", f"{r['recipe_minutes']:.0f}", f"{r['speedup_vs_torch_fp32']:.2f}x",
@@ -230,7 +232,7 @@ def main() -> None:
         "",
         *markdown_table(HEADER, table),
     ]
-    (args.out / "teacher_int8.md").write_text("\n".join(lines) + "\n")
+    (args.out / f"{stem}.md").write_text("\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":
