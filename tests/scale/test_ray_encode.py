@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import shutil
 import tempfile
 from pathlib import Path
 
@@ -33,16 +31,13 @@ def make_docs(n: int) -> list[Document]:
 def local_ray():
     """Ray's session files (logs, sockets) go to a temporary folder of their own, removed afterwards, instead of
     /tmp/ray. Short, because Ray's socket paths must fit in 107 characters."""
-    folder = tempfile.mkdtemp(prefix="ray")
-    previous = os.environ.get("RAY_TMPDIR")
-    os.environ["RAY_TMPDIR"] = folder
-    yield
-    ray.shutdown()
-    if previous is None:
-        os.environ.pop("RAY_TMPDIR", None)
-    else:
-        os.environ["RAY_TMPDIR"] = previous
-    shutil.rmtree(folder, ignore_errors=True)
+    with (
+        tempfile.TemporaryDirectory(prefix="ray", ignore_cleanup_errors=True) as folder,
+        pytest.MonkeyPatch.context() as patch,
+    ):
+        patch.setenv("RAY_TMPDIR", folder)
+        yield
+        ray.shutdown()
 
 
 @pytest.mark.slow
