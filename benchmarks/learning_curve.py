@@ -186,9 +186,11 @@ def write_report(results: dict[str, Any], out: Path, stem: str = "learning_curve
             rows,
         ),
         "",
-        "Each point continues the previous one with `--resume` and a larger `--max-minutes`: a new learning-rate "
+        ("Each point" if not any(p.get("run") for p in points) else "Each point of one chain")
+        + " continues the previous one with `--resume` and a larger `--max-minutes`: a new learning-rate "
         "cycle. The checkpoint kept at each point is the best by dev nDCG@10 (SciFact train qrels), so a point whose "
-        "cycle never beat the previous best keeps the previous checkpoint (same best step, same scores).",
+        "cycle never beat the previous best keeps the previous checkpoint (same best step, same scores)."
+        + (" A point marked as a run of its own is a fresh run." if any(p.get("run") for p in points) else ""),
     ]
     cycles = [p for p in points if p.get("evaluations")]
     if cycles:
