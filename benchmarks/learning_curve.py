@@ -139,6 +139,7 @@ def dev_references(out: Path) -> str:
 def write_report(results: dict[str, Any], out: Path, stem: str = "learning_curve") -> None:
     points = sorted(results["points"], key=lambda p: p["train_minutes_budget"])
     teacher, minilm = 0.6557, 0.6451  # measured in distill_scifact.md with the same evaluator
+    labelled = any(p.get("run") for p in points)  # a curve mixing a chain with runs of their own
     rows = [
         [
             f"{p['train_minutes_budget']:g}" + (f" ({p['run']})" if p.get("run") else ""),
@@ -186,11 +187,11 @@ def write_report(results: dict[str, Any], out: Path, stem: str = "learning_curve
             rows,
         ),
         "",
-        ("Each point" if not any(p.get("run") for p in points) else "Each point of one chain")
+        ("Each point of one chain" if labelled else "Each point")
         + " continues the previous one with `--resume` and a larger `--max-minutes`: a new learning-rate "
         "cycle. The checkpoint kept at each point is the best by dev nDCG@10 (SciFact train qrels), so a point whose "
         "cycle never beat the previous best keeps the previous checkpoint (same best step, same scores)."
-        + (" A point marked as a run of its own is a fresh run." if any(p.get("run") for p in points) else ""),
+        + (" A point marked as a run of its own is a fresh run." if labelled else ""),
     ]
     cycles = [p for p in points if p.get("evaluations")]
     if cycles:
