@@ -141,13 +141,13 @@ def report(results: dict[str, Any], reading: str = "") -> str:
     body = [
         [
             r["student"],
-            r["kept_step"],
+            "–" if r["kept_step"] is None else r["kept_step"],
             f"{r['dev_ndcg10']:.4f}",
             _delta(r["dev_vs_reference"]),
             f"{r['test_ndcg10']:.4f}",
             _delta(r["test_vs_reference"]),
             f"{r['teacher_agreement10']:.3f}",
-            "" if r["heldout_cosine"] is None else f"{r['heldout_cosine']:.3f}",
+            "–" if r["heldout_cosine"] is None else f"{r['heldout_cosine']:.3f}",
             f"{r['sts_x_teacher']:.3f}",
             _delta(r["sts_vs_reference"]),
             f"{r['docstrings_x_teacher']:.3f}",
@@ -166,7 +166,9 @@ def report(results: dict[str, Any], reading: str = "") -> str:
         "Queries encoded by each student search the teacher's document vectors. Dev = SciFact train qrels (809 "
         "queries, chooses); test = SciFact test (300, recorded only); agreement@10 = share of the teacher's top 10 "
         "over all 1,109 SciFact queries. STS-B paraphrase search and stdlib docstrings (summary line → rest) are "
-        "domains no training text comes from. Intervals: 95% paired bootstrap over queries (5,000 resamples).",
+        "domains no training text comes from. Intervals: 95% paired bootstrap over queries (5,000 resamples). "
+        "Kept step and held-out cosine come from the student's manifest; – marks a folder without one (a raw "
+        "training checkpoint).",
         "",
         *markdown_table(header, body),
         "",

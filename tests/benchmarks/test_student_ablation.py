@@ -21,3 +21,20 @@ def test_report_lists_each_student_with_its_intervals() -> None:
     )
     assert "| change | 16000 | 0.6000 | +0.0095 [+0.0053, +0.0142] |" in text
     assert text.rstrip().endswith("## Reading\nok") and "Ran beside: nothing" in text
+
+
+def test_report_marks_a_checkpoint_without_a_manifest() -> None:
+    row = {
+        "student": "last step",
+        "kept_step": None,
+        "heldout_cosine": None,
+        "teacher_agreement10": 0.7,
+        **{f"{k}_ndcg10": 0.6 for k in ("dev", "test", "sts", "docstrings")},
+        "sts_x_teacher": 0.95,
+        "docstrings_x_teacher": 0.8,
+        **{f"{k}_vs_reference": [0.0, 0.0, 0.0] for k in ("dev", "test", "sts", "docstrings")},
+    }
+    text = report({"machine": "m", "concurrent": "nothing", "recipe": "r", "reference": "x=y", "rows": [row]})
+    line = next(line for line in text.splitlines() if line.startswith("| last step |"))
+    assert "None" not in line and line.startswith("| last step | – | 0.6000 |")
+    assert "| 0.700 | – | 0.950 |" in line
