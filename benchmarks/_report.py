@@ -53,6 +53,11 @@ def stamp(results: dict[str, Any], module: str, student: str = "") -> str:
     )
 
 
+def cell(value: object, spec: str = "") -> str:
+    """A table cell: ``value`` formatted with ``spec``, or – where it is missing (``None``)."""
+    return "–" if value is None else format(value, spec)
+
+
 def markdown_table(header: Sequence[str], rows: Iterable[Sequence[object]]) -> list[str]:
     """Lines of a markdown table; cells are written with ``str``."""
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks._report import machine, markdown_table, run_main, write_json
+from benchmarks._report import cell, machine, markdown_table, run_main, write_json
 from embedkd.data import load_beir
 from embedkd.data.beir import BeirDataset
 from embedkd.distill.teacher import Teacher, read_aligned_texts
@@ -279,9 +279,6 @@ def plot(rows: list[Row], path: Path, stamp: str) -> None:
 
 
 def write_table(rows: list[Row], path: Path, stamp: str) -> None:
-    def f(value: float | None, spec: str) -> str:
-        return "–" if value is None else format(value, spec)
-
     lines = [
         "# Speed / quality frontier",
         "",
@@ -292,8 +289,8 @@ def write_table(rows: list[Row], path: Path, stamp: str) -> None:
         ["model / index", "nDCG@10 asym", "nDCG@10 sym", "STS-B Spearman", "b1 p50 ms", "b1 p99 ms", "b64 q/s"]
         + ["params (M)", "faiss MiB"],
         (
-            [r.name, f(r.ndcg_asym, ".4f"), f(r.ndcg_sym, ".4f") + ("*" if r.sym_source else "")]
-            + [f(r.sts, ".4f"), f"{r.p50_ms:.1f}", f"{r.p99_ms:.1f}"]
+            [r.name, cell(r.ndcg_asym, ".4f"), cell(r.ndcg_sym, ".4f") + ("*" if r.sym_source else "")]
+            + [cell(r.sts, ".4f"), f"{r.p50_ms:.1f}", f"{r.p99_ms:.1f}"]
             + [f"{r.qps_b64:.0f}", f"{r.params_m:.1f}", f"{r.index_mib:.1f}"]
             for r in rows
         ),

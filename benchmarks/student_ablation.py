@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks._report import machine, markdown_table, run_main, write_json
+from benchmarks._report import cell, machine, markdown_table, run_main, write_json
 from benchmarks.dual_space import paired_ci, per_query_ndcg
 from benchmarks.recipe_ablation import Judge
 from benchmarks.unseen_alignment import agreement, paraphrase_task, rank_gains
@@ -141,13 +141,13 @@ def report(results: dict[str, Any], reading: str = "") -> str:
     body = [
         [
             r["student"],
-            "–" if r["kept_step"] is None else r["kept_step"],
+            cell(r["kept_step"]),
             f"{r['dev_ndcg10']:.4f}",
             _delta(r["dev_vs_reference"]),
             f"{r['test_ndcg10']:.4f}",
             _delta(r["test_vs_reference"]),
             f"{r['teacher_agreement10']:.3f}",
-            "–" if r["heldout_cosine"] is None else f"{r['heldout_cosine']:.3f}",
+            cell(r["heldout_cosine"], ".3f"),
             f"{r['sts_x_teacher']:.3f}",
             _delta(r["sts_vs_reference"]),
             f"{r['docstrings_x_teacher']:.3f}",

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks._report import machine, run_main, write_json, write_report
+from benchmarks._report import cell, machine, run_main, write_json, write_report
 from embedkd.data import load_beir
 from embedkd.distill import Teacher
 from embedkd.evaluation import load_sts, sts_spearman
@@ -152,17 +152,14 @@ def main() -> None:
 def write_markdown(results: dict[str, Any], path: Path) -> None:
     teacher = results["rows"][0]
 
-    def num(value: float | None, digits: int = 3) -> str:
-        return "–" if value is None else f"{value:.{digits}f}"
-
     table = [
         [
             r["label"],
             r["space"],
-            num(r["sts_cosine"]),
-            num(r["claims_cosine"]),
+            cell(r["sts_cosine"], ".3f"),
+            cell(r["claims_cosine"], ".3f"),
             f"{r['paraphrase_ndcg10']:.4f} ({r['paraphrase_ndcg10'] / teacher['paraphrase_ndcg10']:.3f}x)",
-            num(r["paraphrase_agreement10"]),
+            cell(r["paraphrase_agreement10"], ".3f"),
             f"{r['sts_spearman']:.4f}",
         ]
         for r in results["rows"]
