@@ -32,7 +32,6 @@ from embedkd.evaluation import load_sts, score_retrieval, sts_spearman
 from embedkd.models import Encoder
 from embedkd.models.manifest import StudentManifest
 
-
 TEACHER_TEST, MINILM_TEST = 0.6557, 0.6451  # SciFact test nDCG@10, measured in distill_scifact.md by the same evaluator
 
 
