@@ -19,7 +19,7 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from benchmarks._report import cell, markdown_table, run_main, write_json
+from benchmarks._report import cell, markdown_table, run_main, save_results
 from benchmarks.learning_curve import MINILM_TEST, TEACHER_TEST
 from embedkd.errors import InputError
 
@@ -164,13 +164,13 @@ def main() -> None:
             raise InputError(f"no learning curve {path}; run benchmarks.learning_curve --name {name} first")
         curves[seed] = json.loads(path.read_text())
     results = {"curves": names, **spread(curves)}
-    stem = args.out / f"seed_spread_{args.name}"
-    previous = json.loads(stem.with_suffix(".json").read_text()) if stem.with_suffix(".json").is_file() else {}
+    stem = f"seed_spread_{args.name}"
+    old = args.out / f"{stem}.json"
+    previous = json.loads(old.read_text()) if old.is_file() else {}
     same_numbers = previous.get("curves") == names and previous.get("budgets") == results["budgets"]
     results["reading"] = args.reading or (previous.get("reading", "") if same_numbers else "")  # never a stale one
-    write_json(stem.with_suffix(".json"), results)
-    write_markdown(results, stem.with_suffix(".md"))
-    plot(results, stem.with_suffix(".png"))
+    save_results(results, args.out, stem, write_markdown)
+    plot(results, args.out / f"{stem}.png")
 
 
 if __name__ == "__main__":
