@@ -151,11 +151,13 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     parser.add_argument("--reading", default="", help="A paragraph that reads the numbers, kept in the report.")
     args = parser.parse_args()
-    names = {}
+    names: dict[str, str] = {}
     for spec in args.curve:
         seed, sep, name = spec.partition("=")
         if not sep or not seed or not name:
             raise InputError(f"--curve takes SEED=NAME, got {spec!r}")
+        if seed in names:
+            raise InputError(f"seed {seed!r} is given twice (--curve {seed}={names[seed]} and {spec}); label each once")
         names[seed] = name
     curves = {}
     for seed, name in names.items():

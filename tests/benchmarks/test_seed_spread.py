@@ -74,3 +74,11 @@ def test_cli_rejects_a_malformed_or_missing_curve(tmp_path: Path, monkeypatch: p
     monkeypatch.setattr(sys, "argv", ["seed_spread", "--out", str(tmp_path), "--name", "x", "--curve", "7=none"])
     with pytest.raises(InputError, match="no learning curve"):
         seed_spread.main()
+
+
+def test_cli_rejects_a_seed_given_twice(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    argv = ["seed_spread", "--out", str(tmp_path), "--name", "x", "--curve", "7=a", "--curve", "7=b"]
+    monkeypatch.setattr(sys, "argv", argv)
+    with pytest.raises(InputError, match="given twice"):
+        seed_spread.main()
+    assert not list(tmp_path.iterdir())  # nothing written
