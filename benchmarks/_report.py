@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from embedkd.errors import EmbedkdError
+from embedkd.errors import EmbedkdError, InputError
 
 
 def machine() -> str:
@@ -51,6 +51,23 @@ def stamp(results: dict[str, Any], module: str, student: str = "") -> str:
         f"Machine: {results['machine']}. Ran beside: {results['concurrent']}.{about} "
         f"Command: `python -m benchmarks.{module}` (see its docstring)."
     )
+
+
+def labelled(specs: Sequence[str], option: str = "--student") -> list[tuple[str, str]]:
+    """Repeated ``LABEL=FOLDER`` options, parsed in order before any work starts: one without ``=``, with an
+    empty side, or whose label was already given is an input error (exit 2), not a traceback or a silently
+    overwritten row minutes later."""
+    pairs: list[tuple[str, str]] = []
+    seen: dict[str, str] = {}
+    for spec in specs:
+        label, sep, value = (part.strip() for part in spec.partition("="))
+        if not sep or not label or not value:
+            raise InputError(f"{option} takes LABEL=FOLDER, got {spec!r}")
+        if label in seen:
+            raise InputError(f"label {label!r} is given twice ({seen[label]!r} and {spec!r}); label each once")
+        seen[label] = spec
+        pairs.append((label, value))
+    return pairs
 
 
 def cell(value: object, spec: str = "") -> str:

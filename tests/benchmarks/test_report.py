@@ -8,7 +8,15 @@ from typing import Any
 
 import pytest
 
-from benchmarks._report import machine, markdown_table, run_main, save_results, write_json, write_sections
+from benchmarks._report import (
+    labelled,
+    machine,
+    markdown_table,
+    run_main,
+    save_results,
+    write_json,
+    write_sections,
+)
 from embedkd.errors import InputError
 
 
@@ -83,3 +91,22 @@ def test_write_json_creates_the_folder_and_writes_paths_as_text(tmp_path: Path) 
     write_json(path, {"student": Path("a/b"), "ndcg": 0.5})
     assert json.loads(path.read_text()) == {"student": "a/b", "ndcg": 0.5}
     assert path.read_text().endswith("}\n")
+
+
+def test_labelled_keeps_the_order_and_splits_at_the_first_equals_sign() -> None:
+    assert labelled(["seed 5, 30 min=/tmp/a", " b = minilm-l6 ", "c=dir=with=equals"]) == [
+        ("seed 5, 30 min", "/tmp/a"),
+        ("b", "minilm-l6"),
+        ("c", "dir=with=equals"),
+    ]
+
+
+@pytest.mark.parametrize("spec", ["/tmp/student", "=/tmp/student", "label=", " = "])
+def test_labelled_refuses_a_spec_without_both_sides(spec: str) -> None:
+    with pytest.raises(InputError, match="--teacher takes LABEL=FOLDER"):
+        labelled(["ok=/tmp/x", spec], option="--teacher")
+
+
+def test_labelled_refuses_a_label_given_twice() -> None:
+    with pytest.raises(InputError, match="'a' is given twice"):
+        labelled(["a=/tmp/x", "b=/tmp/y", "a=/tmp/z"])
