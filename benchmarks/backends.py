@@ -22,10 +22,11 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks._report import machine, markdown_table, run_main, write_json
+from benchmarks._report import labelled, machine, markdown_table, run_main, write_json
 from embedkd.data import load_beir
 from embedkd.device import native_bf16
 from embedkd.distill.teacher import Teacher, read_aligned_texts
+from embedkd.errors import InputError
 from embedkd.evaluation import score_retrieval
 from embedkd.models.encoder import Encoder
 
@@ -89,6 +90,14 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     parser.add_argument("--concurrent", default="nothing else")
     args = parser.parse_args()
+    scored, timing = labelled(args.student), labelled(args.timing_only, option="--timing-only")
+    models = {"teacher": args.teacher}
+    for name, path in scored + timing:
+        if name in models:
+            raise InputError(f"label {name!r} is given twice (or is the teacher's); label each model once")
+        models[name] = path
+    timing_only = {name for name, _ in timing}
+    results_default = scored[0][0]
     wanted = {v.strip() for v in args.variants.split(",") if v.strip()}
     unknown = wanted - {label(*v) for v in VARIANTS}
     if unknown:
@@ -104,14 +113,6 @@ def main() -> None:
         teacher_source.import_embeddings(read_aligned_texts(args.beir, corpus), corpus)
     docs = teacher_source.embeddings(test.doc_texts(), role="document")
 
-    models = {"teacher": args.teacher}
-    timing_only = set()
-    for item, scored in [(s, True) for s in args.student] + [(s, False) for s in args.timing_only]:
-        name, _, path = item.partition("=")
-        models[name] = path
-        if not scored:
-            timing_only.add(name)
-    results_default = args.student[0].partition("=")[0]
     rows: list[dict[str, Any]] = []
     for model_label, path in models.items():
         reference: np.ndarray | None = None

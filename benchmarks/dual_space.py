@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks._report import machine, markdown_table, run_main, write_json, write_sections
+from benchmarks._report import labelled, machine, markdown_table, run_main, write_json, write_sections
 from benchmarks._scifact import corpus_vectors, scifact_splits, scifact_teacher
 from benchmarks.rank_fusion import zscore
 from benchmarks.unseen_alignment import paraphrase_task, rank_gains, rank_of
@@ -124,6 +124,7 @@ def main() -> None:
     parser.add_argument("--name", default="", help="Write dual_space_NAME.{md,json}.")
     parser.add_argument("--concurrent", default="nothing else")
     args = parser.parse_args()
+    students = labelled(args.student)
     stem = f"dual_space_{args.name}" if args.name else "dual_space"
     splits = scifact_splits(args.data_root)
     teacher = scifact_teacher(args.data_root)
@@ -191,8 +192,7 @@ def main() -> None:
     para_per_query["teacher"] = rank_gains(para_teacher, relevant, own)[0]
     latency_texts = queries["test"][: args.latency_texts]
     results["latency_ms"] = {}
-    for spec in args.student:
-        label, _, folder = spec.partition("=")
+    for label, folder in students:
         student = Encoder.load(folder, device="cpu")
         space = {split: student.encode_query(q) @ teacher_docs.T for split, q in queries.items()}
         row = judge(label, space, student.encode_query(para_queries) @ para_teacher_docs.T)

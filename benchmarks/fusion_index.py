@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks._report import machine, markdown_table, run_main, write_json, write_sections
+from benchmarks._report import labelled, machine, markdown_table, run_main, write_json, write_sections
 from benchmarks._scifact import scifact_splits, scifact_teacher
 from embedkd.data.documents import Document
 from embedkd.distill import Teacher
@@ -70,6 +70,7 @@ def main() -> None:
     parser.add_argument("--name", default="", help="Write fusion_index_NAME.{md,json}.")
     parser.add_argument("--concurrent", default="nothing else")
     args = parser.parse_args()
+    students = labelled(args.student)
     stem = f"fusion_index_{args.name}" if args.name else "fusion_index"
     splits = scifact_splits(args.data_root)
     docs = [Document(id=i, title=d["title"], text=d["text"]) for i, d in splits["test"].corpus.items()]
@@ -88,8 +89,7 @@ def main() -> None:
         "indexes_built_s": round(time.perf_counter() - started, 1),
         "rows": [],
     }
-    for spec in args.student:
-        label, _, folder = spec.partition("=")
+    for label, folder in students:
         student = Encoder.load(folder, device="cpu")
         plain = AsymmetricRetriever(main_index, student=student)
         row: dict[str, Any] = {

@@ -1,4 +1,5 @@
-"""Students of one recipe trained for the same steps, one change each, against the first (the reference).
+"""Students of one recipe trained for the same steps, one change each, against a reference (the first, or
+``--reference LABEL``: e.g. a run's kept checkpoint against its last step).
 
     python -m benchmarks.student_ablation --name NAME --student "default=DIR" --student "change=DIR" ...
 
@@ -23,13 +24,14 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks._report import cell, machine, markdown_table, run_main, write_json
+from benchmarks._report import cell, labelled, machine, markdown_table, run_main, write_json
 from benchmarks.dual_space import paired_ci, per_query_ndcg
 from benchmarks.recipe_ablation import Judge
 from benchmarks.unseen_alignment import agreement, paraphrase_task, rank_gains
 from benchmarks.unseen_docstrings import diagonal_gains, docstring_task
 from embedkd.data.stdlib import stdlib_corpus
 from embedkd.distill import Teacher
+from embedkd.errors import InputError
 from embedkd.models import Encoder
 from embedkd.models.manifest import StudentManifest
 
@@ -67,7 +69,8 @@ class Domains:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-root", type=Path, default=Path("../shared/data"))
-    parser.add_argument("--student", action="append", default=[], help="LABEL=FOLDER; the first is the reference.")
+    parser.add_argument("--student", action="append", default=[], help="LABEL=FOLDER (repeatable), in row order.")
+    parser.add_argument("--reference", help="The LABEL the Δ columns are measured from (default: the first student).")
     parser.add_argument("--name", required=True, help="Write student_ablation_NAME.{md,json}.")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     parser.add_argument("--recipe", default="", help="How the students were trained (the command), for the report.")
@@ -75,15 +78,18 @@ def main() -> None:
     parser.add_argument("--reading", type=Path, help="Markdown appended to the report.")
     args = parser.parse_args()
     if len(args.student) < 2:
-        parser.error("give at least two --student LABEL=FOLDER (the first is the reference)")
+        parser.error("give at least two --student LABEL=FOLDER")
+    students = labelled(args.student)
+    reference_label = args.reference or students[0][0]
+    if reference_label not in dict(students):
+        raise InputError(f"--reference {reference_label!r} is none of the students' labels {[s for s, _ in students]}")
+    loaded = {label: Encoder.load(folder, device="cpu") for label, folder in students}  # a bad folder fails here
     domains = Domains(args.data_root)
+    all_gains = {label: domains.gains(student) for label, student in loaded.items()}
+    reference = all_gains[reference_label]
     rows: list[dict[str, Any]] = []
-    reference: dict[str, np.ndarray] = {}
-    for spec in args.student:
-        label, _, folder = spec.partition("=")
-        student = Encoder.load(folder, device="cpu")
-        gains = domains.gains(student)
-        reference = reference or gains
+    for label, folder in students:
+        student, gains = loaded[label], all_gains[label]
         manifest = StudentManifest.read(Path(folder))
         alignment = manifest.alignment if manifest else None
         row: dict[str, Any] = {
@@ -109,7 +115,7 @@ def main() -> None:
         "machine": machine(),
         "concurrent": args.concurrent,
         "recipe": args.recipe,
-        "reference": args.student[0],
+        "reference": f"{reference_label}={dict(students)[reference_label]}",
         "rows": rows,
     }
     args.out.mkdir(parents=True, exist_ok=True)

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks._report import machine, run_main, save_results, write_report
+from benchmarks._report import labelled, machine, run_main, save_results, write_report
 from benchmarks.frontier import encode_latency
 from benchmarks.recipe_ablation import Judge
 from benchmarks.unseen_alignment import ParaphraseJudge
@@ -58,7 +58,7 @@ def main() -> None:
     args = parser.parse_args()
     if not args.student:
         parser.error("give at least one --student LABEL=FOLDER")
-    folders = dict(spec.partition("=")[::2] for spec in args.student)
+    folders = dict(labelled(args.student))
     students = {label: Encoder.load(folder, device="cpu") for label, folder in folders.items()}
     rows: dict[str, Any] = {label: students[label] for label in students}
     for spec in args.ensemble:

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks._report import cell, machine, run_main, write_json, write_report
+from benchmarks._report import cell, labelled, machine, run_main, write_json, write_report
 from embedkd.data import load_beir
 from embedkd.distill import Teacher
 from embedkd.evaluation import load_sts, sts_spearman
@@ -100,6 +100,7 @@ def main() -> None:
     parser.add_argument("--name", default="", help="Write unseen_alignment_NAME.{md,json}.")
     parser.add_argument("--concurrent", default="nothing else")
     args = parser.parse_args()
+    students = labelled(args.student)
     stem = f"unseen_alignment_{args.name}" if args.name else "unseen_alignment"
     sts_path = args.data_root / "sts" / "stsb-test.tsv"
     sts = load_sts(sts_path)
@@ -124,8 +125,7 @@ def main() -> None:
          "paraphrase_ndcg10": m_ndcg, "paraphrase_agreement10": agreement(m_top, paraphrase.teacher_top),
          "sts_spearman": sts_spearman(minilm.encode(sts.left), minilm.encode(sts.right), sts.gold), "space": "own"},
     )  # fmt: skip
-    for spec in args.student:
-        label, _, folder = spec.partition("=")
+    for label, folder in students:
         student = Encoder.load(folder, device="cpu")
         rows.append(
             {

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks._report import machine, markdown_table, run_main, write_json, write_sections
+from benchmarks._report import labelled, machine, markdown_table, run_main, write_json, write_sections
 from benchmarks.dual_space import paired_ci
 from benchmarks.unseen_alignment import agreement, rank_gains
 from embedkd.data.documents import Document
@@ -74,6 +74,7 @@ def main() -> None:
     parser.add_argument("--name", default="", help="Write unseen_docstrings_NAME.{md,json}.")
     parser.add_argument("--concurrent", default="nothing else")
     args = parser.parse_args()
+    students = labelled(args.student)
     stem = f"unseen_docstrings_{args.name}" if args.name else "unseen_docstrings"
     ids, queries, corpus = docstring_task(stdlib_corpus(None))
     print(f"{len(queries)} queries, each with one relevant document among {len(corpus)}", flush=True)
@@ -93,8 +94,7 @@ def main() -> None:
     add(f"{args.base} / its own", base_scores)
     for w in WEIGHTS:
         add(f"teacher + {args.base} / its own, w {w:g}", teacher_scores + w * base_scores)
-    for spec in args.student:
-        label, _, folder = spec.partition("=")
+    for label, folder in students:
         student = Encoder.load(folder, device="cpu")
         space = student.encode_query(queries) @ teacher_docs.T
         add(f"{label} → teacher", space)
