@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks._report import cell, machine, markdown_table, run_main, write_json
+from benchmarks._report import cell, labelled, machine, markdown_table, run_main, write_json
 from embedkd.data import load_beir
 from embedkd.data.beir import BeirDataset
 from embedkd.distill.teacher import Teacher, read_aligned_texts
@@ -331,13 +331,6 @@ def stamp_line(smoke: bool, concurrent: str = "nothing else") -> str:
     )
 
 
-def _named(spec: str) -> tuple[str, str]:
-    name, sep, value = str(spec).partition("=")
-    if not sep or not name or not value:
-        raise SystemExit(f"expected NAME=VALUE, got {spec!r}")
-    return name, value
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-root", type=Path, default=Path("../shared/data"))
@@ -361,6 +354,9 @@ def main() -> None:
     parser.add_argument("--smoke", action="store_true", help="Tiny random models and data, for CI.")
     parser.add_argument("--concurrent", default="nothing else", help="What else ran on the machine meanwhile.")
     args = parser.parse_args()
+    named_students = labelled(args.student)
+    sym_from = labelled(args.sym_from, option="--sym-from")
+    named_baselines = labelled(args.baseline or ["minilm-l6=minilm-l6"], option="--baseline")
     args.out.mkdir(parents=True, exist_ok=True)
 
     if args.smoke:
@@ -385,10 +381,10 @@ def main() -> None:
         beir = args.data_root / "beir" / "scifact"
         sts_path = args.data_root / "sts" / "stsb-test.tsv"
         teacher_dir = None
-        student_dirs = dict(_named(spec) for spec in args.student)
+        student_dirs = dict(named_students)
         if not student_dirs:
             raise SystemExit("give at least one --student NAME=FOLDER")
-        baseline_models = dict(_named(spec) for spec in (args.baseline or ["minilm-l6=minilm-l6"]))
+        baseline_models = dict(named_baselines)
 
     dataset = load_beir(beir, "test")
     teacher = Encoder.load(str(teacher_dir) if teacher_dir else "mpnet-base", device="cpu")
@@ -403,8 +399,7 @@ def main() -> None:
         for name, model in baseline_models.items()
     }
     known_sym = {}
-    for spec in args.sym_from:
-        name, path = _named(spec)
+    for name, path in sym_from:
         last = json.loads(Path(path).read_text())["points"][-1]
         known_sym[name] = (float(last["sym_ndcg10"]), f"{Path(path).name}, {last['train_minutes_budget']:g} min")
     rows = frontier(dataset, sts_path, teacher, teacher_docs, students, baselines, known_sym)

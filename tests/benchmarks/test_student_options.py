@@ -13,6 +13,7 @@ from embedkd.errors import InputError
 MODULES = [
     "benchmarks.backends",
     "benchmarks.dual_space",
+    "benchmarks.frontier",
     "benchmarks.fusion_index",
     "benchmarks.student_ablation",
     "benchmarks.student_ensemble",
