@@ -53,7 +53,7 @@ def stamp(results: dict[str, Any], module: str, student: str = "") -> str:
     )
 
 
-def labelled(specs: Sequence[str], option: str = "--student") -> list[tuple[str, str]]:
+def labelled(specs: Sequence[str], option: str = "--student", form: str = "LABEL=FOLDER") -> list[tuple[str, str]]:
     """Repeated ``LABEL=FOLDER`` options, parsed in order before any work starts: one without ``=``, with an
     empty side, or whose label was already given is an input error (exit 2), not a traceback or a silently
     overwritten row minutes later."""
@@ -62,7 +62,7 @@ def labelled(specs: Sequence[str], option: str = "--student") -> list[tuple[str,
     for spec in specs:
         label, sep, value = (part.strip() for part in spec.partition("="))
         if not sep or not label or not value:
-            raise InputError(f"{option} takes LABEL=FOLDER, got {spec!r}")
+            raise InputError(f"{option} takes {form}, got {spec!r}")
         if label in seen:
             raise InputError(f"label {label!r} is given twice ({seen[label]!r} and {spec!r}); label each once")
         seen[label] = spec

@@ -19,7 +19,7 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from benchmarks._report import cell, markdown_table, run_main, save_results
+from benchmarks._report import cell, labelled, markdown_table, run_main, save_results
 from benchmarks.learning_curve import MINILM_TEST, TEACHER_TEST
 from embedkd.errors import InputError
 
@@ -151,14 +151,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     parser.add_argument("--reading", default="", help="A paragraph that reads the numbers, kept in the report.")
     args = parser.parse_args()
-    names: dict[str, str] = {}
-    for spec in args.curve:
-        seed, sep, name = spec.partition("=")
-        if not sep or not seed or not name:
-            raise InputError(f"--curve takes SEED=NAME, got {spec!r}")
-        if seed in names:
-            raise InputError(f"seed {seed!r} is given twice (--curve {seed}={names[seed]} and {spec}); label each once")
-        names[seed] = name
+    names = dict(labelled(args.curve, option="--curve", form="SEED=NAME"))
     curves = {}
     for seed, name in names.items():
         path = args.out / f"learning_curve_{name}.json"
