@@ -79,16 +79,16 @@ def main() -> None:
     args = parser.parse_args()
     if len(args.student) < 2:
         parser.error("give at least two --student LABEL=FOLDER")
-    students = labelled(args.student)
-    reference_label = args.reference or students[0][0]
-    if reference_label not in dict(students):
-        raise InputError(f"--reference {reference_label!r} is none of the students' labels {[s for s, _ in students]}")
-    loaded = {label: Encoder.load(folder, device="cpu") for label, folder in students}  # a bad folder fails here
+    folders = dict(labelled(args.student))
+    reference_label = args.reference or next(iter(folders))
+    if reference_label not in folders:
+        raise InputError(f"--reference {reference_label!r} is none of the students' labels {list(folders)}")
+    loaded = {label: Encoder.load(folder, device="cpu") for label, folder in folders.items()}  # bad folders fail here
     domains = Domains(args.data_root)
     all_gains = {label: domains.gains(student) for label, student in loaded.items()}
     reference = all_gains[reference_label]
     rows: list[dict[str, Any]] = []
-    for label, folder in students:
+    for label, folder in folders.items():
         student, gains = loaded[label], all_gains[label]
         manifest = StudentManifest.read(Path(folder))
         alignment = manifest.alignment if manifest else None
@@ -115,7 +115,7 @@ def main() -> None:
         "machine": machine(),
         "concurrent": args.concurrent,
         "recipe": args.recipe,
-        "reference": f"{reference_label}={dict(students)[reference_label]}",
+        "reference": f"{reference_label}={folders[reference_label]}",
         "rows": rows,
     }
     args.out.mkdir(parents=True, exist_ok=True)
