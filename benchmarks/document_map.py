@@ -32,6 +32,7 @@ from benchmarks.recipe_ablation import Judge
 from benchmarks.unseen_docstrings import diagonal_gains, docstring_task
 from embedkd.data.stdlib import stdlib_corpus
 from embedkd.distill import Teacher
+from embedkd.evaluation import alignment_scores
 from embedkd.models import Encoder
 
 LAMBDAS = (0.1, 1.0, 10.0, 100.0)
@@ -54,15 +55,14 @@ def heldout_cosine(student: np.ndarray, teacher: np.ndarray, lam: float, seed: i
     order = np.random.default_rng(seed).permutation(len(student))
     cut = int(0.8 * len(student))
     fit, held = order[:cut], order[cut:]
-    mapped = normalized(student[held] @ fit_map(student[fit], teacher[fit], lam))
-    return float((mapped * normalized(teacher[held])).sum(axis=1).mean())
+    return alignment_scores(student[held] @ fit_map(student[fit], teacher[fit], lam), teacher[held]).mean_cosine
 
 
 def corrections(student_docs: np.ndarray, teacher_docs: np.ndarray) -> list[tuple[str, Any, float | None]]:
     """(label, how to correct a query, held-out document cosine) for none, the offset and each lam."""
     offset = teacher_docs.mean(axis=0) - student_docs.mean(axis=0)
     rows: list[tuple[str, Any, float | None]] = [
-        ("none", lambda q: q, float((normalized(student_docs) * normalized(teacher_docs)).sum(axis=1).mean())),
+        ("none", lambda q: q, alignment_scores(student_docs, teacher_docs).mean_cosine),
         ("offset", lambda q: normalized(q + offset), None),
     ]
     for lam in LAMBDAS:
@@ -120,7 +120,7 @@ def main() -> None:
                     "corpus": "docstrings",
                     "correction": name,
                     "heldout_doc_cos": cosine,
-                    "query_cos": float((normalized(q) * normalized(doc_teacher_queries)).sum(axis=1).mean()),
+                    "query_cos": alignment_scores(q, doc_teacher_queries).mean_cosine,
                     "ndcg10": float(diagonal_gains((q @ doc_teacher.T).astype(np.float32))[0].mean()),
                 }
             )
