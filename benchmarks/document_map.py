@@ -100,6 +100,8 @@ def main() -> None:
     parser.add_argument("--name", default="", help="Write document_map_NAME.{md,json}.")
     parser.add_argument("--concurrent", default="nothing else")
     args = parser.parse_args()
+    if not args.student:
+        parser.error("give at least one --student LABEL=FOLDER")
     students = [(label, Encoder.load(folder, device="cpu")) for label, folder in labelled(args.student)]
     teacher = Teacher.from_model("mpnet-base", precision="fp32")
     _, queries, corpus = docstring_task(stdlib_corpus(None))

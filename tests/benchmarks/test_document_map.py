@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 
-from benchmarks.document_map import Corrected, chosen, corrections, fit_map, heldout_cosine, write_markdown
+from benchmarks.document_map import Corrected, chosen, corrections, fit_map, heldout_cosine, main, write_markdown
 
 
 def _rotation(dim: int, seed: int) -> np.ndarray:
@@ -93,3 +95,14 @@ def test_the_report_marks_the_chosen_lambda_per_corpus(tmp_path: Path) -> None:
     assert "| s | lam 1 (chosen) | 0.780 | 0.750 | 0.4500 (0.900x) |" in text
     assert "| s | lam 10 (chosen) | 0.900 | 0.6750 | 0.6550 | 0.695 |" in text
     assert "| s | none | 0.600 | 0.600 | 0.4000 (0.800x) |" in text
+
+
+def test_no_student_is_a_usage_error_before_any_model_is_loaded(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    monkeypatch.setattr(sys, "argv", ["document_map", "--out", str(tmp_path / "out")])
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    assert exit_info.value.code == 2
+    assert "give at least one --student" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()

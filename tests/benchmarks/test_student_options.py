@@ -12,6 +12,7 @@ from embedkd.errors import InputError
 
 MODULES = [
     "benchmarks.backends",
+    "benchmarks.document_map",
     "benchmarks.dual_space",
     "benchmarks.frontier",
     "benchmarks.fusion_index",
