@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import platform
 import sys
@@ -51,6 +52,20 @@ def stamp(results: dict[str, Any], module: str, student: str = "") -> str:
         f"Machine: {results['machine']}. Ran beside: {results['concurrent']}.{about} "
         f"Command: `python -m benchmarks.{module}` (see its docstring)."
     )
+
+
+def student_report_parser(doc: str | None, stem: str, *, data_root: bool = True) -> argparse.ArgumentParser:
+    """The options the reports on students share: ``--data-root`` (unless ``data_root=False``), repeatable
+    ``--student LABEL=FOLDER`` (parse it with ``labelled``), ``--out``, ``--name`` (writes ``STEM_NAME.{md,json}``)
+    and ``--concurrent``. Each report adds its own options after these."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    if data_root:
+        parser.add_argument("--data-root", type=Path, default=Path("../shared/data"))
+    parser.add_argument("--student", action="append", default=[], help="LABEL=FOLDER (repeatable).")
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+    parser.add_argument("--name", default="", help=f"Write {stem}_NAME.{{md,json}}.")
+    parser.add_argument("--concurrent", default="nothing else")
+    return parser
 
 
 def labelled(specs: Sequence[str], option: str = "--student", form: str = "LABEL=FOLDER") -> list[tuple[str, str]]:

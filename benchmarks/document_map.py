@@ -20,14 +20,13 @@ recorded only). A correction worth shipping would lift the first without lowerin
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from benchmarks._report import labelled, machine, markdown_table, run_main, save_results
+from benchmarks._report import labelled, machine, markdown_table, run_main, save_results, student_report_parser
 from benchmarks.recipe_ablation import Judge
 from benchmarks.unseen_docstrings import diagonal_gains, docstring_task
 from embedkd.data.stdlib import stdlib_corpus
@@ -93,12 +92,7 @@ class Corrected:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data-root", type=Path, default=Path("../shared/data"))
-    parser.add_argument("--student", action="append", default=[], help="LABEL=FOLDER (repeatable).")
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
-    parser.add_argument("--name", default="", help="Write document_map_NAME.{md,json}.")
-    parser.add_argument("--concurrent", default="nothing else")
+    parser = student_report_parser(__doc__, "document_map")
     args = parser.parse_args()
     if not args.student:
         parser.error("give at least one --student LABEL=FOLDER")

@@ -20,7 +20,6 @@ alone, of both encoders one after the other, and of one pass that runs the layer
 
 from __future__ import annotations
 
-import argparse
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -28,7 +27,15 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks._report import labelled, machine, markdown_table, run_main, write_json, write_sections
+from benchmarks._report import (
+    labelled,
+    machine,
+    markdown_table,
+    run_main,
+    student_report_parser,
+    write_json,
+    write_sections,
+)
 from benchmarks._scifact import corpus_vectors, scifact_splits, scifact_teacher
 from benchmarks.rank_fusion import zscore
 from benchmarks.unseen_alignment import paraphrase_task, rank_gains, rank_of
@@ -115,14 +122,9 @@ def batch1_ms(runs: dict[str, Callable[[str], object]], texts: list[str]) -> dic
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data-root", type=Path, default=Path("../shared/data"))
-    parser.add_argument("--student", action="append", default=[], help="LABEL=FOLDER (repeatable).")
+    parser = student_report_parser(__doc__, "dual_space")
     parser.add_argument("--base", default="minilm-l6")
     parser.add_argument("--latency-texts", type=int, default=200)
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
-    parser.add_argument("--name", default="", help="Write dual_space_NAME.{md,json}.")
-    parser.add_argument("--concurrent", default="nothing else")
     args = parser.parse_args()
     students = labelled(args.student)
     stem = f"dual_space_{args.name}" if args.name else "dual_space"

@@ -14,14 +14,21 @@ on an otherwise idle machine.
 
 from __future__ import annotations
 
-import argparse
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from benchmarks._report import labelled, machine, markdown_table, run_main, write_json, write_sections
+from benchmarks._report import (
+    labelled,
+    machine,
+    markdown_table,
+    run_main,
+    student_report_parser,
+    write_json,
+    write_sections,
+)
 from benchmarks._scifact import scifact_splits, scifact_teacher
 from embedkd.data.documents import Document
 from embedkd.distill import Teacher
@@ -58,17 +65,12 @@ def batch1_ms(retrievers: dict[str, AsymmetricRetriever], queries: list[str]) ->
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data-root", type=Path, default=Path("../shared/data"))
-    parser.add_argument("--student", action="append", default=[], help="LABEL=FOLDER (repeatable).")
+    parser = student_report_parser(__doc__, "fusion_index")
     parser.add_argument("--base", default="minilm-l6", help="The model that builds the second index.")
     parser.add_argument("--weights", default="1,1.5", help="Fusion weights to score (comma-separated).")
     parser.add_argument("--candidates", type=int, default=100)
     parser.add_argument("--latency-queries", type=int, default=200)
     parser.add_argument("--work", type=Path, default=Path(".embedkd/fusion_index"))
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
-    parser.add_argument("--name", default="", help="Write fusion_index_NAME.{md,json}.")
-    parser.add_argument("--concurrent", default="nothing else")
     args = parser.parse_args()
     students = labelled(args.student)
     stem = f"fusion_index_{args.name}" if args.name else "fusion_index"

@@ -18,7 +18,6 @@ With ``--latency`` each row's batch-1 query latency is measured too (run it on a
 
 from __future__ import annotations
 
-import argparse
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -26,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks._report import labelled, machine, run_main, save_results, write_report
+from benchmarks._report import labelled, machine, run_main, save_results, student_report_parser, write_report
 from benchmarks.frontier import encode_latency
 from benchmarks.recipe_ablation import Judge
 from benchmarks.unseen_alignment import ParaphraseJudge
@@ -47,14 +46,9 @@ class MeanEncoder:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data-root", type=Path, default=Path("../shared/data"))
-    parser.add_argument("--student", action="append", default=[], help="LABEL=FOLDER (repeatable).")
+    parser = student_report_parser(__doc__, "student_ensemble")
     parser.add_argument("--ensemble", action="append", default=[], help="LABEL+LABEL[+...] (repeatable).")
     parser.add_argument("--latency", action="store_true", help="Also measure batch-1 query latency.")
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
-    parser.add_argument("--name", default="", help="Write student_ensemble_NAME.{md,json}.")
-    parser.add_argument("--concurrent", default="nothing else")
     args = parser.parse_args()
     if not args.student:
         parser.error("give at least one --student LABEL=FOLDER")

@@ -20,14 +20,13 @@ row searches its own vectors).
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from benchmarks._report import cell, labelled, machine, run_main, write_json, write_report
+from benchmarks._report import cell, labelled, machine, run_main, student_report_parser, write_json, write_report
 from embedkd.data import load_beir
 from embedkd.distill import Teacher
 from embedkd.evaluation import load_sts, sts_spearman
@@ -93,12 +92,7 @@ class ParaphraseJudge:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data-root", type=Path, default=Path("../shared/data"))
-    parser.add_argument("--student", action="append", default=[], help="LABEL=FOLDER (repeatable).")
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
-    parser.add_argument("--name", default="", help="Write unseen_alignment_NAME.{md,json}.")
-    parser.add_argument("--concurrent", default="nothing else")
+    parser = student_report_parser(__doc__, "unseen_alignment")
     args = parser.parse_args()
     students = labelled(args.student)
     stem = f"unseen_alignment_{args.name}" if args.name else "unseen_alignment"

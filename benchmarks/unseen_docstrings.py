@@ -18,14 +18,21 @@ teacher and from MiniLM-L6 (queries resampled).
 
 from __future__ import annotations
 
-import argparse
 import re
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from benchmarks._report import labelled, machine, markdown_table, run_main, write_json, write_sections
+from benchmarks._report import (
+    labelled,
+    machine,
+    markdown_table,
+    run_main,
+    student_report_parser,
+    write_json,
+    write_sections,
+)
 from benchmarks.dual_space import paired_ci
 from benchmarks.unseen_alignment import agreement, rank_gains
 from embedkd.data.documents import Document
@@ -67,12 +74,8 @@ def diagonal_gains(scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--student", action="append", default=[], help="LABEL=FOLDER (repeatable).")
+    parser = student_report_parser(__doc__, "unseen_docstrings", data_root=False)
     parser.add_argument("--base", default="minilm-l6")
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
-    parser.add_argument("--name", default="", help="Write unseen_docstrings_NAME.{md,json}.")
-    parser.add_argument("--concurrent", default="nothing else")
     args = parser.parse_args()
     students = labelled(args.student)
     stem = f"unseen_docstrings_{args.name}" if args.name else "unseen_docstrings"
