@@ -33,9 +33,13 @@ from embedkd.models.student import build_student
 
 
 def measure(texts: list[str], option: dict[str, Any], steps: int, warmup: int) -> dict[str, Any]:
-    torch.set_num_threads(option.get("threads", 2))
+    """Time ``steps`` training steps after ``warmup``; ``option`` may also name a ``device`` (default cpu),
+    a ``batch`` size (default 32) and a ``base`` folder for the student (default the registry's model)."""
+    device = option.get("device", "cpu")
+    if device == "cpu":
+        torch.set_num_threads(option.get("threads", 2))
     torch.manual_seed(0)
-    model = _student(option)
+    model = _student(option).to(device)
     max_len = model.max_seq_length
     transformer: Any = model[0]
     for param in transformer.auto_model.get_input_embeddings().parameters():
@@ -43,7 +47,7 @@ def measure(texts: list[str], option: dict[str, Any], steps: int, warmup: int) -
     precision = option.get("precision", "fp32")
     cache = None
     if option.get("frozen"):
-        cache = LayerCache(model, texts, frozen=option["frozen"], device="cpu", progress=False)
+        cache = LayerCache(model, texts, frozen=option["frozen"], device=device, progress=False)
         lengths = cache.lengths()
     else:
         lengths = [len(ids) for ids in model.tokenizer(texts, truncation=True, max_length=max_len)["input_ids"]]
@@ -52,21 +56,23 @@ def measure(texts: list[str], option: dict[str, Any], steps: int, warmup: int) -
         forward_module = torch.compile(model, dynamic=True)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=1e-5, fused=option.get("fused"))
-    targets = torch.nn.functional.normalize(torch.randn(len(texts), 768), dim=-1)
-    batches = bucketed_batches(lengths, 32, seed=0)
+    targets = torch.nn.functional.normalize(torch.randn(len(texts), 768), dim=-1).to(device)
+    batches = bucketed_batches(lengths, option.get("batch", 32), seed=0)
     random.Random(0).shuffle(batches)
     model.train()
     seen = tokens = 0
     started = 0.0
     for step, batch in enumerate(batches[: warmup + steps]):
         if step == warmup:
+            _synchronize(device)
             started = time.perf_counter()
             seen = tokens = 0
-        with autocast(precision, "cpu"):
+        with autocast(precision, device):
             if cache is not None:
                 out = cache.forward(model, batch)
             else:
                 features = model.preprocess([texts[i] for i in batch])
+                features = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in features.items()}
                 out = forward_module(features)["sentence_embedding"].float()
         loss = leaf_loss(out, targets[batch])
         optimizer.zero_grad(set_to_none=True)
@@ -74,6 +80,7 @@ def measure(texts: list[str], option: dict[str, Any], steps: int, warmup: int) -
         optimizer.step()
         seen += len(batch)
         tokens += sum(lengths[i] for i in batch)
+    _synchronize(device)
     seconds = time.perf_counter() - started
     return {"texts/s": seen / seconds, "tokens/s": tokens / seconds, "steps": steps, "seconds": seconds}
 
@@ -81,12 +88,17 @@ def measure(texts: list[str], option: dict[str, Any], steps: int, warmup: int) -
 def _student(option: dict[str, Any]) -> Any:
     """MiniLM-L6 at 128 tokens, or with ``teacher3`` the default student: 3 teacher layers at 64 tokens."""
     if option.get("teacher3"):
-        model, _ = build_student("mpnet-base", teacher_dimension=768, layers=3, device="cpu")
+        model, _ = build_student(option.get("base", "mpnet-base"), teacher_dimension=768, layers=3, device="cpu")
         model.max_seq_length = 64
     else:
-        model, _ = build_student("minilm-l6", teacher_dimension=768, device="cpu")
+        model, _ = build_student(option.get("base", "minilm-l6"), teacher_dimension=768, device="cpu")
         model.max_seq_length = 128
     return model
+
+
+def _synchronize(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
 
 
 def measure_eval(texts: list[str], precision: str) -> dict[str, Any]:
