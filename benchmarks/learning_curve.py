@@ -195,6 +195,16 @@ def write_report(results: dict[str, Any], out: Path, stem: str = "learning_curve
         "cycle never beat the previous best keeps the previous checkpoint (same best step, same scores)."
         + (" A point marked as a run of its own is a fresh run." if labelled else ""),
     ]
+    previous = 0.0
+    for p in points:
+        if p["train_minutes"] - previous < 0.98 * (p["train_minutes_budget"] - previous):
+            lines.append(
+                f"The {p['train_minutes_budget']:g}-minute point trained {p['train_minutes']:.1f} minutes: its cycle "
+                f"({p['train_minutes'] - previous:.1f} of {p['train_minutes_budget'] - previous:.1f} minutes) ended on "
+                "the recipe's step limit before its time budget (`epochs` passes over the texts per cycle, or "
+                "`max_steps`; a time budget only shortens a cycle)."
+            )
+        previous = p["train_minutes"]
     cycles = [p for p in points if p.get("evaluations")]
     if cycles:
         lines += ["", "## Every dev evaluation (each point's learning-rate cycle)", ""]
