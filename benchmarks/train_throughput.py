@@ -23,7 +23,7 @@ from typing import Any
 import torch
 
 from benchmarks._report import machine, markdown_table, run_main, write_json
-from embedkd.device import autocast, native_bf16
+from embedkd.device import autocast, native_bf16, to_device
 from embedkd.distill import DataOptions
 from embedkd.distill.batching import bucketed_batches
 from embedkd.distill.data import load_training_texts
@@ -72,7 +72,7 @@ def measure(texts: list[str], option: dict[str, Any], steps: int, warmup: int) -
                 out = cache.forward(model, batch)
             else:
                 features = model.preprocess([texts[i] for i in batch])
-                features = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in features.items()}
+                features = to_device(features, device)
                 out = forward_module(features)["sentence_embedding"].float()
         loss = leaf_loss(out, targets[batch])
         optimizer.zero_grad(set_to_none=True)

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from contextlib import AbstractContextManager, nullcontext
 from enum import Enum
+from typing import Any
 
 import torch
 
 from embedkd.errors import InputError
 
-__all__ = ["Precision", "autocast", "native_bf16", "resolve_device", "resolve_precision"]
+__all__ = ["Precision", "autocast", "native_bf16", "resolve_device", "resolve_precision", "to_device"]
 
 
 class Precision(str, Enum):
@@ -65,3 +67,8 @@ def autocast(precision: Precision | str, device: str) -> AbstractContextManager[
         return nullcontext()
     dtype = torch.bfloat16 if value is Precision.BF16 else torch.float16
     return torch.autocast(device_type=device.split(":")[0], dtype=dtype)
+
+
+def to_device(features: Mapping[str, Any], device: str | torch.device) -> dict[str, Any]:
+    """A tokenised batch (``model.preprocess``'s output) with its tensors on ``device``; other values as they are."""
+    return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in features.items()}

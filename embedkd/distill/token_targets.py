@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from embedkd.device import autocast, resolve_device
+from embedkd.device import autocast, resolve_device, to_device
 from embedkd.distill import losses
 from embedkd.embedding_cache import EmbeddingCache, text_key
 from embedkd.errors import InputError
@@ -195,7 +195,7 @@ def _compute(
     for start in range(0, len(order), batch_size):
         batch = order[start : start + batch_size]
         features = model.preprocess([texts[i] for i in batch])
-        features = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in features.items()}
+        features = to_device(features, device)
         with autocast(precision, device):
             forward = model(features)  # token states, and the embedding they pool to
         out = forward["token_embeddings"].float().cpu()

@@ -27,7 +27,7 @@ from sentence_transformers import SentenceTransformer
 from tqdm.auto import tqdm
 
 from embedkd.data.beir import BeirDataset, load_beir
-from embedkd.device import autocast, resolve_device, resolve_precision
+from embedkd.device import autocast, resolve_device, resolve_precision, to_device
 from embedkd.distill import losses
 from embedkd.distill.averaging import WeightAverage
 from embedkd.distill.batching import bucketed_batches
@@ -579,7 +579,7 @@ class _Distiller:
     def _forward(self, model: SentenceTransformer, texts: list[str]) -> dict[str, torch.Tensor]:
         """The student's forward pass: ``sentence_embedding``, and ``token_embeddings`` before pooling."""
         features = model.preprocess(texts)
-        features = {k: v.to(self.device) if isinstance(v, torch.Tensor) else v for k, v in features.items()}
+        features = to_device(features, self.device)
         return dict(model(features))
 
 

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from embedkd.device import autocast, resolve_precision
+from embedkd.device import autocast, resolve_precision, to_device
 from embedkd.embedding_cache import EmbeddingCache
 from embedkd.errors import InputError
 from embedkd.models.info import fingerprint as folder_fingerprint
@@ -208,7 +208,7 @@ class Encoder:
         if modules and isinstance(modules[-1], Normalize):
             modules = modules[:-1]
         device = self.model.device
-        features = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in features.items()}
+        features = to_device(features, device)
         lock = contextlib.nullcontext() if self.concurrent_forwards else self._lock
         with lock, self._torch_threads(), torch.inference_mode(), autocast(self.precision, self.device):
             for module in modules:

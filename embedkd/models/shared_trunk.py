@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from embedkd.device import to_device
 from embedkd.models.encoder import Encoder
 
 __all__ = ["SharedTrunk"]
@@ -121,7 +122,7 @@ class SharedTrunk:
 
     def _forward(self, features: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
         device = self.first.model.device
-        features = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in features.items()}
+        features = to_device(features, device)
         ids, mask = features["input_ids"], features["attention_mask"]
         second_lock = self.second.forward_lock
         other = second_lock if second_lock is not self.first.forward_lock else contextlib.nullcontext()

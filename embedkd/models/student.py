@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from embedkd.device import to_device
 from embedkd.errors import InputError
 from embedkd.models.loading import load_model
 from embedkd.models.manifest import StudentManifest
@@ -171,7 +172,7 @@ def pooled_embeddings(model: SentenceTransformer, texts: Sequence[str], *, batch
     out = []
     for start in range(0, len(texts), batch_size):
         features = model.preprocess(list(texts[start : start + batch_size]))
-        features = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in features.items()}
+        features = to_device(features, device)
         out.append(head(features)["sentence_embedding"].float().cpu().numpy())
     return np.concatenate(out)
 
