@@ -55,16 +55,17 @@ def encode_rows(
 ) -> tuple[list[dict[str, Any]], int, int]:
     from transformers import AutoTokenizer
 
-    probe = Encoder.load(teacher, device=device)
-    max_tokens = int(probe.model.max_seq_length or 512)
-    del probe
-    tokenizer = AutoTokenizer.from_pretrained(str(teacher))
-    tokenizer.model_max_length = 10**9
-    texts = [c.encode_text for d in docs for c in chunk_document(d, tokenizer, max_tokens=max_tokens, overlap=64)]
-    tokens = sum(min(len(ids), max_tokens) for ids in tokenizer(texts)["input_ids"])
+    texts: list[str] = []
+    tokens = 0
     rows = []
     for precision in [p for p in PRECISIONS if p != "fp16" or device.startswith("cuda")]:
         encoder = Encoder.load(teacher, device=device, precision=precision)
+        if not texts:  # chunked once, at the length the model reads (the first load tells it)
+            max_tokens = int(encoder.model.max_seq_length or 512)
+            tokenizer = AutoTokenizer.from_pretrained(str(teacher))
+            tokenizer.model_max_length = 10**9
+            texts = [c.encode_text for d in docs for c in chunk_document(d, tokenizer, max_tokens=max_tokens)]
+            tokens = sum(min(len(ids), max_tokens) for ids in tokenizer(texts)["input_ids"])
         encoder.encode(texts[: 4 * batch_size], role="document", batch_size=batch_size)  # warm-up
         start = time.perf_counter()
         encoder.encode(texts, role="document", batch_size=batch_size)  # returns numpy: the GPU has finished
