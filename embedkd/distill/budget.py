@@ -23,11 +23,14 @@ def fit_budget(
     train_s: float,
     eval_s: float,
     already: float,
+    announce: bool = False,
 ) -> int:
     """The number of steps that fits ``max_minutes``, from the speed measured so far (at most ``planned``).
 
     Called after 20 steps and at every evaluation, so a slow start (a busy machine, warm-up) is corrected
-    as soon as the speed is known better.
+    as soon as the speed is known better. With ``announce`` (the first call), it also warns when the step
+    limit (``epochs`` or ``max_steps``) will end the cycle well before the budget: a longer budget alone
+    does not train longer.
     """
     budget = float(config.max_minutes or 0) * 60 - already
     per_step = train_s / max(1, done)
@@ -37,6 +40,16 @@ def fit_budget(
     remaining = budget - train_s - eval_s - per_eval  # the final evaluation always runs
     steps_left = remaining / (per_step + per_eval / config.eval_every)
     affordable = min(planned, max(step + 1, step + int(steps_left)))
+    if announce and step + steps_left > 1.1 * planned:
+        used = (planned - step) * (per_step + per_eval / config.eval_every) / 60
+        logger.warning(
+            "the step limit (%d steps: %s) will end this cycle after about %.0f of its %.0f budgeted minutes; "
+            "raise --epochs to train for the whole budget",
+            planned,
+            f"--max-steps {config.max_steps}" if config.max_steps else f"--epochs {config.epochs:g}",
+            (train_s + eval_s) / 60 + used,
+            budget / 60,
+        )
     if affordable < planned:
         logger.info(
             "time budget %.0f min: %d of %d planned steps fit (%.2f s/step)",

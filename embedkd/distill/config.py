@@ -94,7 +94,9 @@ class DistillConfig:
     )
     max_anchors: int = opt(4096, "Anchor documents sampled at most.")
 
-    epochs: float = opt(10.0, "Passes over the training texts (a time budget may end training sooner).")
+    epochs: float = opt(
+        10.0, "Passes over the training texts per learning-rate cycle (a time budget may end it sooner, never later)."
+    )
     max_steps: int | None = opt(None, "Stop after this many optimiser steps.")
     max_minutes: float | None = opt(None, "Fit the schedule into this many minutes of training.")
     freeze_embeddings: bool = opt(True, "Keep the word-embedding matrix fixed (half of MiniLM's weights).")

@@ -508,6 +508,7 @@ class _Distiller:
                     train_s=elapsed - eval_elapsed,
                     eval_s=eval_elapsed,
                     already=resumed_seconds,
+                    announce=step == budget_check,
                 )
                 bounds.total = self.ranks.broadcast(fitted)  # rank 0's clock decides for every rank
                 bar.total = bounds.total
