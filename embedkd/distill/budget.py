@@ -38,17 +38,19 @@ def fit_budget(
     if not per_eval and history:
         per_eval = float(history[0].get("eval_seconds", 0.0))
     remaining = budget - train_s - eval_s - per_eval  # the final evaluation always runs
-    steps_left = remaining / (per_step + per_eval / config.eval_every)
+    seconds_per_step = per_step + per_eval / config.eval_every
+    steps_left = remaining / seconds_per_step
     affordable = min(planned, max(step + 1, step + int(steps_left)))
-    if announce and step + steps_left > 1.1 * planned:
-        used = (planned - step) * (per_step + per_eval / config.eval_every) / 60
+    if announce and steps_left > 1.1 * (planned - step):  # this cycle's steps, not the run's so far
+        limit = f"--max-steps {config.max_steps}" if config.max_steps else f"--epochs {config.epochs:g}"
         logger.warning(
             "the step limit (%d steps: %s) will end this cycle after about %.0f of its %.0f budgeted minutes; "
-            "raise --epochs to train for the whole budget",
+            "raise %s to train for the whole budget",
             planned,
-            f"--max-steps {config.max_steps}" if config.max_steps else f"--epochs {config.epochs:g}",
-            (train_s + eval_s) / 60 + used,
+            limit,
+            (train_s + eval_s + (planned - step) * seconds_per_step) / 60,
             budget / 60,
+            limit.split()[0],
         )
     if affordable < planned:
         logger.info(

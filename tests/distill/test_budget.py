@@ -19,9 +19,8 @@ def _fit(config: DistillConfig, *, planned: int, announce: bool = False) -> int:
 
 
 def test_a_budget_shortens_the_cycle_to_what_fits(tmp_path: Path) -> None:
-    config = DistillConfig(
-        out=tmp_path / "s", data=[tmp_path / "t.txt"], max_minutes=1.0
-    )  # 60 s: 50 s left, 500 more steps
+    # 60 s: 50 s left, 500 more steps
+    config = DistillConfig(out=tmp_path / "s", data=[tmp_path / "t.txt"], max_minutes=1.0)
     assert _fit(config, planned=10_000) == 600
     assert _fit(config, planned=300) == 300  # the step limit comes first
 
