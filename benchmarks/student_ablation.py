@@ -11,7 +11,9 @@ For each student, its queries search the teacher's vectors:
 - two domains no training text comes from: STS-B paraphrase search and the standard library's docstrings
   searched by their summary lines (``unseen_alignment``, ``unseen_docstrings``), as x the teacher, with
   the paired interval of the difference from the reference;
-- the kept step and held-out cosine, from the student's manifest.
+- the kept step and held-out cosine, from the student's manifest;
+- with ``--symmetric``, the student searching its own vectors of the documents (student/student, dev and
+  test, as x the teacher searching its own): a few minutes more per student.
 
 Writes ``student_ablation_NAME.{md,json}``; ``--reading FILE`` appends a written reading to the markdown.
 """
@@ -41,6 +43,7 @@ class Domains:
 
     def __init__(self, data_root: Path) -> None:
         teacher = Teacher.from_model("mpnet-base", precision="fp32")
+        self.teacher = teacher
         self.judge = Judge(data_root, teacher)
         _, self.doc_queries, doc_rest = docstring_task(stdlib_corpus(None))
         self.doc_docs = teacher.embeddings(doc_rest, role="document")
@@ -61,6 +64,19 @@ class Domains:
             "docstrings": diagonal_gains(student.encode_query(self.doc_queries) @ self.doc_docs.T)[0],
         }
 
+    def symmetric(self, student: Encoder) -> dict[str, float]:
+        """Student/student nDCG@10 on dev and test, each as x the teacher searching its own vectors."""
+        judge = self.judge
+        docs = student.encode_document(judge.test.doc_texts())
+        out: dict[str, float] = {}
+        for key, data in (("dev", judge.dev), ("test", judge.test)):
+            queries = list(data.queries.values())
+            own = per_query_ndcg(data, student.encode_query(queries) @ docs.T).mean()
+            teacher = per_query_ndcg(data, self.teacher.embeddings(queries, role="query") @ judge.docs.T).mean()
+            out[f"sym_{key}_ndcg10"] = float(own)
+            out[f"sym_{key}_x_teacher"] = float(own / teacher)
+        return out
+
     def agreement10(self, student: Encoder) -> float:
         judge = self.judge
         return agreement(judge._top(student.encode_query(judge.all_queries)), judge.teacher_top)
@@ -76,6 +92,7 @@ def main() -> None:
     parser.add_argument("--recipe", default="", help="How the students were trained (the command), for the report.")
     parser.add_argument("--concurrent", default="nothing else", help="What ran beside the training and this run.")
     parser.add_argument("--reading", type=Path, help="Markdown appended to the report.")
+    parser.add_argument("--symmetric", action="store_true", help="Also student/student nDCG@10 (dev and test).")
     args = parser.parse_args()
     if len(args.student) < 2:
         parser.error("give at least two --student LABEL=FOLDER")
@@ -109,6 +126,8 @@ def main() -> None:
             if teacher is not None:
                 row[f"{key}_x_teacher"] = float(gains[key].mean() / teacher.mean())
             row[f"{key}_vs_reference"] = paired_ci(gains[key], reference[key])
+        if args.symmetric:
+            row.update(domains.symmetric(student))
         rows.append(row)
         print(row, flush=True)
     results = {
@@ -161,6 +180,13 @@ def report(results: dict[str, Any], reading: str = "") -> str:
         ]
         for r in results["rows"]
     ]
+    if all("sym_dev_ndcg10" in r for r in results["rows"]):
+        header += ["student/student dev (x teacher)", "student/student test (x teacher)"]
+        for line, r in zip(body, results["rows"], strict=True):
+            line += [
+                f"{r['sym_dev_ndcg10']:.4f} ({r['sym_dev_x_teacher']:.3f})",
+                f"{r['sym_test_ndcg10']:.4f} ({r['sym_test_x_teacher']:.3f})",
+            ]
     lines = [
         "# Students of one recipe at equal steps, one change each",
         "",

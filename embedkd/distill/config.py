@@ -75,6 +75,12 @@ class DistillConfig:
         "minutes, 0.7: +0.003 more at equal steps; benchmarks/results/"
         "learning_curve_amd_minilm_alltexts_frozen5_basemix{30,70}.md), 0 otherwise; 0 turns it off.",
     )
+    base_relation_weight: float = opt(
+        0.0,
+        "Weight of a term that keeps the student base's own in-batch similarities: each text's softmax over its "
+        "cosines to the rest of the batch, the student's (in the teacher's space) against the undistilled base's "
+        "(in its own space, computed once and cached), at --rank-temperature; 0 turns it off.",
+    )
     rank_source_mix: float = opt(
         0.3,
         "Share of the ranking term's target moved onto the document a title, sentence or crop was cut from, "
@@ -195,6 +201,8 @@ class DistillConfig:
             raise InputError("min_lr_ratio must be between 0 and 1")
         if self.token_weight < 0:
             raise InputError("token_weight must be 0 or more")
+        if self.base_relation_weight < 0:
+            raise InputError("base_relation_weight must be 0 or more")
         if self.l2sp_weight < 0:
             raise InputError("l2sp_weight must be 0 or more")
         if not 0 <= self.ema_decay < 1:

@@ -24,6 +24,7 @@ __all__ = [
     "leaf_loss",
     "listwise_kl_loss",
     "pair_score_loss",
+    "relation_kl_loss",
     "token_state_loss",
 ]
 
@@ -126,6 +127,31 @@ def listwise_kl_loss(
         mixed = torch.logaddexp(target + math.log(1 - source_mix), onehot + math.log(source_mix))
         target = torch.where(known[:, None], mixed, target)
     return F.kl_div(F.log_softmax(s, dim=-1), target, log_target=True, reduction="batchmean")
+
+
+def relation_kl_loss(student: Tensor, reference: Tensor, *, temperature: float = 0.05) -> Tensor:
+    """KL(reference || student) between each text's softmax over its cosines to the rest of the batch.
+
+    Similarity-preserving distillation within a batch: ``reference`` is another model's embedding of the same
+    texts (e.g. the student's own undistilled base, in its own space, of any width), and the student learns to
+    rank every other text of the batch the way that model does. Only relations are compared, so the two spaces
+    need not share a dimension or a scale. A text's cosine to itself is left out. Needs a batch of 2 or more.
+    """
+    if student.shape[0] != reference.shape[0]:
+        raise ValueError(f"{student.shape[0]} student rows but {reference.shape[0]} reference rows")
+    if student.shape[0] < 2:
+        raise ValueError("relation_kl_loss needs at least two texts in the batch")
+    if temperature <= 0:
+        raise ValueError("temperature must be positive")
+    s = F.normalize(student, dim=-1)
+    r = F.normalize(reference.detach(), dim=-1)
+    self_mask = torch.eye(s.shape[0], dtype=torch.bool, device=s.device)
+    logits = (s @ s.T / temperature).masked_fill(self_mask, -math.inf)
+    target = (r @ r.T / temperature).masked_fill(self_mask, -math.inf)
+    log_p = F.log_softmax(logits, dim=-1)
+    log_q = F.log_softmax(target, dim=-1)
+    terms = (log_q.exp() * (log_q - log_p)).masked_fill(self_mask, 0.0)  # the diagonal is 0 * (-inf - -inf)
+    return terms.sum(-1).mean()
 
 
 def token_state_loss(student: Tensor, teacher: Tensor, mask: Tensor | None = None, *, scale: float = 1.0) -> Tensor:

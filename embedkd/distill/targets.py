@@ -119,17 +119,24 @@ def default_rank_base_mix(config: DistillConfig) -> float:
 def base_rank_inputs(
     config: DistillConfig, texts: Sequence[tuple[str, str]], anchors: Sequence[str]
 ) -> tuple[np.ndarray, np.ndarray]:
-    """For --rank-base-mix: the student base's own embeddings of the training texts and of the anchors.
+    """For --rank-base-mix and --base-relation-weight: the student base's own embeddings of the training texts
+    and of the anchors.
 
-    ``texts`` are ``(text, role)`` pairs; ``anchors`` are :func:`anchor_texts`. The base is the student's
-    starting model, undistilled, in its own space. Both arrays are normalised float16 rows, in the given
-    orders, computed once and cached on disk like the teacher's.
+    ``texts`` are ``(text, role)`` pairs; ``anchors`` are :func:`anchor_texts`, or none (an empty ``(0, dim)``
+    array comes back). The base is the student's starting model, undistilled, in its own space. Both arrays
+    are normalised float16 rows, in the given orders, computed once and cached on disk like the teacher's.
     """
     base = config.student
     if is_static_base(base):
-        raise InputError("--rank-base-mix needs a transformer student base; a static base has no ranking of its own")
+        raise InputError(
+            "--rank-base-mix and --base-relation-weight need a transformer student base; a static base has no "
+            "space of its own"
+        )
     if base == TEACHER_BASE:
-        raise InputError("--rank-base-mix with --student-base teacher would mix the teacher's ranking with itself")
+        raise InputError(
+            "--rank-base-mix and --base-relation-weight with --student-base teacher would compare the teacher "
+            "with itself"
+        )
     encoder = Encoder.load(base, device=None if config.device == "auto" else config.device)
 
     def embed(items: Sequence[str], role: str) -> np.ndarray:
@@ -139,7 +146,8 @@ def base_rank_inputs(
     for role in sorted({role for _, role in texts}):
         rows = [i for i, (_, r) in enumerate(texts) if r == role]
         out[rows] = embed([texts[i][0] for i in rows], role)
-    return out, embed(anchors, "document")
+    documents = embed(anchors, "document") if anchors else np.zeros((0, encoder.dimension), dtype=np.float16)
+    return out, documents
 
 
 def source_rows(texts: Sequence[TrainingText], anchors: Sequence[str]) -> np.ndarray:

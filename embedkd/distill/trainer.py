@@ -111,7 +111,7 @@ class _Distiller:
         self._base_max_len: int | None = None
         self._layer_cache: LayerCache | None = None
         self._centred: torch.Tensor | None = None
-        self._base: np.ndarray | None = None  # the base's own embedding of each training text (rank_base_mix)
+        self._base: np.ndarray | None = None  # the base's own embedding of each training text (its own space)
         self._base_anchors: torch.Tensor | None = None
         self._sources: np.ndarray | None = None  # each training text's own document among the anchors, or -1
         self._tokens: TokenTargets | None = None
@@ -233,9 +233,12 @@ class _Distiller:
                 "aligns where its training text reaches: give the documents you will index as a BEIR folder "
                 "(benchmarks/results/unseen_docstrings_corpus_text_*.md)"
             )
-        if anchors is not None and config.rank_weight > 0 and config.rank_base_mix:
-            self._base, base_anchors = base_rank_inputs(config, [(t.text, _role(t.kind)) for t in train], anchor_docs)
-            self._base_anchors = torch.from_numpy(base_anchors).to(self.device, torch.float32)
+        rank_base = anchors is not None and config.rank_weight > 0 and bool(config.rank_base_mix)
+        if rank_base or config.base_relation_weight > 0:
+            texts = [(t.text, _role(t.kind)) for t in train]
+            self._base, base_anchors = base_rank_inputs(config, texts, anchor_docs if rank_base else [])
+            if rank_base:
+                self._base_anchors = torch.from_numpy(base_anchors).to(self.device, torch.float32)
         if anchors is not None and config.rank_weight > 0 and config.rank_source_mix > 0:
             self._sources = source_rows(train, anchor_docs)
             logger.info(
@@ -562,11 +565,15 @@ class _Distiller:
                 temperature=config.rank_temperature,
                 base=None if base is None else base.to(student.device),
                 base_documents=self._base_anchors,
-                base_mix=config.rank_base_mix or 0.0 if base is not None else 0.0,
+                base_mix=config.rank_base_mix or 0.0 if self._base_anchors is not None else 0.0,
                 source=None if self._sources is None else torch.from_numpy(self._sources[indices]).to(student.device),
                 source_mix=config.rank_source_mix if self._sources is not None else 0.0,
             )
             loss = loss + config.rank_weight * kl
+        if config.base_relation_weight > 0 and self._base is not None and len(indices) > 1:
+            own = torch.from_numpy(self._base[indices].astype(np.float32)).to(student.device)
+            relation = losses.relation_kl_loss(student, own, temperature=config.rank_temperature)
+            loss = loss + config.base_relation_weight * relation
         if self._tokens is not None:  # no layer cache here (refused at set-up)
             loss = loss + config.token_weight * self._tokens.loss(features, [self._token_rows[i] for i in indices])
         if pairs:

@@ -38,3 +38,26 @@ def test_report_marks_a_checkpoint_without_a_manifest() -> None:
     line = next(line for line in text.splitlines() if line.startswith("| last step |"))
     assert "None" not in line and line.startswith("| last step | – | 0.6000 |")
     assert "| 0.700 | – | 0.950 |" in line
+
+
+def test_report_adds_student_student_columns_only_when_every_row_has_them() -> None:
+    row = {
+        "student": "default",
+        "kept_step": 16000,
+        "heldout_cosine": 0.77,
+        "teacher_agreement10": 0.68,
+        **{f"{k}_ndcg10": 0.6 for k in ("dev", "test", "sts", "docstrings")},
+        "sts_x_teacher": 0.95,
+        "docstrings_x_teacher": 0.77,
+        **{f"{k}_vs_reference": [0.0, 0.0, 0.0] for k in ("dev", "test", "sts", "docstrings")},
+    }
+    symmetric = {"sym_dev_ndcg10": 0.64, "sym_dev_x_teacher": 0.97, "sym_test_ndcg10": 0.63, "sym_test_x_teacher": 0.96}
+    both = report(
+        {"machine": "m", "concurrent": "-", "recipe": "r", "reference": "x=y", "rows": [{**row, **symmetric}]}
+    )
+    line = next(line for line in both.splitlines() if line.startswith("| default |"))
+    assert line.endswith("| 0.6400 (0.970) | 0.6300 (0.960) |") and "student/student dev (x teacher)" in both
+    mixed = report(
+        {"machine": "m", "concurrent": "-", "recipe": "r", "reference": "x=y", "rows": [{**row, **symmetric}, row]}
+    )
+    assert "student/student" not in mixed

@@ -60,6 +60,7 @@ def test_pair_and_anchor_known_values() -> None:
         lambda s, t: losses.listwise_kl_loss(
             s, t, F.normalize(torch.randn(5, 16), dim=-1), base=t[:, :8], base_documents=torch.randn(5, 8), base_mix=0.5
         ),
+        lambda s, t: losses.relation_kl_loss(s, t[:, :8]),
     ],
 )
 def test_gradients_flow_to_the_student_only(loss) -> None:
@@ -139,6 +140,37 @@ def test_listwise_kl_with_a_source_mix_moves_mass_onto_each_texts_own_document()
         losses.listwise_kl_loss(teacher, teacher, docs, source_mix=0.4)
     with pytest.raises(ValueError, match="below 1"):
         losses.listwise_kl_loss(teacher, teacher, docs, source=source, source_mix=1.0)
+
+
+def test_relation_kl_matches_in_batch_similarities_in_any_space() -> None:
+    torch.manual_seed(0)
+    reference = torch.randn(6, 8)
+    # the same relations in another space (a rotation, a wider width, another scale) cost nothing
+    rotation = torch.linalg.qr(torch.randn(12, 12))[0]
+    same = 3 * torch.cat([reference, torch.zeros(6, 4)], dim=1) @ rotation
+    assert losses.relation_kl_loss(same, reference).item() == pytest.approx(0.0, abs=1e-5)
+    # a student that keeps the reference's neighbours costs less than one with random relations
+    assert losses.relation_kl_loss(reference + 0.1 * torch.randn(6, 8), reference) < losses.relation_kl_loss(
+        torch.randn(6, 8), reference
+    )
+    # two texts: each one's only neighbour is the other, so any pair of vectors matches
+    assert losses.relation_kl_loss(torch.randn(2, 4), torch.randn(2, 3)).item() == pytest.approx(0.0, abs=1e-6)
+    # a known value at temperature 1: three texts, each row a softmax over the other two
+    reference = unit([1, 0], [1, 0], [0, 1])
+    student = unit([1, 0], [0, 1], [-1, 0])
+    value = losses.relation_kl_loss(student, reference, temperature=1.0)
+    p0 = torch.softmax(torch.tensor([1.0, 0.0]), 0)  # the reference's row 0 over texts 1 and 2
+    q0 = torch.softmax(torch.tensor([0.0, -1.0]), 0)  # the student's row 0 over texts 1 and 2
+    p1 = torch.softmax(torch.tensor([1.0, 0.0]), 0)  # row 1 over texts 0 and 2
+    q1 = torch.softmax(torch.tensor([0.0, 0.0]), 0)
+    p2 = torch.softmax(torch.tensor([0.0, 0.0]), 0)  # row 2 over texts 0 and 1
+    q2 = torch.softmax(torch.tensor([-1.0, 0.0]), 0)
+    expected = sum((p * (p.log() - q.log())).sum() for p, q in ((p0, q0), (p1, q1), (p2, q2))) / 3
+    assert value.item() == pytest.approx(expected.item(), rel=1e-5)
+    with pytest.raises(ValueError, match="two texts"):
+        losses.relation_kl_loss(torch.randn(1, 4), torch.randn(1, 4))
+    with pytest.raises(ValueError, match="rows"):
+        losses.relation_kl_loss(torch.randn(3, 4), torch.randn(2, 4))
 
 
 def test_l2_sp_penalty_is_the_squared_distance_to_the_start() -> None:

@@ -331,6 +331,36 @@ def test_rank_base_mix_adds_the_bases_own_ranking_to_the_target(
     assert [kw["base"] for kw in seen] == [None, None] and [kw["base_mix"] for kw in seen] == [0.0, 0.0]
 
 
+def test_base_relation_term_keeps_the_bases_in_batch_similarities_without_a_corpus(
+    bow_teacher: BowData, tiny_model_dir: Path, tmp_path: Path, isolated_cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: list[tuple[torch.Tensor, torch.Tensor]] = []
+    real = trainer_module.losses.relation_kl_loss
+
+    def spy(student, reference, **kwargs):  # type: ignore[no-untyped-def]
+        seen.append((student.detach(), reference))
+        return real(student, reference, **kwargs)
+
+    monkeypatch.setattr(trainer_module.losses, "relation_kl_loss", spy)
+    config = bow_config(bow_teacher, tiny_model_dir, tmp_path / "s", base_relation_weight=0.5, max_steps=4)
+    result = distill(config)  # no corpus: the ranking term is off, the relation term still has its base vectors
+    assert len(seen) == 4 and np.isfinite(result.history[-1]["loss"])
+    student, reference = seen[0]
+    width = SentenceTransformer(str(tiny_model_dir)).get_embedding_dimension()
+    # the student in the teacher's space, the reference in the base's own: same rows, each its own width
+    assert reference.shape == (config.batch_size, width) and student.shape[0] == config.batch_size
+    assert student.shape[1] != width
+    assert torch.allclose(reference.norm(dim=-1), torch.ones(len(reference)), atol=1e-2)
+    assert result.manifest.training["config"]["base_relation_weight"] == 0.5
+    seen.clear()
+    distill(bow_config(bow_teacher, tiny_model_dir, tmp_path / "off", max_steps=2))
+    assert seen == []  # off by default
+    with pytest.raises(InputError, match="base_relation_weight"):
+        bow_config(bow_teacher, tiny_model_dir, tmp_path / "x", base_relation_weight=-1.0)
+    with pytest.raises(InputError, match="base-relation-weight"):
+        distill(bow_config(bow_teacher, Path("teacher"), tmp_path / "t", base_relation_weight=0.5, max_steps=2))
+
+
 @pytest.mark.parametrize(
     ("student", "mix", "expected"),
     [
