@@ -235,8 +235,8 @@ class _Distiller:
             )
         rank_base = anchors is not None and config.rank_weight > 0 and bool(config.rank_base_mix)
         if rank_base or config.base_relation_weight > 0:
-            texts = [(t.text, _role(t.kind)) for t in train]
-            self._base, base_anchors = base_rank_inputs(config, texts, anchor_docs if rank_base else [])
+            roles = [(t.text, _role(t.kind)) for t in train]
+            self._base, base_anchors = base_rank_inputs(config, roles, anchor_docs if rank_base else [])
             if rank_base:
                 self._base_anchors = torch.from_numpy(base_anchors).to(self.device, torch.float32)
         if anchors is not None and config.rank_weight > 0 and config.rank_source_mix > 0:

@@ -1,10 +1,12 @@
 from __future__ import annotations
 
+from typing import Any
+
 from benchmarks.student_ablation import report
 
 
-def test_report_lists_each_student_with_its_intervals() -> None:
-    row = {
+def default_row() -> dict[str, Any]:
+    return {
         "student": "default",
         "kept_step": 16000,
         "heldout_cosine": 0.77,
@@ -14,6 +16,10 @@ def test_report_lists_each_student_with_its_intervals() -> None:
         "docstrings_x_teacher": 0.77,
         **{f"{k}_vs_reference": [0.0, 0.0, 0.0] for k in ("dev", "test", "sts", "docstrings")},
     }
+
+
+def test_report_lists_each_student_with_its_intervals() -> None:
+    row = default_row()
     other = {**row, "student": "change", "dev_vs_reference": [0.0095, 0.0053, 0.0142], "heldout_cosine": None}
     text = report(
         {"machine": "m", "concurrent": "nothing", "recipe": "r", "reference": "default=x", "rows": [row, other]},
@@ -41,16 +47,7 @@ def test_report_marks_a_checkpoint_without_a_manifest() -> None:
 
 
 def test_report_adds_student_student_columns_only_when_every_row_has_them() -> None:
-    row = {
-        "student": "default",
-        "kept_step": 16000,
-        "heldout_cosine": 0.77,
-        "teacher_agreement10": 0.68,
-        **{f"{k}_ndcg10": 0.6 for k in ("dev", "test", "sts", "docstrings")},
-        "sts_x_teacher": 0.95,
-        "docstrings_x_teacher": 0.77,
-        **{f"{k}_vs_reference": [0.0, 0.0, 0.0] for k in ("dev", "test", "sts", "docstrings")},
-    }
+    row = default_row()
     symmetric = {"sym_dev_ndcg10": 0.64, "sym_dev_x_teacher": 0.97, "sym_test_ndcg10": 0.63, "sym_test_x_teacher": 0.96}
     both = report(
         {"machine": "m", "concurrent": "-", "recipe": "r", "reference": "x=y", "rows": [{**row, **symmetric}]}
