@@ -548,6 +548,10 @@ class _Distiller:
             features = self._forward(model, [train[i].text for i in indices])
             student = features["sentence_embedding"].float()
         teacher = torch.from_numpy(targets[indices].astype(np.float32)).to(student.device)
+        # the base's own vectors of these texts, read once for the ranking target and the relation term
+        base = (
+            None if self._base is None else torch.from_numpy(self._base[indices].astype(np.float32)).to(student.device)
+        )
         if config.loss is losses.LossName.LEAF:
             loss = losses.leaf_loss(student, teacher)
         elif config.loss is losses.LossName.COSINE:
@@ -557,22 +561,20 @@ class _Distiller:
         if self._centred is not None:
             loss = loss + config.anchor_weight * losses.anchor_score_loss(student, teacher, self._centred)
         if anchors is not None and config.rank_weight > 0:  # anchors exist only when a corpus was found
-            base = None if self._base is None else torch.from_numpy(self._base[indices].astype(np.float32))
             kl = losses.listwise_kl_loss(
                 student,
                 teacher,
                 anchors,
                 temperature=config.rank_temperature,
-                base=None if base is None else base.to(student.device),
+                base=base,
                 base_documents=self._base_anchors,
                 base_mix=config.rank_base_mix or 0.0 if self._base_anchors is not None else 0.0,
                 source=None if self._sources is None else torch.from_numpy(self._sources[indices]).to(student.device),
                 source_mix=config.rank_source_mix if self._sources is not None else 0.0,
             )
             loss = loss + config.rank_weight * kl
-        if config.base_relation_weight > 0 and self._base is not None and len(indices) > 1:
-            own = torch.from_numpy(self._base[indices].astype(np.float32)).to(student.device)
-            relation = losses.relation_kl_loss(student, own, temperature=config.rank_temperature)
+        if config.base_relation_weight > 0 and base is not None and len(indices) > 1:
+            relation = losses.relation_kl_loss(student, base, temperature=config.rank_temperature)
             loss = loss + config.base_relation_weight * relation
         if self._tokens is not None:  # no layer cache here (refused at set-up)
             loss = loss + config.token_weight * self._tokens.loss(features, [self._token_rows[i] for i in indices])
