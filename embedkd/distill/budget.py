@@ -42,15 +42,16 @@ def fit_budget(
     steps_left = remaining / seconds_per_step
     affordable = min(planned, max(step + 1, step + int(steps_left)))
     if announce and steps_left > 1.1 * (planned - step):  # this cycle's steps, not the run's so far
-        limit = f"--max-steps {config.max_steps}" if config.max_steps else f"--epochs {config.epochs:g}"
+        flag, value = ("--max-steps", config.max_steps) if config.max_steps else ("--epochs", f"{config.epochs:g}")
         logger.warning(
-            "the step limit (%d steps: %s) will end this cycle after about %.0f of its %.0f budgeted minutes; "
+            "the step limit (%d steps: %s %s) will end this cycle after about %.0f of its %.0f budgeted minutes; "
             "raise %s to train for the whole budget",
             planned,
-            limit,
+            flag,
+            value,
             (train_s + eval_s + (planned - step) * seconds_per_step) / 60,
             budget / 60,
-            limit.split()[0],
+            flag,
         )
     if affordable < planned:
         logger.info(
