@@ -21,6 +21,7 @@ Writes ``student_ablation_NAME.{md,json}``; ``--reading FILE`` appends a written
 from __future__ import annotations
 
 import argparse
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -70,12 +71,23 @@ class Domains:
         docs = student.encode_document(judge.test.doc_texts())
         out: dict[str, float] = {}
         for key, data in (("dev", judge.dev), ("test", judge.test)):
-            queries = list(data.queries.values())
-            own = per_query_ndcg(data, student.encode_query(queries) @ docs.T).mean()
-            teacher = per_query_ndcg(data, self.teacher.embeddings(queries, role="query") @ judge.docs.T).mean()
+            own = per_query_ndcg(data, student.encode_query(list(data.queries.values())) @ docs.T).mean()
             out[f"sym_{key}_ndcg10"] = float(own)
-            out[f"sym_{key}_x_teacher"] = float(own / teacher)
+            out[f"sym_{key}_x_teacher"] = float(own / self._teacher_ndcg[key])
         return out
+
+    @cached_property
+    def _teacher_ndcg(self) -> dict[str, float]:
+        """The teacher searching its own vectors: dev and test nDCG@10, computed once for every student."""
+        judge = self.judge
+        return {
+            key: float(
+                per_query_ndcg(
+                    data, self.teacher.embeddings(list(data.queries.values()), role="query") @ judge.docs.T
+                ).mean()
+            )
+            for key, data in (("dev", judge.dev), ("test", judge.test))
+        }
 
     def agreement10(self, student: Encoder) -> float:
         judge = self.judge
