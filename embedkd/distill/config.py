@@ -206,6 +206,10 @@ class DistillConfig:
             raise InputError("token_weight must be 0 or more")
         if self.base_relation_weight < 0:
             raise InputError("base_relation_weight must be 0 or more")
+        if self.base_relation_weight > 0 and self.batch_size < 2:
+            raise InputError(
+                "base_relation_weight compares each text with the rest of its batch: batch_size must be 2 or more"
+            )
         if self.l2sp_weight < 0:
             raise InputError("l2sp_weight must be 0 or more")
         if not 0 <= self.ema_decay < 1:

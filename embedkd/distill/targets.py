@@ -23,6 +23,7 @@ __all__ = [
     "anchor_sources",
     "anchor_texts",
     "base_rank_inputs",
+    "check_base_space",
     "centred_anchors",
     "default_rank_base_mix",
     "load_anchors",
@@ -116,6 +117,20 @@ def default_rank_base_mix(config: DistillConfig) -> float:
     return DEFAULT_RANK_BASE_MIX
 
 
+def check_base_space(config: DistillConfig) -> None:
+    """Refuse a student base without a space of its own to compare with (the base's ranking or relations)."""
+    if is_static_base(config.student):
+        raise InputError(
+            "--rank-base-mix and --base-relation-weight need a transformer student base; a static base has no "
+            "space of its own"
+        )
+    if config.student == TEACHER_BASE:
+        raise InputError(
+            "--rank-base-mix and --base-relation-weight with --student-base teacher would compare the teacher "
+            "with itself"
+        )
+
+
 def base_rank_inputs(
     config: DistillConfig, texts: Sequence[tuple[str, str]], anchors: Sequence[str]
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -126,18 +141,8 @@ def base_rank_inputs(
     array comes back). The base is the student's starting model, undistilled, in its own space. Both arrays
     are normalised float16 rows, in the given orders, computed once and cached on disk like the teacher's.
     """
-    base = config.student
-    if is_static_base(base):
-        raise InputError(
-            "--rank-base-mix and --base-relation-weight need a transformer student base; a static base has no "
-            "space of its own"
-        )
-    if base == TEACHER_BASE:
-        raise InputError(
-            "--rank-base-mix and --base-relation-weight with --student-base teacher would compare the teacher "
-            "with itself"
-        )
-    encoder = Encoder.load(base, device=None if config.device == "auto" else config.device)
+    check_base_space(config)
+    encoder = Encoder.load(config.student, device=None if config.device == "auto" else config.device)
 
     def embed(items: Sequence[str], role: str) -> np.ndarray:
         return encoder.encode_cached(items, role=role, batch_size=64, progress=config.progress).astype(np.float16)

@@ -51,6 +51,7 @@ from embedkd.distill.targets import (
     anchor_texts,
     base_rank_inputs,
     centred_anchors,
+    check_base_space,
     default_rank_base_mix,
     load_anchors,
     load_pairs,
@@ -100,6 +101,8 @@ def _role(kind: TextKind) -> str:
 class _Distiller:
     def __init__(self, config: DistillConfig) -> None:
         self.config = replace(config, rank_base_mix=default_rank_base_mix(config))  # recorded as resolved
+        if config.base_relation_weight > 0:
+            check_base_space(config)  # before the teacher's targets, which can take an hour
         self.device = resolve_device(config.device)
         self.ranks = init_ranks(self.device)
         if self.ranks.active and self.device.startswith("cuda"):

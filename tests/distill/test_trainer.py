@@ -357,8 +357,13 @@ def test_base_relation_term_keeps_the_bases_in_batch_similarities_without_a_corp
     assert seen == []  # off by default
     with pytest.raises(InputError, match="base_relation_weight"):
         bow_config(bow_teacher, tiny_model_dir, tmp_path / "x", base_relation_weight=-1.0)
+    with pytest.raises(InputError, match="batch_size must be 2"):
+        bow_config(bow_teacher, tiny_model_dir, tmp_path / "x", base_relation_weight=0.5, batch_size=1)
+    # a base without a space of its own is refused before any teacher targets are computed
+    monkeypatch.setattr(trainer_module._Distiller, "_targets", lambda *a, **k: pytest.fail("computed targets"))
     with pytest.raises(InputError, match="base-relation-weight"):
         distill(bow_config(bow_teacher, Path("teacher"), tmp_path / "t", base_relation_weight=0.5, max_steps=2))
+    assert not (tmp_path / "t").exists()  # and the folder it made is gone
 
 
 @pytest.mark.parametrize(
