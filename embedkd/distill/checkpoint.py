@@ -3,6 +3,7 @@ and the manifest (``embedkd.json``) of the student a run keeps."""
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import shutil
@@ -16,7 +17,7 @@ import torch
 from embedkd.distill.data import describe
 from embedkd.errors import InputError
 from embedkd.models.manifest import Alignment, StudentManifest
-from embedkd.models.student import set_max_seq_length
+from embedkd.models.student import save_student, set_max_seq_length
 from embedkd.npy import fsync_dir
 
 if TYPE_CHECKING:
@@ -28,7 +29,15 @@ if TYPE_CHECKING:
     from embedkd.distill.data import TrainingText
     from embedkd.distill.teacher import Teacher
 
-__all__ = ["STATE_FILE", "copy_checkpoint", "load_state", "replace_dir", "save_checkpoint", "training_manifest"]
+__all__ = [
+    "STATE_FILE",
+    "copy_checkpoint",
+    "load_state",
+    "publish_student",
+    "replace_dir",
+    "save_checkpoint",
+    "training_manifest",
+]
 
 STATE_FILE = "trainer_state.pt"
 
@@ -66,6 +75,30 @@ def replace_dir(tmp: Path, dest: Path) -> None:
     fsync_dir(dest.parent)
     if old.exists():
         shutil.rmtree(old)
+
+
+def publish_student(
+    model: SentenceTransformer,
+    manifest: StudentManifest,
+    history: Sequence[dict[str, Any]],
+    out: Path,
+    checkpoints: Path | None,
+) -> None:
+    """Save the kept student, its training log and (given ``checkpoints``) the run's checkpoints to ``out``.
+
+    The new student is written beside the folder, then renamed into place: the old one (if any) stays whole
+    until the new one is complete, and nothing else is ever deleted.
+    """
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.saving-", dir=out.parent))
+    try:
+        save_student(model, tmp, manifest)
+        (tmp / "training_log.jsonl").write_text("".join(json.dumps(h) + "\n" for h in history))
+        if checkpoints is not None and checkpoints.is_dir():
+            os.rename(checkpoints, tmp / "checkpoints")
+        replace_dir(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
 
 
 def save_checkpoint(

@@ -7,13 +7,11 @@ schedules, steps, evaluates and checkpoints.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
 import random
 import shutil
-import tempfile
 import time
 from collections.abc import Sequence
 from contextlib import nullcontext
@@ -36,7 +34,7 @@ from embedkd.distill.checkpoint import (
     check_out_folder,
     copy_checkpoint,
     load_state,
-    replace_dir,
+    publish_student,
     save_checkpoint,
     set_rng_state,
     training_manifest,
@@ -70,7 +68,6 @@ from embedkd.models.student import (
     fit_ridge_projection,
     is_static_base,
     pooled_embeddings,
-    save_student,
     set_max_seq_length,
     set_projection,
 )
@@ -280,18 +277,7 @@ class _Distiller:
         manifest = training_manifest(
             config, teacher, train, holdout, kept_layers, final_metrics, best_state, self.timings, self.device
         )
-        # The new student is written beside the folder, then renamed into place: the old one (if any) stays
-        # whole until the new one is complete, and nothing else is ever deleted.
-        tmp = Path(tempfile.mkdtemp(prefix=f".{config.out.name}.saving-", dir=config.out.parent))
-        try:
-            save_student(best, tmp, manifest)
-            (tmp / "training_log.jsonl").write_text("".join(json.dumps(h) + "\n" for h in self.history))
-            if config.keep_checkpoints and self.checkpoints.is_dir():
-                os.rename(self.checkpoints, tmp / "checkpoints")
-            replace_dir(tmp, config.out)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
+        publish_student(best, manifest, self.history, config.out, self.checkpoints if config.keep_checkpoints else None)
         self.ranks.barrier()
         return DistillResult(out=config.out, manifest=manifest, history=self.history, model=model)
 
