@@ -1,6 +1,6 @@
 """Timeline of ``embedkd demo`` from a cold start: first /search answer, index complete, student live.
 
-    python -m benchmarks.demo_timeline [--limit-minutes 40] [--out benchmarks/results]
+    python -m benchmarks.demo_timeline [--limit-minutes 40] [--out benchmarks/results] [--name NAME]
 
 Runs ``embedkd demo`` (what ``make demo`` runs after ``make install`` and ``embedkd models --prepare``) in a
 fresh work folder with an empty embedding cache, so every teacher embedding is computed, and polls the
@@ -35,6 +35,7 @@ def main() -> None:
     parser.add_argument("--limit-minutes", type=float, default=40.0)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     parser.add_argument("--concurrent", default="nothing else")
+    parser.add_argument("--name", default="", help="Write demo_NAME.{md,json} (another machine) instead.")
     args = parser.parse_args()
     port = free_port()
     base = f"http://127.0.0.1:{port}"
@@ -97,8 +98,9 @@ def main() -> None:
     }
     print(json.dumps(results["events_s"]), flush=True)
     args.out.mkdir(parents=True, exist_ok=True)
-    write_json(args.out / "demo.json", results)
-    write_markdown(results, args.out / "demo.md")
+    stem = f"demo_{args.name}" if args.name else "demo"
+    write_json(args.out / f"{stem}.json", results)
+    write_markdown(results, args.out / f"{stem}.md")
 
 
 def _answer(body: dict[str, Any]) -> dict[str, Any]:
