@@ -25,6 +25,7 @@ __all__ = [
     "base_rank_inputs",
     "check_base_space",
     "centred_anchors",
+    "default_base_relation_weight",
     "default_rank_base_mix",
     "load_anchors",
     "load_pairs",
@@ -104,6 +105,7 @@ def load_anchors(config: DistillConfig, teacher: Teacher, device: str, anchors: 
 
 
 DEFAULT_RANK_BASE_MIX = 0.7
+DEFAULT_BASE_RELATION_WEIGHT = 0.1
 
 
 def default_rank_base_mix(config: DistillConfig) -> float:
@@ -115,6 +117,17 @@ def default_rank_base_mix(config: DistillConfig) -> float:
     if base in (TEACHER_BASE, config.teacher) or is_static_base(base):
         return 0.0
     return DEFAULT_RANK_BASE_MIX
+
+
+def default_base_relation_weight(config: DistillConfig) -> float:
+    """--base-relation-weight, or its default: 0.1 where the student base has a space of its own (a transformer
+    other than the teacher) and a batch holds other texts to compare with, else 0."""
+    if config.base_relation_weight is not None:
+        return config.base_relation_weight
+    base = config.student
+    if base in (TEACHER_BASE, config.teacher) or is_static_base(base) or config.batch_size < 2:
+        return 0.0
+    return DEFAULT_BASE_RELATION_WEIGHT
 
 
 def check_base_space(config: DistillConfig) -> None:

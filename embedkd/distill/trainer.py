@@ -50,6 +50,7 @@ from embedkd.distill.targets import (
     base_rank_inputs,
     centred_anchors,
     check_base_space,
+    default_base_relation_weight,
     default_rank_base_mix,
     load_anchors,
     load_pairs,
@@ -97,9 +98,13 @@ def _role(kind: TextKind) -> str:
 
 class _Distiller:
     def __init__(self, config: DistillConfig) -> None:
-        self.config = replace(config, rank_base_mix=default_rank_base_mix(config))  # recorded as resolved
-        if config.base_relation_weight > 0:
-            check_base_space(config)  # before the teacher's targets, which can take an hour
+        self.config = replace(  # recorded as resolved
+            config,
+            rank_base_mix=default_rank_base_mix(config),
+            base_relation_weight=default_base_relation_weight(config),
+        )
+        if config.base_relation_weight:  # asked for: before the teacher's targets, which can take an hour
+            check_base_space(config)
         self.device = resolve_device(config.device)
         self.ranks = init_ranks(self.device)
         if self.ranks.active and self.device.startswith("cuda"):
@@ -234,7 +239,7 @@ class _Distiller:
                 "(benchmarks/results/unseen_docstrings_corpus_text_*.md)"
             )
         rank_base = anchors is not None and config.rank_weight > 0 and bool(config.rank_base_mix)
-        if rank_base or config.base_relation_weight > 0:
+        if rank_base or config.base_relation_weight:
             roles = [(t.text, _role(t.kind)) for t in train]
             self._base, base_anchors = base_rank_inputs(config, roles, anchor_docs if rank_base else [])
             if rank_base:
@@ -562,7 +567,7 @@ class _Distiller:
                 source_mix=config.rank_source_mix if self._sources is not None else 0.0,
             )
             loss = loss + config.rank_weight * kl
-        if config.base_relation_weight > 0 and base is not None and len(indices) > 1:
+        if config.base_relation_weight and base is not None and len(indices) > 1:
             relation = losses.relation_kl_loss(student, base, temperature=config.rank_temperature)
             loss = loss + config.base_relation_weight * relation
         if self._tokens is not None:  # no layer cache here (refused at set-up)

@@ -12,7 +12,7 @@ from sentence_transformers import SentenceTransformer
 
 from embedkd.distill import DistillConfig, TrainingDivergedError, distill
 from embedkd.distill import trainer as trainer_module
-from embedkd.distill.targets import default_rank_base_mix
+from embedkd.distill.targets import default_base_relation_weight, default_rank_base_mix
 from embedkd.errors import InputError
 from embedkd.models import Encoder
 from embedkd.models.manifest import StudentManifest
@@ -37,6 +37,7 @@ def bow_config(bow: BowData, student: Path, out: Path, **overrides: object) -> D
         seed=0,
         freeze_embeddings=False,  # a tiny random BERT must learn its token vectors to fit a bag of words
         frozen_layers=0,  # and every layer (the layer-cache path has its own tests)
+        base_relation_weight=0.0,  # a tiny random base has no similarities worth keeping (the term has its own tests)
     )
     settings.update(overrides)
     return DistillConfig(**settings)  # type: ignore[arg-type]
@@ -354,7 +355,9 @@ def test_base_relation_term_keeps_the_bases_in_batch_similarities_without_a_corp
     assert result.manifest.training["config"]["base_relation_weight"] == 0.5
     seen.clear()
     distill(bow_config(bow_teacher, tiny_model_dir, tmp_path / "off", max_steps=2))
-    assert seen == []  # off by default
+    assert seen == []  # 0 turns it off
+    on = distill(bow_config(bow_teacher, tiny_model_dir, tmp_path / "on", max_steps=2, base_relation_weight=None))
+    assert len(seen) == 2 and on.manifest.training["config"]["base_relation_weight"] == 0.1  # the default, resolved
     with pytest.raises(InputError, match="base_relation_weight"):
         bow_config(bow_teacher, tiny_model_dir, tmp_path / "x", base_relation_weight=-1.0)
     with pytest.raises(InputError, match="batch_size must be 2"):
@@ -384,6 +387,27 @@ def test_the_base_ranking_mix_defaults_by_the_student_base(
 ) -> None:
     config = bow_config(bow_teacher, Path(student), tmp_path / "s", rank_base_mix=mix)
     assert default_rank_base_mix(config) == expected
+
+
+@pytest.mark.parametrize(
+    ("student", "weight", "batch_size", "expected"),
+    [
+        ("minilm-l6", None, 32, 0.1),  # a transformer base with a space of its own
+        ("some/folder", None, 32, 0.1),
+        ("minilm-l6", None, 1, 0.0),  # a batch of one has nothing to compare with
+        ("teacher", None, 32, 0.0),  # a cut of the teacher's own layers: no space of its own
+        ("bow-teacher", None, 32, 0.0),  # the teacher itself as the base
+        ("static", None, 32, 0.0),  # a static base
+        ("static:minilm-l6", None, 32, 0.0),
+        ("minilm-l6", 0.3, 32, 0.3),  # an explicit value wins
+        ("minilm-l6", 0.0, 32, 0.0),
+    ],
+)
+def test_the_base_relation_weight_defaults_by_the_student_base(
+    bow_teacher: BowData, tmp_path: Path, student: str, weight: float | None, batch_size: int, expected: float
+) -> None:
+    config = bow_config(bow_teacher, Path(student), tmp_path / "s", base_relation_weight=weight, batch_size=batch_size)
+    assert default_base_relation_weight(config) == expected
 
 
 def test_a_static_student_is_distilled_by_model2vec_then_aligned(
