@@ -190,8 +190,7 @@ def prepare(
             out=student_dir,
             data=data,
             teacher=teacher,
-            student=student_base,
-            epochs=2,
+            student=student_base,  # the trainer's epochs: the budget, not a step limit, ends the 5 minutes
             batch_size=32,
             max_minutes=train_minutes,
             eval_every=250,
