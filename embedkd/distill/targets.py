@@ -108,15 +108,18 @@ DEFAULT_RANK_BASE_MIX = 0.7
 DEFAULT_BASE_RELATION_WEIGHT = 0.1
 
 
+def _base_has_own_space(config: DistillConfig) -> bool:
+    """Whether the student base is a transformer other than the teacher: a ranking and relations of its own."""
+    base = config.student
+    return base not in (TEACHER_BASE, config.teacher) and not is_static_base(base)
+
+
 def default_rank_base_mix(config: DistillConfig) -> float:
     """--rank-base-mix, or its default: 0.7 where the student base has a ranking of its own to add (a
     transformer other than the teacher), else 0 (a static base, or a cut of the teacher's own layers)."""
     if config.rank_base_mix is not None:
         return config.rank_base_mix
-    base = config.student
-    if base in (TEACHER_BASE, config.teacher) or is_static_base(base):
-        return 0.0
-    return DEFAULT_RANK_BASE_MIX
+    return DEFAULT_RANK_BASE_MIX if _base_has_own_space(config) else 0.0
 
 
 def default_base_relation_weight(config: DistillConfig) -> float:
@@ -124,10 +127,7 @@ def default_base_relation_weight(config: DistillConfig) -> float:
     other than the teacher) and a batch holds other texts to compare with, else 0."""
     if config.base_relation_weight is not None:
         return config.base_relation_weight
-    base = config.student
-    if base in (TEACHER_BASE, config.teacher) or is_static_base(base) or config.batch_size < 2:
-        return 0.0
-    return DEFAULT_BASE_RELATION_WEIGHT
+    return DEFAULT_BASE_RELATION_WEIGHT if _base_has_own_space(config) and config.batch_size >= 2 else 0.0
 
 
 def check_base_space(config: DistillConfig) -> None:
