@@ -142,6 +142,11 @@ def check_base_space(config: DistillConfig) -> None:
             "--rank-base-mix and --base-relation-weight with --student-base teacher would compare the teacher "
             "with itself"
         )
+    if config.student == config.teacher:
+        raise InputError(
+            f"--rank-base-mix and --base-relation-weight with the teacher ({config.teacher}) as the student base "
+            "would compare the teacher with itself"
+        )
 
 
 def base_rank_inputs(

@@ -367,6 +367,9 @@ def test_base_relation_term_keeps_the_bases_in_batch_similarities_without_a_corp
     with pytest.raises(InputError, match="base-relation-weight"):
         distill(bow_config(bow_teacher, Path("teacher"), tmp_path / "t", base_relation_weight=0.5, max_steps=2))
     assert not (tmp_path / "t").exists()  # and the folder it made is gone
+    with pytest.raises(InputError, match=r"the teacher \(bow-teacher\) as the student base"):  # named as itself
+        distill(bow_config(bow_teacher, Path("bow-teacher"), tmp_path / "t", base_relation_weight=0.5, max_steps=2))
+    assert not (tmp_path / "t").exists()
 
 
 @pytest.mark.parametrize(
