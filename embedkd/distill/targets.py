@@ -132,21 +132,19 @@ def default_base_relation_weight(config: DistillConfig) -> float:
 
 def check_base_space(config: DistillConfig) -> None:
     """Refuse a student base without a space of its own to compare with (the base's ranking or relations)."""
+    if _base_has_own_space(config):
+        return
     if is_static_base(config.student):
         raise InputError(
             "--rank-base-mix and --base-relation-weight need a transformer student base; a static base has no "
             "space of its own"
         )
-    if config.student == TEACHER_BASE:
-        raise InputError(
-            "--rank-base-mix and --base-relation-weight with --student-base teacher would compare the teacher "
-            "with itself"
-        )
-    if config.student == config.teacher:
-        raise InputError(
-            f"--rank-base-mix and --base-relation-weight with the teacher ({config.teacher}) as the student base "
-            "would compare the teacher with itself"
-        )
+    base = (
+        "--student-base teacher"
+        if config.student == TEACHER_BASE
+        else f"the teacher ({config.teacher}) as the student base"
+    )
+    raise InputError(f"--rank-base-mix and --base-relation-weight with {base} would compare the teacher with itself")
 
 
 def base_rank_inputs(
