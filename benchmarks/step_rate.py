@@ -19,7 +19,9 @@ on an otherwise idle machine.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+import shutil
 import statistics
 import time
 from pathlib import Path
@@ -41,6 +43,9 @@ def parse_options(specs: list[str]) -> dict[str, dict[str, Any]]:
             raise InputError(f"--option {label}: not JSON ({exc})") from exc
         if not isinstance(overrides, dict):
             raise InputError(f"--option {label}: give a JSON object of recipe overrides")
+        unknown = sorted(set(overrides) - {f.name for f in dataclasses.fields(DistillConfig)})
+        if unknown:
+            raise InputError(f"--option {label}: {', '.join(unknown)} is not a recipe option (DistillConfig)")
         options[label] = overrides
     return options
 
@@ -107,6 +112,8 @@ def main() -> None:
     options = parse_options(args.option)
     if len(options) < 2 or args.repeats < 1 or args.steps < 1:
         raise InputError("give two or more --option, and a positive --repeats and --steps")
+    if args.work.exists() and any(args.work.iterdir()):
+        raise InputError(f"--work {args.work} is not empty; give a new folder (each run's student is removed after it)")
     runs: list[dict[str, Any]] = []
     for repeat in range(args.repeats):
         for label, overrides in options.items():
@@ -126,6 +133,7 @@ def main() -> None:
                    "steps_per_s": args.steps / seconds, "wall_seconds": time.perf_counter() - started}  # fmt: skip
             print(json.dumps(run), flush=True)
             runs.append(run)
+            shutil.rmtree(out)  # only its time is wanted; this folder was empty before the run
     results = {
         "machine": machine(),
         "concurrent": args.concurrent,

@@ -19,6 +19,8 @@ def test_parse_options_reads_json_overrides_and_refuses_what_is_not_an_object() 
         step_rate.parse_options(["a={base_relation_weight: 0.1}"])
     with pytest.raises(InputError, match="JSON object"):
         step_rate.parse_options(["a=[1, 2]"])
+    with pytest.raises(InputError, match="base_relation_wieght is not a recipe option"):
+        step_rate.parse_options(['a={"base_relation_wieght": 0.1}'])
 
 
 def test_summarise_pools_each_options_runs_against_the_first() -> None:
@@ -40,6 +42,7 @@ def test_cli_interleaves_the_options_and_reports_each_run(tmp_path: Path, monkey
 
     def fake_distill(config: Any) -> SimpleNamespace:
         seen.append({"weight": config.base_relation_weight, "steps": config.max_steps, "out": config.out})
+        config.out.mkdir(parents=True)  # as the trainer does
         return SimpleNamespace(manifest=SimpleNamespace(training={"timings": {"train_seconds_total": next(seconds)}}))
 
     monkeypatch.setattr(step_rate, "distill", fake_distill)
@@ -53,6 +56,16 @@ def test_cli_interleaves_the_options_and_reports_each_run(tmp_path: Path, monkey
     assert [s["mean_steps_per_s"] for s in results["summary"]] == [5.0, 4.0]
     text = (tmp_path / "step_rate_x.md").read_text()
     assert "| without | 2 | 4.00 | 4.00–4.00 | 0.800x |" in text and "| 3 | without | 125.0 | 4.00 |" in text
+    assert list((tmp_path / "work").iterdir()) == []  # each run's student removed once timed
+
+
+def test_cli_refuses_a_work_folder_that_holds_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "keep.txt").write_text("a user's file")
+    argv = ["step_rate", "--name", "x", "--work", str(tmp_path), "--option", "a={}", "--option", "b={}"]
+    monkeypatch.setattr(sys, "argv", argv)
+    with pytest.raises(InputError, match="not empty"):
+        step_rate.main()
+    assert (tmp_path / "keep.txt").read_text() == "a user's file"
 
 
 def test_cli_refuses_a_single_option(monkeypatch: pytest.MonkeyPatch) -> None:
