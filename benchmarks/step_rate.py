@@ -19,7 +19,6 @@ on an otherwise idle machine.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import shutil
 import statistics
@@ -28,26 +27,17 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks._report import labelled, machine, markdown_table, run_main, save_results, write_report
-from benchmarks.learning_curve import default_recipe
+from benchmarks.learning_curve import default_recipe, recipe_overrides
 from embedkd.distill import DataOptions, DistillConfig, distill
 from embedkd.errors import InputError
 
 
 def parse_options(specs: list[str]) -> dict[str, dict[str, Any]]:
     """``LABEL=JSON`` pairs as {label: overrides}; ``{}`` is the recipe as it is."""
-    options = {}
-    for label, text in labelled(specs, option="--option", form="LABEL=JSON"):
-        try:
-            overrides = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise InputError(f"--option {label}: not JSON ({exc})") from exc
-        if not isinstance(overrides, dict):
-            raise InputError(f"--option {label}: give a JSON object of recipe overrides")
-        unknown = sorted(set(overrides) - {f.name for f in dataclasses.fields(DistillConfig)})
-        if unknown:
-            raise InputError(f"--option {label}: {', '.join(unknown)} is not a recipe option (DistillConfig)")
-        options[label] = overrides
-    return options
+    return {
+        label: recipe_overrides(text, f"--option {label}")
+        for label, text in labelled(specs, option="--option", form="LABEL=JSON")
+    }
 
 
 def summarise(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
