@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import platform
 import sys
@@ -66,6 +67,23 @@ def student_report_parser(doc: str | None, stem: str, *, data_root: bool = True)
     parser.add_argument("--name", default="", help=f"Write {stem}_NAME.{{md,json}}.")
     parser.add_argument("--concurrent", default="nothing else")
     return parser
+
+
+def recipe_overrides(text: str, where: str) -> dict[str, Any]:
+    """Overrides of the recipe given as JSON: an object whose keys are recipe options (``DistillConfig``
+    fields), or an InputError that names ``where`` they came from, before anything trains."""
+    try:
+        overrides = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{where}: not JSON ({exc})") from exc
+    if not isinstance(overrides, dict):
+        raise InputError(f"{where}: give a JSON object of recipe overrides")
+    from embedkd.distill import DistillConfig  # here, not at the top: most reports never train (torch)
+
+    unknown = sorted(set(overrides) - {f.name for f in dataclasses.fields(DistillConfig)})
+    if unknown:
+        raise InputError(f"{where}: {', '.join(unknown)} is not a recipe option (DistillConfig)")
+    return overrides
 
 
 def labelled(specs: Sequence[str], option: str = "--student", form: str = "LABEL=FOLDER") -> list[tuple[str, str]]:

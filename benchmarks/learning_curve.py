@@ -19,17 +19,15 @@ encoding, which is cached, and evaluation are excluded); compare points on an ot
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks._report import machine, markdown_table, run_main, write_json
+from benchmarks._report import machine, markdown_table, recipe_overrides, run_main, write_json
 from benchmarks.recipe_ablation import Judge
 from embedkd.distill import DataOptions, DistillConfig, Teacher, distill
 from embedkd.distill.checkpoint import load_state
-from embedkd.errors import InputError
 from embedkd.evaluation import load_sts, score_retrieval, sts_spearman
 from embedkd.models import Encoder
 from embedkd.models.manifest import StudentManifest
@@ -50,21 +48,6 @@ def default_recipe(out: Path, data_root: Path) -> dict[str, Any]:
         eval_split="train",  # dev: SciFact's train qrels, never trained on; test stays untouched
         progress=False,
     )
-
-
-def recipe_overrides(text: str, where: str) -> dict[str, Any]:
-    """Overrides of the recipe given as JSON: an object whose keys are recipe options (``DistillConfig``
-    fields), or an InputError that names ``where`` they came from, before anything trains."""
-    try:
-        overrides = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise InputError(f"{where}: not JSON ({exc})") from exc
-    if not isinstance(overrides, dict):
-        raise InputError(f"{where}: give a JSON object of recipe overrides")
-    unknown = sorted(set(overrides) - {f.name for f in dataclasses.fields(DistillConfig)})
-    if unknown:
-        raise InputError(f"{where}: {', '.join(unknown)} is not a recipe option (DistillConfig)")
-    return overrides
 
 
 def evaluations(student_dir: Path, after_step: int) -> list[dict[str, Any]]:

@@ -26,8 +26,16 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks._report import labelled, machine, markdown_table, run_main, save_results, write_report
-from benchmarks.learning_curve import default_recipe, recipe_overrides
+from benchmarks._report import (
+    labelled,
+    machine,
+    markdown_table,
+    recipe_overrides,
+    run_main,
+    save_results,
+    write_report,
+)
+from benchmarks.learning_curve import default_recipe
 from embedkd.distill import DataOptions, DistillConfig, distill
 from embedkd.errors import InputError
 
