@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks._report import machine, markdown_table, run_main, write_json
+from benchmarks._report import machine, markdown_table, recipe_overrides, run_main, write_json
 from embedkd.data import load_beir
 from embedkd.distill import DataOptions, DistillConfig, Teacher, distill
 from embedkd.distill.teacher import read_aligned_texts
@@ -97,7 +97,7 @@ def main() -> None:
     parser.add_argument("--skip-cut", action="store_true", help="Train only the default student.")
     parser.add_argument("--recipe-json", type=str, default="{}", help="Overrides of the recipe, as JSON.")
     args = parser.parse_args()
-    overrides = json.loads(args.recipe_json)
+    overrides = recipe_overrides(args.recipe_json, "--recipe-json")
     beir = args.data_root / "beir" / "scifact"
     dataset = load_beir(beir, "test")
     query_texts = list(dataset.queries.values())

@@ -28,3 +28,15 @@ def test_cli_refuses_a_misspelt_override_before_training(tmp_path: Path, monkeyp
     with pytest.raises(InputError, match="base_relation_wieght"):
         learning_curve.main()
     assert not (tmp_path / "work").exists() and not (tmp_path / "out").exists()
+
+
+def test_distill_scifact_refuses_a_misspelt_override_before_training(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from benchmarks import distill_scifact
+
+    argv = ["distill_scifact", "--work", str(tmp_path / "work"), "--recipe-json", '{"max_minute": 1}']
+    monkeypatch.setattr(sys, "argv", argv)
+    with pytest.raises(InputError, match="max_minute is not a recipe option"):
+        distill_scifact.main()
+    assert not (tmp_path / "work").exists()
