@@ -61,9 +61,10 @@ class DataOptions:
     documents: bool = field(
         default=True,
         metadata={
-            "help": "Also train on whole documents (title + text, cut to the training length; the teacher "
-            "encodes each once, unless its vectors are cached or imported). --no-documents: titles and "
-            "sentences only."
+            "help": "Also train on whole documents (title + text). The student reads each cut to the training "
+            "length; the teacher's target is the whole document up to the teacher's own limit, as its index "
+            "sees it, encoded once unless its vectors are cached or imported, so long documents cost the "
+            "teacher far more than queries. --no-documents: titles and sentences only."
         },
     )
     crops: int = field(
