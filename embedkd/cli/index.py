@@ -307,3 +307,61 @@ def info_command(index: IndexDir, as_json: Annotated[bool, typer.Option("--json"
     typer.echo(f"counts     {info['counts']}  generation {info['generation']}")
     typer.echo(f"memory     {info['memory_bytes'] / 2**20:.1f} MiB")
     typer.echo(f"created    {info['created_at']}   updated {info['updated_at']}")
+
+
+@index_app.command("check")
+def check_command(
+    index: IndexDir,
+    student: Annotated[str, typer.Option(help="Trained student folder: the model that will query this index.")],
+    sample: Annotated[int, typer.Option(min=1, max=100_000, help="Chunks of the index to compare.")] = 256,
+    seed: Annotated[int, typer.Option(help="Seed of the chunk sample.")] = 0,
+    min_ratio: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            max=1.0,
+            help="Exit 1 when the cosine on the index's chunks is below this share of the student's own "
+            "held-out cosine on texts of the same kinds (0: report only).",
+        ),
+    ] = 0.0,
+    device: Device = "auto",
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Measure whether a student is aligned on *this* index's documents, before it serves queries there.
+
+    A student writes into its teacher's space only where its training text reached: on a domain it never saw,
+    it keeps less of the teacher's quality (README, "Queries from a domain the student never trained on"). This
+    encodes a sample of the index's chunks with the student and compares them with the teacher vectors the index
+    already holds (no teacher and no queries are needed), then with the cosine the student reached on its own
+    held-out texts of the same kinds, which its embedkd.json records.
+    """
+    from embedkd.evaluation.alignment import index_coverage
+    from embedkd.models.encoder import Encoder
+
+    device = resolve_device(device)
+    with Index.open(index, device=device, readonly=True) as opened:  # safe beside a server writing it
+        encoder = Encoder.load(student, device=device)
+        problem = alignment_problem(
+            name=encoder.name,
+            fingerprint=encoder.fingerprint,
+            dimension=encoder.dimension,
+            manifest=encoder.manifest,
+            indexed_by=opened.teacher,
+            mode=RetrievalMode.ASYM,
+            index_dimension=opened.manifest.dimension,
+            where=f"index {index}",
+        )
+        raise_or_warn(problem, force=False)
+        coverage = index_coverage(encoder, opened, encoder.manifest, sample=sample, seed=seed)
+    if as_json:
+        typer.echo(json.dumps({"index": str(index), "student": str(student), **coverage.to_dict()}, indent=2))
+    else:
+        typer.echo(f"index      {index} ({coverage.compared} of {coverage.chunks} chunks compared)")
+        typer.echo(f"student    {student}")
+        typer.echo(f"cosine     {coverage.cosine:.4f} to the teacher vectors of this index's chunks")
+        if coverage.reference_cosine is not None and coverage.ratio is not None:
+            typer.echo(f"reference  {coverage.reference_cosine:.4f} on {coverage.reference}")
+            typer.echo(f"ratio      {coverage.ratio:.3f} (covered at {coverage.covered_ratio:g} and above)")
+        typer.echo(coverage.verdict)
+    if min_ratio > 0 and (coverage.ratio is None or coverage.ratio < min_ratio):
+        raise typer.Exit(1)
