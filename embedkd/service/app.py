@@ -38,7 +38,7 @@ from embedkd.retrieval import (
     raise_or_warn,
     student_mode,
 )
-from embedkd.service.background import grow_index, watch_student
+from embedkd.service.background import check_coverage, grow_index, watch_student
 from embedkd.service.batching import BatchTimeout, EncodeFailed, MicroBatcher, Overloaded
 from embedkd.service.compute import ComputeThread, name_os_thread
 from embedkd.service.encoding import EncoderStages, SharedTrunkStages
@@ -287,6 +287,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             chores.append(asyncio.create_task(grow_index(state, settings.grow_from)))
         if settings.student_pending is not None and state.student is None:
             chores.append(asyncio.create_task(watch_student(state, settings.student_pending)))
+        if state.students:
+            chores.append(asyncio.create_task(check_coverage(state, list(state.students))))
         state.ready = True
         logger.info(_startup_summary(state))
         try:

@@ -9,6 +9,9 @@ A server can start on a first slice of its corpus in teacher mode and answer at 
   alignment check as start-up, starts its micro-batchers and only then swaps it in: a request already in
   flight keeps the models it started with, so nothing fails during the swap.
 
+- ``check_coverage`` measures, once per student, whether it is as aligned on this index's documents as on its
+  own held-out texts (``embedkd index check``), a few chunks at a time behind the queries.
+
 ``state.progress`` says what is being built and how far along it is (``/ready`` and ``/models`` show it).
 """
 
@@ -29,7 +32,7 @@ from embedkd.retrieval import AsymmetricRetriever, student_mode
 from embedkd.service.compute import DOCUMENTS
 from embedkd.service.state import AppState
 
-__all__ = ["grow_index", "watch_student"]
+__all__ = ["check_coverage", "grow_index", "watch_student"]
 
 logger = logging.getLogger("embedkd.service")
 
@@ -70,6 +73,43 @@ async def grow_index(state: AppState, source: Path, *, batch: int = 16) -> None:
         _set(state, "index", documents=done, docs_per_s=round(rate, 2))
     _set(state, "index", state="complete", documents=len(index), seconds=round(time.perf_counter() - started, 1))
     logger.info("index complete: %d documents", len(index))
+
+
+async def check_coverage(state: AppState, names: list[str]) -> None:
+    """``embedkd index check`` for each student in ``names``, on the compute thread a few chunks at a time at
+    document priority, so queries run first: ``/models`` shows the result, ``/metrics`` its ratio, and a
+    student whose training did not reach this index's documents is logged as a warning."""
+    from embedkd.evaluation.alignment import index_coverage
+
+    sample = state.settings.coverage_sample
+    if sample <= 0 or state.index is None:
+        return
+    for name in names:
+        encoder = state.students.get(name)
+        if encoder is None or encoder.manifest is None:
+            continue
+
+        def encode(texts: list[str], encoder: Encoder = encoder) -> Any:
+            return state.compute.map_chunks(lambda part: encoder.encode_document(list(part)), texts)
+
+        try:
+            coverage = await run_in_threadpool(
+                index_coverage, encoder, state.index, encoder.manifest, sample=sample, encode=encode
+            )
+        except EmbedkdError as exc:  # e.g. an index with no documents yet: nothing to measure
+            state.coverage[name] = {"error": str(exc)}
+            continue
+        state.coverage[name] = coverage.to_dict()
+        if coverage.ratio is not None:
+            state.metrics.coverage_ratio.labels(model=name).set(coverage.ratio)
+        log = logger.info if coverage.covered is not False else logger.warning
+        log(
+            "student %s on this index: cosine %.3f over %d chunks, %s",
+            name,
+            coverage.cosine,
+            coverage.compared,
+            coverage.verdict if coverage.ratio is None else f"{coverage.ratio:.3f}x its held-out; {coverage.verdict}",
+        )
 
 
 def _ready_folder(folder: Path) -> bool:
@@ -134,6 +174,7 @@ async def watch_student(state: AppState, folder: Path, *, poll_s: float = 2.0) -
         live_at=time.time(),
     )
     logger.info("student %s is live: /search now answers asymmetrically", student.name)
+    await check_coverage(state, [student.name])
     await asyncio.sleep(settings.request_timeout_s)  # let requests that hold the old batchers finish
     for batcher in {id(b): b for b in old.values()}.values():
         await batcher.stop()

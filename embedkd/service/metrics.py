@@ -70,6 +70,13 @@ class Metrics:
             registry=self.registry,
             multiprocess_mode="livemostrecent",
         )
+        self.coverage_ratio = Gauge(
+            "embedkd_student_coverage_ratio",
+            "A student's cosine to the index's teacher vectors over its cosine on its own held-out texts",
+            ["model"],
+            registry=self.registry,
+            multiprocess_mode="livemostrecent",
+        )
         self.save_failures = Counter(
             "embedkd_index_save_failures", "Periodic index saves that failed (retried)", registry=self.registry
         )

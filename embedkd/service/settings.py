@@ -48,6 +48,13 @@ class Settings(BaseSettings):
         "passes the alignment check.",
     )
     force_alignment: bool = Field(default=False, description="Serve a student aligned to another teacher.")
+    coverage_sample: int = Field(
+        default=256,
+        ge=0,
+        description="Chunks of the index each student encodes once, in the background after it goes live, to "
+        "measure whether it is as aligned on this index's documents as on its own held-out texts (`embedkd index "
+        "check`; /models shows it, a warning is logged when it is not). 0 turns the check off.",
+    )
     fuse_index: Path | None = Field(
         default=None,
         description="A second index of the same documents built by another model, e.g. the student's base "

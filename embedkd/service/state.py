@@ -37,6 +37,7 @@ class AppState:
     students: dict[str, Encoder] = field(default_factory=dict)
     retrievers: dict[str, AsymmetricRetriever] = field(default_factory=dict)
     latency_ms: dict[str, float] = field(default_factory=dict)  # batch-1 p50 measured at start-up, by model name
+    coverage: dict[str, dict[str, Any]] = field(default_factory=dict)  # each student's `index check`, by name
     batchers: dict[str, MicroBatcher] = field(default_factory=dict)  # "student", "teacher"
     writes: asyncio.Semaphore | None = None
     pending_writes: int = 0

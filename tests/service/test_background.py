@@ -68,6 +68,7 @@ def test_a_student_is_swapped_in_without_failing_a_request(
     assert statuses and set(statuses) == {200}, statuses
     after = client.post("/search", json={"query": "apple orchard", "k": 2}).json()
     assert after["mode"] == "asym" and after["model"] == body["models"]["student"]
+    assert _coverage(client)["compared"] == len(DOCS)  # a student swapped in is checked too
 
 
 def test_a_student_of_another_teacher_is_refused_and_the_teacher_keeps_serving(
@@ -89,3 +90,27 @@ def test_an_explicit_student_mode_without_a_student_is_a_4xx(make_client, mode: 
     client = make_client(student=None)
     response = client.post("/search", json={"query": "apple", "mode": mode})
     assert response.status_code == 422 and "student" in response.json()["detail"]
+
+
+def _coverage(client, timeout: float = 60.0) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        students = client.get("/models").json()["students"]
+        if students and students[0]["index_coverage"] is not None:
+            return students[0]["index_coverage"]
+        time.sleep(0.1)
+    raise AssertionError(f"no coverage check after {timeout} s: {students}")
+
+
+def test_each_student_is_checked_against_the_index_in_the_background(make_client) -> None:
+    client = make_client()
+    coverage = _coverage(client)
+    # the fixture's student is a random model that only claims the teacher: far less aligned than it records
+    assert coverage["compared"] == coverage["chunks"] == len(DOCS)
+    assert coverage["covered"] is False and coverage["ratio"] < 0.8 and "not covered" in coverage["verdict"]
+    assert "embedkd_student_coverage_ratio{" in client.get("/metrics").text
+
+    off = make_client(coverage_sample=0, read_only=True)  # beside the first, which writes the folder
+    assert off.post("/search", json={"query": "apple", "k": 1}).status_code == 200
+    time.sleep(0.5)
+    assert off.get("/models").json()["students"][0]["index_coverage"] is None

@@ -35,7 +35,12 @@ def describe_student(state: Any, name: str) -> dict[str, Any]:
     info = describe(state.students[name])
     alignment = info.get("alignment") or {}
     ndcg = {k: v for k, v in (alignment.get("extra") or {}).items() if k.startswith("beir_") and "ndcg" in k}
-    return {**info, "dev_ndcg": ndcg or None, "batch1_p50_ms": state.latency_ms.get(name)}
+    return {
+        **info,
+        "dev_ndcg": ndcg or None,
+        "batch1_p50_ms": state.latency_ms.get(name),
+        "index_coverage": state.coverage.get(name),  # None until the background check has run
+    }
 
 
 @router.get("/models")
