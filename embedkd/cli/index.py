@@ -21,7 +21,7 @@ from embedkd.index.build import build_index
 from embedkd.index.document_index import Embed, Index
 from embedkd.index.faiss import IndexKind, IndexParams
 from embedkd.index.manifest import remembered_fusion
-from embedkd.retrieval import RetrievalMode, alignment_problem, raise_or_warn
+from embedkd.retrieval import RetrievalMode, alignment_problem, check_alignment, raise_or_warn
 
 index_app = typer.Typer(help="Build, inspect and update teacher-side indexes.", no_args_is_help=True)
 app.add_typer(index_app, name="index")
@@ -341,17 +341,7 @@ def check_command(
     device = resolve_device(device)
     with Index.open(index, device=device, readonly=True) as opened:  # safe beside a server writing it
         encoder = Encoder.load(student, device=device)
-        problem = alignment_problem(
-            name=encoder.name,
-            fingerprint=encoder.fingerprint,
-            dimension=encoder.dimension,
-            manifest=encoder.manifest,
-            indexed_by=opened.teacher,
-            mode=RetrievalMode.ASYM,
-            index_dimension=opened.manifest.dimension,
-            where=f"index {index}",
-        )
-        raise_or_warn(problem, force=False)
+        check_alignment(encoder, opened, RetrievalMode.ASYM)  # the same teacher first, as search checks it
         coverage = index_coverage(encoder, opened, encoder.manifest, sample=sample, seed=seed)
     if as_json:
         typer.echo(json.dumps({"index": str(index), "student": str(student), **coverage.to_dict()}, indent=2))
