@@ -78,6 +78,7 @@ bench: models
 	$(PY) -m benchmarks.unseen_alignment --data-root $(DATA) --student "default student=$(BENCH_DIR)/student" \
 		--student "student cut from 3 teacher layers=$(BENCH_DIR)/student-cut"
 	$(PY) -m benchmarks.unseen_docstrings --student "default student=$(BENCH_DIR)/student"
+	$(PY) -m benchmarks.index_coverage --data-root $(DATA) --student "default student=$(BENCH_DIR)/student"
 	$(PY) -m benchmarks.student_ensemble --data-root $(DATA) --latency --student "default=$(BENCH_DIR)/student" \
 		--student "cut=$(BENCH_DIR)/student-cut" --ensemble default+cut
 	$(PY) -m benchmarks.base_interpolation --data-root $(DATA) --student $(BENCH_DIR)/student

@@ -16,6 +16,7 @@ MODULES = [
     "benchmarks.dual_space",
     "benchmarks.frontier",
     "benchmarks.fusion_index",
+    "benchmarks.index_coverage",
     "benchmarks.student_ablation",
     "benchmarks.student_ensemble",
     "benchmarks.unseen_alignment",
