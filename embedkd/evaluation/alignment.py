@@ -19,9 +19,8 @@ if TYPE_CHECKING:
 __all__ = ["AlignmentScores", "Coverage", "alignment_scores", "coverage_of", "index_coverage"]
 
 # The share of its own held-out cosine a student keeps on an index's chunks, at and above which they count as
-# covered by its training (benchmarks/results/index_coverage.md).
+# covered by its training (benchmarks/results/index_coverage_*.md).
 COVERED = 0.95
-_LONG_WORDS = 64  # as training texts are split: longer chunks compare with held-out documents, shorter with sentences
 
 
 @dataclass
@@ -144,6 +143,8 @@ def index_coverage(
     normalised). A student is aligned where its training text reached; this tells whether it reached *these*
     documents, with no teacher and no queries. ``encode`` replaces ``encoder.encode_document`` (a server runs
     it a few texts at a time, behind its queries)."""
+    from embedkd.distill.data import TextKind, kind_of  # here: embedkd.distill imports this module
+
     if sample < 1:
         raise InputError(f"the sample must hold at least 1 chunk, got {sample}")
     ids = index.store.live_chunk_ids()
@@ -156,5 +157,6 @@ def index_coverage(
     embedded = encode(texts) if encode is not None else encoder.encode_document(texts, batch_size=16)
     student = index.vectors.prepare(embedded)
     teacher = index.vectors.prepare(index.store.vectors_for(picked))
-    kinds = ["document" if len(text.split()) > _LONG_WORDS else "sentence" for text in texts]
+    # as training texts are told apart: a long chunk against held-out documents, a short one against sentences
+    kinds = ["document" if kind_of(text) is TextKind.DOCUMENT else "sentence" for text in texts]
     return coverage_of((student * teacher).sum(1), kinds, len(ids), manifest, covered_ratio=covered_ratio)
