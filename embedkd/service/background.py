@@ -99,6 +99,10 @@ async def check_coverage(state: AppState, names: list[str]) -> None:
         except EmbedkdError as exc:  # e.g. an index with no documents yet: nothing to measure
             state.coverage[name] = {"error": str(exc)}
             continue
+        except Exception as exc:  # noqa: BLE001  # a diagnosis: whatever it hits, serving goes on
+            logger.warning("coverage check of student %s failed: %s", name, exc)
+            state.coverage[name] = {"error": f"{type(exc).__name__}: {exc}"}
+            continue
         state.coverage[name] = coverage.to_dict()
         if coverage.ratio is not None:
             state.metrics.coverage_ratio.labels(model=name).set(coverage.ratio)
