@@ -53,6 +53,10 @@ class Encoder:
         self.fingerprint = fingerprint
         self.manifest = manifest
         self._lock = threading.Lock()
+        # The fast tokenizer is one Rust object whose truncation settings each call sets: two threads in it at
+        # once fail ("Already borrowed"). Held around every use of it (a request thread counting tokens beside
+        # the compute thread's batch); inside ``_lock`` in ``encode``, never the other way round.
+        self._tokenizer_lock = threading.RLock()
 
     @classmethod
     def load(
@@ -112,6 +116,7 @@ class Encoder:
             backend=self.backend,
         )
         other._lock = self._lock  # one forward at a time on the shared weights
+        other._tokenizer_lock = self._tokenizer_lock  # and one tokenizer
         return other
 
     @property
@@ -180,7 +185,7 @@ class Encoder:
         """Normalised float32 embeddings; ``role`` is ``"query"``, ``"document"`` or None."""
         prompt = self._prompt(role)
         # one forward at a time per model; sentence-transformers is not re-entrant
-        with self._lock, self._torch_threads(), autocast(self.precision, self.device):
+        with self._lock, self._tokenizer_lock, self._torch_threads(), autocast(self.precision, self.device):
             out = self.model.encode(
                 list(texts),
                 prompt=prompt or None,
@@ -194,7 +199,8 @@ class Encoder:
     # ------------------------------------------------------------------ stages (for micro-batching)
     def tokenize(self, texts: Sequence[str], *, role: str | None = None) -> dict[str, Any]:
         """Token tensors of ``texts`` with the role's prompt, truncated to ``max_seq_length``."""
-        return dict(self.model.preprocess(list(texts), prompt=self._prompt(role) or None))
+        with self._tokenizer_lock:
+            return dict(self.model.preprocess(list(texts), prompt=self._prompt(role) or None))
 
     def embed_tokens(self, features: dict[str, Any]) -> np.ndarray:
         """Float32 embeddings of tokenised texts, *before* any final normalisation (callers choose it).
@@ -237,17 +243,26 @@ class Encoder:
         """Untruncated token count of each text as the model sees it (prompt and special tokens included)."""
         prefix = self._prompt(role)
         tokenizer = self.model.tokenizer
-        if not callable(tokenizer):  # a static model's `tokenizers.Tokenizer`
-            return [len(e.ids) for e in tokenizer.encode_batch([prefix + t for t in texts])]
-        ids = tokenizer([prefix + t for t in texts], add_special_tokens=True, truncation=False)
+        with self._tokenizer_lock:
+            if not callable(tokenizer):  # a static model's `tokenizers.Tokenizer`
+                return [len(e.ids) for e in tokenizer.encode_batch([prefix + t for t in texts])]
+            ids = tokenizer([prefix + t for t in texts], add_special_tokens=True, truncation=False)
         return [len(row) for row in ids["input_ids"]]
+
+    def decode(self, rows: Sequence[Sequence[int]]) -> list[str]:
+        """Token ids back to text with this model's tokenizer (special tokens left out)."""
+        with self._tokenizer_lock:
+            return [self.model.tokenizer.decode(list(row), skip_special_tokens=True) for row in rows]
 
     def keep_last_tokens(self, texts: Sequence[str], *, role: str | None = None) -> list[str]:
         """Left truncation: each text cut at the character where the last tokens that fit begin."""
         budget = max(1, int(self.max_seq_length or 512) - self.token_counts([""], role=role)[0])
         out = []
         for text in texts:
-            enc = self.model.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True, truncation=False)
+            with self._tokenizer_lock:
+                enc = self.model.tokenizer(
+                    text, add_special_tokens=False, return_offsets_mapping=True, truncation=False
+                )
             offsets = enc["offset_mapping"]
             out.append(text if len(offsets) <= budget else text[offsets[len(offsets) - budget][0] :])
         return out

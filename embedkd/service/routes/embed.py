@@ -45,7 +45,7 @@ def decode_tokens(encoder: Encoder, rows: list[list[int]]) -> list[str]:
         bad = next((t for t in row if not 0 <= t < size), None)
         if bad is not None:
             raise HTTPException(status_code=400, detail=f"input[{i}] holds token id {bad}, outside 0..{size - 1}")
-    return [tokenizer.decode(row, skip_special_tokens=True) for row in rows]
+    return encoder.decode(rows)
 
 
 def input_texts(raw: str | list[str] | list[int] | list[list[int]], encoder: Encoder) -> list[str]:
