@@ -111,7 +111,7 @@ def coverage_of(
         if reference is not None:
             by_kind[kind]["reference"] = reference
             weighted += [reference] * int(mask.sum())
-    reference_cosine = float(np.mean(weighted)) if weighted and len(weighted) == len(cosines) else None
+    reference_cosine = float(np.mean(weighted)) if weighted else None  # every kind has one, or none does
     cosine = float(cosines.mean())
     return Coverage(
         cosine=cosine,
