@@ -6,7 +6,6 @@ place that turns expected errors into a message and an exit code instead of a tr
 
 from __future__ import annotations
 
-import logging
 import sys
 from collections.abc import Sequence
 
@@ -16,15 +15,14 @@ import typer
 from embedkd.cli import cache, demo, encode, eval, export, index, models, search, serve, train  # noqa: E402,F401,I001
 from embedkd.cli._app import app
 from embedkd.errors import EmbedkdError
+from embedkd.logs import configure_logging
 
 __all__ = ["app", "main"]
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Entry point of the ``embedkd`` script."""
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    for noisy in ("sentence_transformers", "transformers", "httpx", "huggingface_hub"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    configure_logging()
     try:
         # Standalone mode: typer itself prints a usage error (bad option, missing argument, bare `embedkd`)
         # as its usual short message and exits 2. Its exceptions come from its own vendored click, so
