@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from embedkd.errors import EmbedkdError, InputError
+from embedkd.logs import configure_logging
 
 
 def machine() -> str:
@@ -175,8 +176,10 @@ def _split_sections(lines: list[str]) -> dict[str, list[str]]:
 
 
 def run_main(main: Callable[[], int | None]) -> NoReturn:
-    """Run a benchmark's ``main``: an expected failure (a missing folder, an unknown model) ends with its
-    message and exit code, not a traceback."""
+    """Run a benchmark's ``main``: embedkd's progress is logged (a long training run shows its steps), and
+    an expected failure (a missing folder, an unknown model) ends with its message and exit code, not a
+    traceback."""
+    configure_logging("%(asctime)s %(message)s")
     try:
         code = main()
     except EmbedkdError as exc:

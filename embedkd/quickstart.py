@@ -21,6 +21,7 @@ from embedkd.data.stdlib import stdlib_corpus
 from embedkd.distill import DataOptions, DistillConfig, Teacher, distill
 from embedkd.errors import AlignmentError, InputError
 from embedkd.index import Index, IndexKind, IndexParams, build_index
+from embedkd.logs import configure_logging
 from embedkd.models.manifest import StudentManifest
 from embedkd.models.registry import find_spec
 
@@ -239,5 +240,5 @@ def _train_from_json(path: Path) -> None:
 
 
 if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    configure_logging("%(asctime)s %(message)s")
     _train_from_json(Path(sys.argv[1]))
