@@ -38,6 +38,16 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
+# A student whose held-out cosine to its teacher is below this is warned about as loosely aligned. Measured
+# on the default recipe's learning curves (ten runs on three machines, benchmarks/results/
+# learning_curve_*_default_* and *_relation01_*): none of their 247 dev evaluations below 0.75 reached
+# MiniLM-L6's own dev nDCG@10 (the best was 0.6544 against 0.6602), and every run passed it between 0.762 and
+# 0.774. The line was 0.8 before, which warned about the default's own 30-minute students (0.78, 0.99x the
+# teacher on SciFact test). Cosine is not comparable across recipes (a cut of the teacher passed MiniLM-L6
+# only at 0.88), nor across corpora: what tells a user whether the student serves *their* documents is
+# `embedkd index check`.
+LOOSE_COSINE = 0.75
+
 
 class RetrievalMode(str, Enum):
     ASYM = "asym"  # student queries against the teacher's index
@@ -73,7 +83,7 @@ def _backend_problem(encoder: Encoder, manifest: StudentManifest) -> str | None:
             f"cosine {fidelity:.4f} (< {FIDELITY_FLOOR}): the export is broken; use another backend"
         )
     cosine, torch_cosine = measured.get("mean_cosine"), measured.get("torch_mean_cosine")
-    if cosine is not None and (cosine < 0.8 or (torch_cosine is not None and torch_cosine - cosine > 0.01)):
+    if cosine is not None and (cosine < LOOSE_COSINE or (torch_cosine is not None and torch_cosine - cosine > 0.01)):
         logger.warning(
             "student %s on the %s backend is less aligned to its teacher: mean cosine %.3f (torch fp32 %.3f)",
             encoder.name,
@@ -160,11 +170,14 @@ def check_alignment(encoder: Encoder, index: Index, mode: RetrievalMode | str, *
     if problem is None and mode is RetrievalMode.ASYM and encoder.manifest is not None:
         problem = _backend_problem(encoder, encoder.manifest)
         alignment = encoder.manifest.alignment
-        if problem is None and alignment is not None and alignment.mean_cosine < 0.8:
+        if problem is None and alignment is not None and alignment.mean_cosine < LOOSE_COSINE:
             logger.warning(
-                "student %s is only loosely aligned to its teacher (mean cosine %.3f)",
+                "student %s is only loosely aligned to its teacher (held-out mean cosine %.3f < %.2f): the "
+                "default recipe's students below that scored under MiniLM-L6 alone on SciFact dev; train it longer, "
+                "and see `embedkd index check` for your own documents",
                 encoder.name,
                 alignment.mean_cosine,
+                LOOSE_COSINE,
             )
     raise_or_warn(problem, force=force)
 
