@@ -29,6 +29,7 @@ __all__ = [
     "random_crops",
     "split_holdout",
     "split_sentences",
+    "vocabulary_words",
 ]
 
 # A sentence ends at . ! or ? followed by whitespace and an upper-case letter, digit or bracket.
@@ -42,6 +43,7 @@ class TextKind(str, Enum):
     SENTENCE = "sentence"
     CROP = "crop"  # a random span of a document's words, query-length (Contriever-style cropping)
     DOCUMENT = "document"  # a whole document (title + text), truncated to the training max length
+    WORD = "word"  # a whole word of the student base's tokenizer vocabulary (--vocabulary)
 
 
 @dataclass(frozen=True)
@@ -117,6 +119,20 @@ def random_crops(text: str, count: int, *, seed: int = 0, shortest: int = 4, lon
         start = rng.randint(0, len(words) - size)
         crops.append(" ".join(words[start : start + size]))
     return crops
+
+
+def vocabulary_words(tokens: Iterable[str], *, min_letters: int = 3) -> list[str]:
+    """The whole words of a tokenizer vocabulary: pieces that start a word (SentencePiece's ``▁`` and byte-level
+    BPE's ``Ġ`` markers removed; WordPiece's ``##`` continuations, special tokens and byte pieces dropped), of
+    letters only and at least ``min_letters`` long, once each regardless of case, sorted."""
+    words: dict[str, str] = {}
+    for token in tokens:
+        if token.startswith("##"):
+            continue
+        word = token.lstrip("▁Ġ")
+        if len(word) >= min_letters and word.isalpha():
+            words.setdefault(word.lower(), word)
+    return sorted(words.values())
 
 
 def kind_of(text: str) -> TextKind:

@@ -12,10 +12,11 @@ import torch
 
 from embedkd.data.jsonl import iter_jsonl
 from embedkd.distill.config import DistillConfig
-from embedkd.distill.data import TrainingText
+from embedkd.distill.data import TextKind, TrainingText, vocabulary_words
 from embedkd.distill.teacher import Teacher
 from embedkd.errors import InputError, ModelNotFoundError
 from embedkd.models.encoder import Encoder
+from embedkd.models.loading import resolve_model_path
 from embedkd.models.student import TEACHER_BASE, is_static_base
 
 __all__ = [
@@ -31,6 +32,7 @@ __all__ = [
     "load_pairs",
     "load_teacher",
     "source_rows",
+    "vocabulary_texts",
 ]
 
 logger = logging.getLogger(__name__)
@@ -47,6 +49,28 @@ def load_teacher(config: DistillConfig) -> Teacher:
         raise InputError(f"{config.teacher_embeddings[0]}: expected a 2-d array, got shape {first.shape}")
     logger.info("teacher %s is a black box: using precomputed embeddings only", config.teacher)
     return Teacher.black_box(config.teacher, dimension=int(first.shape[1]))
+
+
+def vocabulary_texts(config: DistillConfig, teacher: Teacher, exclude: set[str]) -> list[TrainingText]:
+    """For --vocabulary: the whole words of the student base's tokenizer (:func:`vocabulary_words`) that are not
+    in ``exclude`` (the texts already given), as one-word training texts. The teacher embeds them like any text,
+    so a black-box teacher, which embeds nothing new, cannot have them."""
+    if teacher.is_black_box:
+        raise InputError(
+            f"--vocabulary needs a teacher that can embed new texts; {config.teacher} is a black box (precomputed "
+            "embeddings only)"
+        )
+    base = config.student
+    if is_static_base(base):  # model2vec keeps the tokenizer of the model it distils
+        base = base.partition(":")[2] or config.teacher
+    folder = teacher.model_path if base in (TEACHER_BASE, config.teacher) else resolve_model_path(base)
+    from transformers import AutoTokenizer
+
+    words = vocabulary_words(AutoTokenizer.from_pretrained(str(folder)).get_vocab())
+    source = f"vocabulary:{base}"
+    texts = [TrainingText(word, TextKind.WORD, source) for word in words if word not in exclude]
+    logger.info("vocabulary: %d whole words of %s's tokenizer", len(texts), base)
+    return texts
 
 
 def load_pairs(path: Path) -> list[tuple[str, str, float]]:

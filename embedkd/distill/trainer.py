@@ -56,6 +56,7 @@ from embedkd.distill.targets import (
     load_pairs,
     load_teacher,
     source_rows,
+    vocabulary_texts,
 )
 from embedkd.distill.teacher import Teacher, read_aligned_texts
 from embedkd.distill.token_targets import TokenTargets, check_student, teacher_token_targets
@@ -209,6 +210,8 @@ class _Distiller:
         teacher = load_teacher(config)
         texts = self._texts(teacher)
         train, holdout = split_holdout(texts, config.eval_texts, seed=config.seed)
+        if config.vocabulary:  # never held out: the held-out cosine measures the texts given
+            train += vocabulary_texts(config, teacher, exclude={t.text for t in texts})
         logger.info("training texts: %s", describe(train)["by_kind"])
 
         started = time.perf_counter()
