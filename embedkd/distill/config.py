@@ -102,10 +102,11 @@ class DistillConfig:
     vocabulary: bool = opt(
         False,
         "Also train on every whole word of the student base's tokenizer vocabulary, one word per text (21,358 "
-        "for MiniLM-L6; a few minutes of teacher time, once). Seed 7 at 29,012 steps: STS-B paraphrase search "
-        "+0.011 x the teacher, resolved, docstrings +0.003 and dev -0.002, unresolved "
-        "(benchmarks/results/student_ablation_amd_bf16_seed7_vocab_60min.md). The words are never held out, so "
-        "the held-out cosine stays comparable with runs without them.",
+        "for MiniLM-L6; a few minutes of teacher time, once). Off by default: two seeds did not agree. Seed 7 at "
+        "29,012 steps: STS-B paraphrase search +0.011 x the teacher, resolved; seed 1 at 16,000: +0.004, not; "
+        "docstrings +0.003 and +0.004, dev -0.002 and -0.003, none resolved "
+        "(benchmarks/results/student_ablation_amd_bf16_seed{7_vocab_60min,1_vocab16k}.md). The words are never "
+        "held out, so the held-out cosine stays comparable with runs without them.",
     )
     anchor_data: Path | None = opt(
         None, "Documents whose teacher embeddings are the anchors (default: every BEIR folder in --data, pooled)."
