@@ -352,6 +352,9 @@ class _Distiller:
                 device=self.device,
                 autocast=self._autocast(),
                 progress=config.progress,
+                store=self.checkpoints / "layer_cache",  # a resumed run reads it back; it goes with the checkpoints
+                precision=resolve_precision(config.precision, self.device).value,
+                save=self.ranks.main,
             )
             self.timings["layer_cache_seconds"] = time.perf_counter() - started
             lengths = self._layer_cache.lengths()
@@ -599,6 +602,7 @@ def distill(config: DistillConfig) -> DistillResult:
     try:
         return _Distiller(config).run()
     except BaseException:
-        if created and not any(p.is_file() for p in config.out.rglob("*")):
+        store = config.out / "checkpoints" / "layer_cache"  # a cache, not something the run saved
+        if created and not any(p.is_file() and store not in p.parents for p in config.out.rglob("*")):
             shutil.rmtree(config.out, ignore_errors=True)  # a run that failed before saving anything leaves no folder
         raise
