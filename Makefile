@@ -68,6 +68,7 @@ bench: models
 	$(PY) -m benchmarks.train_throughput --data-root $(DATA)
 	$(PY) -m benchmarks.recipe_ablation --data-root $(DATA) --work $(BENCH_DIR)/ablation
 	$(PY) -m benchmarks.learning_curve --data-root $(DATA) --work $(BENCH_DIR)/curve
+	$(PY) -m benchmarks.layer_cache_reuse --data-root $(DATA) --work $(BENCH_DIR)/layer_cache_reuse
 	$(PY) -m benchmarks.distill_scifact --data-root $(DATA) --work $(BENCH_DIR)
 	$(PY) -m benchmarks.index_bench --beir $(DATA)/beir/scifact
 	$(PY) -m benchmarks.load --student $(BENCH_DIR)/student --beir $(DATA)/beir/scifact
