@@ -9,7 +9,7 @@ model's lower-level knowledge intact.
 
 Given a ``store`` folder (the trainer uses its run's ``checkpoints/layer_cache``), the outputs are also written
 there with a key of everything they depend on (the texts in order, the frozen layers' weights, the truncation
-length, the precision), and a later run with the same key, such as ``--resume``, memory-maps them instead of
+length, the precision), and a later run with the same key, such as ``--resume``, reads them back instead of
 recomputing them: on MiniLM-L6 with the default recipe's 198k texts that is 2.5 GB of disk against about
 7 minutes of a 2-core CPU. The store lives and goes with the run's checkpoints.
 
@@ -213,7 +213,7 @@ class LayerCache:
         )
 
     def _load(self, store: Path, key: str, count: int) -> bool:
-        """Memory-map the outputs in ``store`` if they were written under ``key``; False (and a log line) if not."""
+        """Read the outputs in ``store`` if they were written under ``key``; False (and a log line) if not."""
         try:
             meta = json.loads((store / _META).read_text())
         except (OSError, ValueError):
@@ -223,7 +223,7 @@ class LayerCache:
             return False
         try:
             offsets = np.load(store / _OFFSETS)
-            hidden = np.load(store / _HIDDEN, mmap_mode="r")
+            hidden = np.load(store / _HIDDEN)  # into memory, as computed ones are: no page faults in timed steps
         except (OSError, ValueError) as exc:
             logger.warning("layer cache in %s is unreadable (%s): computing it again", store, exc)
             return False
