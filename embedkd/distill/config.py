@@ -179,7 +179,7 @@ class DistillConfig:
     keep_checkpoints: bool = opt(
         False,
         "Keep OUT/checkpoints after saving, so a later --resume can extend the run; they hold the frozen layers' "
-        "outputs too, which --resume reads back (2.5 GB for the default recipe's 198k texts).",
+        "outputs too, which --resume reads back (2.5 GB for the default recipe's 178k texts).",
     )
 
     data_options: DataOptions = field(default_factory=DataOptions)

@@ -10,7 +10,7 @@ model's lower-level knowledge intact.
 Given a ``store`` folder (the trainer uses its run's ``checkpoints/layer_cache``), the outputs are also written
 there with a key of everything they depend on (the texts in order, the frozen layers' weights, the truncation
 length, the precision), and a later run with the same key, such as ``--resume``, reads them back instead of
-recomputing them: on MiniLM-L6 with the default recipe's 198k texts that is 2.5 GB of disk against about
+recomputing them: on MiniLM-L6 with the default recipe's 178k texts that is 2.5 GB of disk against about
 7 minutes of a 2-core CPU. The store lives and goes with the run's checkpoints.
 
 Works with encoders whose Hugging Face model returns ``hidden_states`` and whose layers take
