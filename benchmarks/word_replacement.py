@@ -30,10 +30,10 @@ _NEIGHBOURS = 10
 _PIECES = re.compile(r"[A-Za-z]+|[^A-Za-z]+")
 
 
-def neighbours(words: list[str], vectors: np.ndarray, k: int = _NEIGHBOURS) -> np.ndarray:
-    """Row i: the indices of the ``k`` words nearest word i by cosine (``vectors`` normalised), i excluded."""
-    out = np.zeros((len(words), k), dtype=np.int64)
-    for start in range(0, len(words), 2048):
+def neighbours(vectors: np.ndarray, k: int = _NEIGHBOURS) -> np.ndarray:
+    """Row i: the indices of the ``k`` rows nearest row i by cosine (``vectors`` normalised), i excluded."""
+    out = np.zeros((len(vectors), k), dtype=np.int64)
+    for start in range(0, len(vectors), 2048):
         sims = vectors[start : start + 2048] @ vectors.T
         rows = np.arange(sims.shape[0])
         sims[rows, start + rows] = -1.0  # below any other cosine of normalised vectors
@@ -72,7 +72,7 @@ def main() -> None:
     vectors = SentenceTransformer(folder, device="cpu").encode(
         words, batch_size=256, normalize_embeddings=True, convert_to_numpy=True
     )
-    near = neighbours(words, vectors)
+    near = neighbours(vectors)
     index = {w: i for i, w in enumerate(words)}
     texts = [str(record["text"]) for _, record in iter_jsonl(args.data_root / "train" / "queries.jsonl")]
     rng = random.Random(args.seed)

@@ -37,10 +37,11 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from embedkd.distill.token_targets import tokenizer_fingerprint
 from embedkd.errors import InputError
 from embedkd.models.student import encoder_layers, layer_list_owner
 
-__all__ = ["LayerCache", "default_frozen_layers", "freeze_lower_layers", "layer_cache_key"]
+__all__ = ["STORE_NAME", "LayerCache", "default_frozen_layers", "freeze_lower_layers", "layer_cache_key"]
 
 logger = logging.getLogger(__name__)
 
@@ -69,13 +70,14 @@ def default_frozen_layers(model: Any, frozen_layers: int | None) -> int:
     return max(0, total - 1)
 
 
+STORE_NAME = "layer_cache"  # the store's folder in a run's checkpoints
 _META, _HIDDEN, _OFFSETS = "layer_cache.json", "hidden.f16.npy", "offsets.npy"
 _KEY_VERSION = 1  # bump when what a cached output is changes
 
 
 def layer_cache_key(model: Any, texts: Sequence[str], *, frozen: int, precision: str) -> str:
     """A digest of everything the lowest ``frozen`` layers' outputs depend on: the texts in order, the
-    embeddings' and those layers' weights, the tokenizer's size, the truncation length and the precision."""
+    embeddings' and those layers' weights, the tokenizer, the truncation length and the precision."""
     transformer = model[0]
     digest = hashlib.sha256()
     settings = {
@@ -83,7 +85,7 @@ def layer_cache_key(model: Any, texts: Sequence[str], *, frozen: int, precision:
         "frozen": frozen,
         "precision": precision,
         "max_seq_length": model.max_seq_length,
-        "tokenizer": [type(transformer.tokenizer).__name__, len(transformer.tokenizer)],
+        "tokenizer": tokenizer_fingerprint(transformer.tokenizer),
     }
     digest.update(json.dumps(settings, sort_keys=True).encode())
     auto_model = transformer.auto_model

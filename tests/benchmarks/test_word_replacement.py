@@ -9,7 +9,7 @@ def test_neighbours_are_the_nearest_other_words() -> None:
     words = ["cat", "dog", "car", "bus"]
     vectors = np.array([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [0.1, 0.9]], dtype=np.float32)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-    near = neighbours(words, vectors, k=1)
+    near = neighbours(vectors, k=1)
     assert [words[int(i)] for i in near[:, 0]] == ["dog", "cat", "bus", "car"]
 
 
