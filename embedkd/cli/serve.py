@@ -16,6 +16,7 @@ from embedkd.cli._app import app
 from embedkd.cli._options import IndexDir
 from embedkd.device import Precision
 from embedkd.models.backends import Backend, Quantize
+from embedkd.staging import process_running
 
 
 class LogLevel(str, Enum):
@@ -187,21 +188,11 @@ def remove_stale_metrics(root: Path) -> list[Path]:
     removed = []
     for folder in root.glob("embedkd-metrics-*-*"):
         pid = folder.name.split("-")[2]
-        if not pid.isdigit() or _running(int(pid)):
+        if not pid.isdigit() or process_running(int(pid)):
             continue
         shutil.rmtree(folder, ignore_errors=True)
         removed.append(folder)
     return removed
-
-
-def _running(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process: running
-        pass
-    return True
 
 
 def _env_value(value: object) -> str:
