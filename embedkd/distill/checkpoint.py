@@ -7,7 +7,6 @@ import json
 import os
 import random
 import shutil
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -19,6 +18,7 @@ from embedkd.errors import InputError
 from embedkd.models.manifest import Alignment, StudentManifest
 from embedkd.models.student import save_student, set_max_seq_length
 from embedkd.npy import fsync_dir
+from embedkd.staging import staging_dir
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -89,7 +89,7 @@ def publish_student(
     The new student is written beside the folder, then renamed into place: the old one (if any) stays whole
     until the new one is complete, and nothing else is ever deleted.
     """
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.saving-", dir=out.parent))
+    tmp = staging_dir(out, "saving")
     try:
         save_student(model, tmp, manifest)
         (tmp / "training_log.jsonl").write_text("".join(json.dumps(h) + "\n" for h in history))
@@ -110,7 +110,7 @@ def save_checkpoint(
     shorter one the model trains with, so that a checkpoint loads as a usable student.
     """
     dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.tmp-", dir=dest.parent))
+    tmp = staging_dir(dest)
     training, training_length = model.training, model.max_seq_length
     try:
         set_max_seq_length(model, max_seq_length)
@@ -126,7 +126,7 @@ def save_checkpoint(
 
 
 def copy_checkpoint(src: Path, dest: Path, *, with_state: bool = True) -> None:
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.tmp-", dir=dest.parent))
+    tmp = staging_dir(dest)
     shutil.rmtree(tmp)
     ignore = None if with_state else shutil.ignore_patterns(STATE_FILE)
     shutil.copytree(src, tmp, ignore=ignore)

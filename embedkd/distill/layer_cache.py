@@ -26,7 +26,6 @@ import json
 import logging
 import os
 import shutil
-import tempfile
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
@@ -40,6 +39,7 @@ from tqdm.auto import tqdm
 from embedkd.distill.token_targets import tokenizer_fingerprint
 from embedkd.errors import InputError
 from embedkd.models.student import encoder_layers, layer_list_owner
+from embedkd.staging import staging_dir
 
 __all__ = ["STORE_NAME", "LayerCache", "default_frozen_layers", "freeze_lower_layers", "layer_cache_key"]
 
@@ -243,7 +243,7 @@ class LayerCache:
         tmp: Path | None = None
         try:
             store.parent.mkdir(parents=True, exist_ok=True)
-            tmp = Path(tempfile.mkdtemp(prefix=f".{store.name}.tmp-", dir=store.parent))
+            tmp = staging_dir(store)
             offsets = np.zeros(len(self.hidden) + 1, dtype=np.int64)
             np.cumsum([len(h) for h in self.hidden], out=offsets[1:])
             header = {"descr": "<f2", "fortran_order": False, "shape": (int(offsets[-1]), self.hidden[0].shape[-1])}

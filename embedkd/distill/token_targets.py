@@ -19,7 +19,6 @@ import logging
 import os
 import re
 import shutil
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -34,6 +33,7 @@ from embedkd.distill import losses
 from embedkd.embedding_cache import EmbeddingCache, text_key
 from embedkd.errors import InputError
 from embedkd.paths import cache_dir
+from embedkd.staging import staging_dir
 
 if TYPE_CHECKING:
     from embedkd.distill.teacher import Teacher
@@ -138,7 +138,7 @@ class TokenTargets:
         if (folder / "manifest.json").is_file():
             return cls(folder)
         folder.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=folder.parent))
+        tmp = staging_dir(folder)
         try:
             _compute(
                 tmp, model_path, texts, keys, identity=identity, max_length=max_length, precision=precision,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from embedkd.index.document_index import Embed, Index
 from embedkd.index.faiss import IndexParams
 from embedkd.models.manifest import TeacherRef
 from embedkd.npy import fsync_dir
+from embedkd.staging import staging_dir
 
 __all__ = ["build_index"]
 
@@ -47,7 +47,7 @@ def build_index(
         raise InputError(f"{folder} exists and is not empty; choose a new folder or delete it first")
     docs = validate_documents(docs)
     folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.building-", dir=folder.parent))
+    tmp = staging_dir(folder, "building")
     try:
         index = Index.create(
             tmp,

@@ -12,13 +12,13 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import tempfile
 from pathlib import Path
 
 from embedkd.errors import InputError
 from embedkd.models.info import fingerprint
 from embedkd.models.loading import resolve_model_path
 from embedkd.paths import models_dir
+from embedkd.staging import staging_dir
 
 __all__ = ["static_base"]
 
@@ -40,7 +40,7 @@ def static_base(teacher: str, *, device: str | None = None) -> Path:
     except ImportError as exc:
         raise InputError("a static student needs model2vec: pip install 'embedkd[static]'") from exc
     target.parent.mkdir(parents=True, exist_ok=True)
-    staged = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    staged = staging_dir(target)
     try:
         SentenceTransformer(modules=[module], device="cpu").save(str(staged))
         os.replace(staged, target)

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -97,3 +99,16 @@ def test_a_store_that_cannot_be_written_only_warns(tiny_model_factory, tmp_path,
     assert len(cache.lengths()) == 2
     assert "could not keep the layer cache" in caplog.text
     assert list(tmp_path.iterdir()) == []  # no store and no half-written folder
+
+
+def test_a_store_replaces_what_a_killed_save_left(tiny_model_factory, tmp_path) -> None:
+    from embedkd.staging import staging_dir
+
+    from ..test_staging import gone_pid
+
+    model, _ = build_student(str(tiny_model_factory(layers=3)), teacher_dimension=24)
+    own = staging_dir(tmp_path / "store")
+    killed = own.with_name(own.name.replace(f"-{os.getpid()}-", f"-{gone_pid()}-"))
+    os.rename(own, killed)  # a run killed while writing its layer cache
+    LayerCache(model, ["apple", "tiger"], frozen=2, device="cpu", progress=False, store=tmp_path / "store")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["store"]

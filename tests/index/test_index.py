@@ -286,3 +286,18 @@ def test_faiss_build_from_fetches_block_by_block_and_equals_build(teacher, embed
     blocks.build_from(fetch, ids, block=64)
     assert max(asked) <= max(64, 64 * 8) and sum(asked[1:]) == 500  # a training sample, then the blocks
     np.testing.assert_array_equal(one.search(vectors[:5], 10)[1], blocks.search(vectors[:5], 10)[1])
+
+
+def test_a_build_removes_what_a_killed_build_left(teacher, embed, tmp_path: Path) -> None:
+    from embedkd.staging import staging_dir
+
+    from ..test_staging import gone_pid
+
+    own = staging_dir(tmp_path / "i", "building")
+    killed = own.with_name(own.name.replace(f"-{os.getpid()}-", f"-{gone_pid()}-"))
+    os.rename(own, killed)  # a build killed outright leaves its half-written folder
+    (killed / "vectors.f32").write_bytes(b"\0" * 1024)
+    build_index(tmp_path / "i", make_docs(10), teacher=teacher.ref, embed=embed)
+    with Index.open(tmp_path / "i") as index:
+        assert len(index) == 10
+    assert not list(tmp_path.glob(".i.building-*"))
