@@ -63,7 +63,12 @@ def student_report_parser(doc: str | None, stem: str, *, data_root: bool = True)
     parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     if data_root:
         parser.add_argument("--data-root", type=Path, default=Path("../shared/data"))
-    parser.add_argument("--student", action="append", default=[], help="LABEL=FOLDER (repeatable).")
+    parser.add_argument(
+        "--student",
+        action="append",
+        default=[],
+        help='LABEL=FOLDER (repeatable); a LABEL that starts with - needs --student="LABEL=FOLDER".',
+    )
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     parser.add_argument("--name", default="", help=f"Write {stem}_NAME.{{md,json}}.")
     parser.add_argument("--concurrent", default="nothing else")

@@ -97,7 +97,12 @@ class Domains:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-root", type=Path, default=Path("../shared/data"))
-    parser.add_argument("--student", action="append", default=[], help="LABEL=FOLDER (repeatable), in row order.")
+    parser.add_argument(
+        "--student",
+        action="append",
+        default=[],
+        help='LABEL=FOLDER (repeatable), in row order; a LABEL that starts with - needs --student="LABEL=FOLDER".',
+    )
     parser.add_argument("--reference", help="The LABEL the Δ columns are measured from (default: the first student).")
     parser.add_argument("--name", required=True, help="Write student_ablation_NAME.{md,json}.")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
