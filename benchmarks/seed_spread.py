@@ -39,8 +39,13 @@ TARGETS = {  # name: (JSON key, threshold)
 
 def cpu_of(machine: str) -> str:
     """The CPU part of a machine stamp (``benchmarks._report.machine``): its model and bf16 support, without
-    threads, torch or date."""
-    return machine.split(",", 1)[0].strip()
+    threads, torch or date. A comma inside the bf16 note's parentheses ("AVX512-BF16, no AMX") is the CPU's."""
+    depth = 0
+    for i, char in enumerate(machine):
+        depth += {"(": 1, ")": -1}.get(char, 0)
+        if char == "," and depth == 0:
+            return machine[:i].strip()
+    return machine.strip()
 
 
 def spread(curves: dict[str, dict[str, Any]]) -> dict[str, Any]:

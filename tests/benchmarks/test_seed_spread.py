@@ -41,6 +41,13 @@ def test_spread_pools_seeds_per_budget_and_counts_targets() -> None:
     assert thirty["summary"]["heldout_cosine"] == {"n": 0, "mean": None, "sd": None, "min": None, "max": None}
 
 
+def test_the_cpu_keeps_a_comma_inside_its_bf16_note() -> None:
+    stamp = "AMD EPYC (AVX512-BF16, no AMX), 2 threads, torch 2.13.0+cpu, no GPU, 2026-12-07"
+    assert seed_spread.cpu_of(stamp) == "AMD EPYC (AVX512-BF16, no AMX)"
+    assert seed_spread.cpu_of("Intel Xeon (AMX), 2 threads") == "Intel Xeon (AMX)"
+    assert seed_spread.cpu_of("a CPU without a note") == "a CPU without a note"
+
+
 def test_spread_refuses_curves_from_different_cpus() -> None:
     with pytest.raises(InputError, match="different CPUs"):
         seed_spread.spread(
