@@ -17,7 +17,7 @@ import socket
 import tempfile
 from pathlib import Path
 
-__all__ = ["process_running", "remove_stale_staging", "staging_dir"]
+__all__ = ["process_running", "remove_orphans", "remove_stale_staging", "staging_dir"]
 
 
 def process_running(pid: int) -> bool:
@@ -39,13 +39,11 @@ def _prefix(dest: Path, tag: str) -> str:
     return f".{dest.name}.{tag}-{_host()}-"
 
 
-def remove_stale_staging(dest: Path, tag: str = "tmp") -> list[Path]:
-    """Remove the staging folders of ``dest`` (made by :func:`staging_dir` with ``tag``) whose process no
-    longer runs. Folders of a running process, of another machine (a shared disk), or with a name that holds
-    no pid (an older embedkd's) are kept. Returns the folders removed."""
-    prefix = _prefix(dest, tag)
+def remove_orphans(parent: Path, prefix: str) -> list[Path]:
+    """Remove the folders in ``parent`` named ``PREFIX<pid>-...`` whose process no longer runs. A folder of a
+    running process, or whose name holds no pid after ``prefix``, is kept. Returns the folders removed."""
     removed = []
-    for name in glob.glob(glob.escape(str(dest.parent / prefix)) + "*"):
+    for name in glob.glob(glob.escape(str(parent / prefix)) + "*"):
         folder = Path(name)
         pid = folder.name[len(prefix) :].split("-", 1)[0]
         if not pid.isdigit() or process_running(int(pid)) or not folder.is_dir():
@@ -53,6 +51,13 @@ def remove_stale_staging(dest: Path, tag: str = "tmp") -> list[Path]:
         shutil.rmtree(folder, ignore_errors=True)
         removed.append(folder)
     return removed
+
+
+def remove_stale_staging(dest: Path, tag: str = "tmp") -> list[Path]:
+    """Remove the staging folders of ``dest`` (made by :func:`staging_dir` with ``tag``) whose process no
+    longer runs. Folders of a running process, of another machine (a shared disk), or with a name that holds
+    no pid (an older embedkd's) are kept. Returns the folders removed."""
+    return remove_orphans(dest.parent, _prefix(dest, tag))
 
 
 def staging_dir(dest: Path, tag: str = "tmp") -> Path:

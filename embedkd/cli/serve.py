@@ -16,7 +16,7 @@ from embedkd.cli._app import app
 from embedkd.cli._options import IndexDir
 from embedkd.device import Precision
 from embedkd.models.backends import Backend, Quantize
-from embedkd.staging import process_running
+from embedkd.staging import remove_orphans
 
 
 class LogLevel(str, Enum):
@@ -185,14 +185,7 @@ def remove_stale_metrics(root: Path) -> list[Path]:
 
     A server that exits normally removes its own; one killed with SIGKILL cannot. A folder whose process is
     still running, or whose name holds no pid, is kept. Returns the folders removed."""
-    removed = []
-    for folder in root.glob("embedkd-metrics-*-*"):
-        pid = folder.name.split("-")[2]
-        if not pid.isdigit() or process_running(int(pid)):
-            continue
-        shutil.rmtree(folder, ignore_errors=True)
-        removed.append(folder)
-    return removed
+    return remove_orphans(root, "embedkd-metrics-")
 
 
 def _env_value(value: object) -> str:
