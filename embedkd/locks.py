@@ -23,13 +23,23 @@ class FolderLock:
     kill -9). A second writer fails at once with a message naming the holder, instead of corrupting data.
     ``shared`` locks are held together by the worker processes of one server, which write the folder
     together (see ``Index.open(shared=True)``); they exclude a single writer, and it excludes them.
-    ``name`` picks another lock file in the folder.
+    ``name`` picks another lock file in the folder; ``busy`` replaces the message a second writer gets
+    (``{holder}`` in it names the holder).
     """
 
-    def __init__(self, folder: Path, *, what: str = "folder", shared: bool = False, name: str = ".writer.lock") -> None:
+    def __init__(
+        self,
+        folder: Path,
+        *,
+        what: str = "folder",
+        shared: bool = False,
+        name: str = ".writer.lock",
+        busy: str | None = None,
+    ) -> None:
         self.path = Path(folder) / name
         self.what = what
         self.shared = shared
+        self.busy = busy
         self._handle: IO[str] | None = None
 
     def acquire(self) -> None:
@@ -41,6 +51,8 @@ class FolderLock:
         except BlockingIOError:
             holder = self._holder(handle)
             handle.close()
+            if self.busy is not None:
+                raise InputError(self.busy.format(holder=holder)) from None
             raise InputError(
                 f"{self.path.parent} is open for writing by {holder}; stop it first, "
                 f"or open this {self.what} read-only (info and search do)"

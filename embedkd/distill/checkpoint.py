@@ -7,6 +7,8 @@ import json
 import os
 import random
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -15,6 +17,7 @@ import torch
 
 from embedkd.distill.data import describe
 from embedkd.errors import InputError
+from embedkd.locks import FolderLock
 from embedkd.models.manifest import Alignment, StudentManifest
 from embedkd.models.student import save_student, set_max_seq_length
 from embedkd.npy import fsync_dir
@@ -36,6 +39,7 @@ __all__ = [
     "publish_student",
     "replace_dir",
     "save_checkpoint",
+    "training_lock",
     "training_manifest",
 ]
 
@@ -167,6 +171,28 @@ def check_out_folder(out: Path) -> None:
             f"--out {out} is not empty and does not hold an embedkd student; choose a new or empty folder "
             "(its files would be replaced)"
         )
+
+
+@contextmanager
+def training_lock(out: Path) -> Iterator[None]:
+    """Held by a training run on its ``--out`` for its whole life, so that a second run into the same folder
+    is refused instead of overwriting this one's checkpoints: a ``flock`` on a hidden ``.NAME.training.lock``
+    beside the folder (the folder itself is renamed when the student is published), which the kernel drops
+    however the process ends. Under torchrun only rank 0 writes the folder, and only it takes the lock."""
+    if int(os.environ.get("RANK", "0")) != 0:
+        yield
+        return
+    lock = FolderLock(
+        out.parent,
+        name=f".{out.name}.training.lock",
+        busy=f"--out {out} is being trained into by another run ({{holder}}); wait for it to finish, "
+        "or give another --out",
+    )
+    lock.acquire()
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def training_manifest(

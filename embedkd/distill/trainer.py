@@ -37,6 +37,7 @@ from embedkd.distill.checkpoint import (
     publish_student,
     save_checkpoint,
     set_rng_state,
+    training_lock,
     training_manifest,
 )
 from embedkd.distill.config import DistillConfig, Precision
@@ -596,13 +597,15 @@ class _Distiller:
 def distill(config: DistillConfig) -> DistillResult:
     """Train a student on ``config`` and save it (sentence-transformers folder + embedkd.json) to ``config.out``."""
     config.out = Path(os.path.abspath(config.out))  # `--out .` has a name and a parent to save beside
-    check_out_folder(config.out)
-    created = not config.out.exists()
-    config.out.mkdir(parents=True, exist_ok=True)
-    try:
-        return _Distiller(config).run()
-    except BaseException:
-        store = config.out / "checkpoints" / STORE_NAME  # a cache, not something the run saved
-        if created and not any(p.is_file() and store not in p.parents for p in config.out.rglob("*")):
-            shutil.rmtree(config.out, ignore_errors=True)  # a run that failed before saving anything leaves no folder
-        raise
+    config.out.parent.mkdir(parents=True, exist_ok=True)
+    with training_lock(config.out):  # before anything reads the folder
+        check_out_folder(config.out)
+        created = not config.out.exists()
+        config.out.mkdir(exist_ok=True)
+        try:
+            return _Distiller(config).run()
+        except BaseException:
+            store = config.out / "checkpoints" / STORE_NAME  # a cache, not something the run saved
+            if created and not any(p.is_file() and store not in p.parents for p in config.out.rglob("*")):
+                shutil.rmtree(config.out, ignore_errors=True)  # a run that failed before saving leaves no folder
+            raise

@@ -173,6 +173,34 @@ def test_nan_loss_stops_with_a_clear_error_and_keeps_the_checkpoint(
     assert not (out / "modules.json").exists()
 
 
+def test_a_second_run_into_the_same_out_is_refused_until_the_first_process_ends(
+    bow_teacher: BowData, tiny_model_dir: Path, tmp_path: Path, isolated_cache: Path
+) -> None:
+    out = tmp_path / "student"
+    holder = subprocess.Popen(  # another process in the middle of a run into `out` (it holds the run's lock)
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from pathlib import Path; from embedkd.distill.checkpoint import training_lock\n"
+            "with training_lock(Path(sys.argv[1])):\n    print('held', flush=True); time.sleep(600)",
+            str(out),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        with pytest.raises(InputError, match=rf"being trained into by another run \(pid {holder.pid}\)") as info:
+            distill(bow_config(bow_teacher, tiny_model_dir, out, max_steps=4, eval_every=2))
+        assert info.value.exit_code == 2
+        assert not out.exists()  # refused before it created, read or removed anything
+    finally:
+        holder.kill()  # killed outright: the kernel drops its lock
+        holder.wait()
+    result = distill(bow_config(bow_teacher, tiny_model_dir, out, max_steps=4, eval_every=2))
+    assert (result.out / "embedkd.json").is_file()
+
+
 def test_dse_with_pair_scores_and_pruned_student(
     bow_teacher: BowData, tiny_model_dir: Path, tmp_path: Path, isolated_cache: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
