@@ -88,6 +88,7 @@ bench: models
 		--work $(BENCH_DIR)/fusion_index
 	$(PY) -m benchmarks.frontier --data-root $(DATA) --student "default student=$(BENCH_DIR)/student" \
 		--student "student cut from 3 teacher layers=$(BENCH_DIR)/student-cut" --baseline minilm-l6=minilm-l6
+	$(PY) -m benchmarks.query_feedback --data-root $(DATA) --student "default=$(BENCH_DIR)/student" --name default
 
 # Serving next to the peer (infinity-emb) and in-process, on an otherwise idle machine (about 15 minutes).
 bench-serving: models peer
