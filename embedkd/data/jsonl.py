@@ -9,7 +9,7 @@ from typing import Any
 
 from embedkd.errors import InputError
 
-__all__ = ["file_lines", "iter_jsonl", "read_text_file"]
+__all__ = ["file_lines", "iter_jsonl", "read_text_file", "reject_surrogates"]
 
 
 def read_text_file(path: Path) -> str:
@@ -47,3 +47,23 @@ def iter_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
         if not isinstance(record, dict):
             raise InputError(f"{path}:{number}: expected a JSON object, got {type(record).__name__}")
         yield number, record
+
+
+def reject_surrogates(value: Any, where: str = "") -> None:
+    """Raise an :class:`InputError` (a ``ValueError``) for text that is not valid Unicode, in ``value`` or
+    any string inside it: a lone UTF-16 surrogate (JSON ``"\\ud800"``) cannot be encoded as UTF-8, so no
+    tokenizer or database can take it."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise InputError(
+                f"{where or 'text'} holds a lone UTF-16 surrogate at character {exc.start}; send valid Unicode"
+            ) from None
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            reject_surrogates(key, where)
+            reject_surrogates(item, f"{where}.{key}" if where else str(key))
+    elif isinstance(value, list | tuple):
+        for i, item in enumerate(value):
+            reject_surrogates(item, f"{where}[{i}]")

@@ -7,6 +7,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from embedkd.data.jsonl import reject_surrogates
+
 __all__ = [
     "DeleteResponse",
     "DocumentIn",
@@ -29,32 +31,13 @@ __all__ = [
 Metadata = dict[str, str | int | float | bool | None]
 
 
-def _reject_surrogates(value: Any, where: str = "") -> None:
-    """Raise for text that is not valid Unicode: a lone UTF-16 surrogate (JSON ``"\\ud800"``) cannot be
-    encoded as UTF-8, so no tokenizer can take it."""
-    if isinstance(value, str):
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError as exc:
-            raise ValueError(
-                f"{where or 'text'} holds a lone UTF-16 surrogate at character {exc.start}; send valid Unicode"
-            ) from None
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            _reject_surrogates(key, where)
-            _reject_surrogates(item, f"{where}.{key}" if where else str(key))
-    elif isinstance(value, list | tuple):
-        for i, item in enumerate(value):
-            _reject_surrogates(item, f"{where}[{i}]")
-
-
 class _ValidText(BaseModel):
     """Request bodies whose every string is valid Unicode."""
 
     @model_validator(mode="after")
     def _valid_unicode(self) -> _ValidText:
         for name in type(self).model_fields:
-            _reject_surrogates(getattr(self, name), name)
+            reject_surrogates(getattr(self, name), name)
         return self
 
 
