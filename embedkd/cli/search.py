@@ -11,6 +11,7 @@ import typer
 
 from embedkd.cli._app import app
 from embedkd.cli._options import BackendOpt, Device, FuseWeight, IndexDir, QuantizeOpt
+from embedkd.data.jsonl import reject_surrogates
 from embedkd.device import resolve_device
 from embedkd.errors import InputError
 from embedkd.index.base import SearchParams
@@ -82,6 +83,7 @@ def search_command(
     ] = False,
 ) -> None:
     """Print the best documents for each query."""
+    reject_surrogates(queries, "query")  # bytes that are not UTF-8 reach argv as lone surrogates
     retrieval_mode = RetrievalMode(mode)
     device = resolve_device(device)
     if not fuse:
@@ -106,7 +108,7 @@ def search_command(
         if retrieval_mode is RetrievalMode.TEACHER:
             teacher_encoder = Encoder.load(opened.teacher.name, device=device)
         elif student_encoder is None:
-            raise InputError(f"mode {mode!r} needs --student")
+            raise InputError(f"mode {retrieval_mode.value} needs --student")
         retriever = AsymmetricRetriever(
             opened, student=student_encoder, teacher=teacher_encoder, mode=retrieval_mode, force=force, fusion=fusion
         )

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from embedkd.data.beir import is_beir_folder
-from embedkd.data.jsonl import iter_jsonl, read_text_file
+from embedkd.data.jsonl import iter_jsonl, read_text_file, reject_surrogates
 from embedkd.errors import InputError
 
-__all__ = ["Document", "read_documents", "validate_documents"]
+__all__ = ["Document", "check_metadata_value", "read_documents", "validate_documents"]
+
+_INT64 = (-(2**63), 2**63 - 1)
 
 _TEXT_SUFFIXES = {".txt", ".md", ".markdown", ".rst"}
 
@@ -103,8 +106,34 @@ def read_documents(path: Path) -> list[Document]:
     return validate_documents(docs, source=str(path))
 
 
+def check_metadata_value(value: Any, where: str) -> None:
+    """Refuse a metadata value (or filter value) that the index's store cannot keep as JSON and compare:
+    anything but strings, booleans, null, finite numbers, integers within 64 bits, and lists and objects of
+    them. NaN or an integer of 2**63 would be stored, then break every filtered search or every answer that
+    returns the document."""
+    if value is None or isinstance(value, bool | str):
+        return
+    if isinstance(value, int):
+        if not _INT64[0] <= value <= _INT64[1]:
+            raise InputError(f"{where}: the integer {value} is outside 64 bits; store it as a string")
+    elif isinstance(value, float):
+        if not math.isfinite(value):
+            raise InputError(f"{where}: {value} is not a finite number, which JSON cannot hold")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise InputError(f"{where}: key {key!r} is not a string")
+            check_metadata_value(item, f"{where}.{key}")
+    elif isinstance(value, list | tuple):
+        for i, item in enumerate(value):
+            check_metadata_value(item, f"{where}[{i}]")
+    else:
+        raise InputError(f"{where}: a {type(value).__name__} is not a JSON value")
+
+
 def validate_documents(docs: Sequence[Document] | Iterable[Document], *, source: str = "input") -> list[Document]:
-    """Reject an empty batch, duplicate ids, and documents with no text at all."""
+    """Reject an empty batch, duplicate ids, documents with no text at all, text that is not valid Unicode,
+    and metadata the store cannot keep (:func:`check_metadata_value`)."""
     docs = list(docs)
     if not docs:
         raise InputError(f"{source}: no documents")
@@ -115,4 +144,7 @@ def validate_documents(docs: Sequence[Document] | Iterable[Document], *, source:
         seen.add(doc.id)
         if not (doc.title.strip() or doc.text.strip()):
             raise InputError(f"{source}: document {doc.id!r} has neither title nor text")
+        reject_surrogates([doc.id, doc.title, doc.text], f"{source}: document {doc.id!r}")
+        reject_surrogates(doc.metadata, f"{source}: document {doc.id!r} metadata")
+        check_metadata_value(doc.metadata, f"{source}: document {doc.id!r} metadata")
     return docs

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,8 @@ from typing import Any
 from embedkd.errors import InputError
 
 __all__ = ["file_lines", "iter_jsonl", "read_text_file", "reject_surrogates"]
+
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 
 
 def read_text_file(path: Path) -> str:
@@ -46,6 +49,8 @@ def iter_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
             raise InputError(f"{path}:{number}: invalid JSON ({exc.msg})") from exc
         if not isinstance(record, dict):
             raise InputError(f"{path}:{number}: expected a JSON object, got {type(record).__name__}")
+        if _SURROGATE_ESCAPE.search(line):  # valid UTF-8 can still escape half a surrogate pair
+            reject_surrogates(record, f"{path}:{number}")
         yield number, record
 
 
@@ -58,7 +63,7 @@ def reject_surrogates(value: Any, where: str = "") -> None:
             value.encode("utf-8")
         except UnicodeEncodeError as exc:
             raise InputError(
-                f"{where or 'text'} holds a lone UTF-16 surrogate at character {exc.start}; send valid Unicode"
+                f"{where or 'text'} holds a lone UTF-16 surrogate at character {exc.start}; use valid Unicode"
             ) from None
     elif isinstance(value, dict):
         for key, item in value.items():

@@ -22,11 +22,13 @@ from typing import Any
 
 import numpy as np
 
-from embedkd.data.documents import Document
+from embedkd.data.documents import Document, check_metadata_value
 from embedkd.errors import InputError
 from embedkd.index.chunking import Chunk
 
-__all__ = ["DocStore", "StoredChunk", "StoredDocument"]
+__all__ = ["MAX_FILTER_KEYS", "DocStore", "StoredChunk", "StoredDocument"]
+
+MAX_FILTER_KEYS = 64  # each key is one SQL clause; SQLite refuses a few thousand
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -344,10 +346,13 @@ class DocStore:
     def chunk_ids_matching(self, filters: dict[str, Any]) -> np.ndarray:
         """Chunk ids of documents whose metadata equals every ``key: value`` in ``filters``."""
         clauses, params = [], []
+        if len(filters) > MAX_FILTER_KEYS:
+            raise InputError(f"a filter has {len(filters)} keys; at most {MAX_FILTER_KEYS} are allowed")
         for key, value in filters.items():
             if not isinstance(key, str) or not key.replace("_", "").replace("-", "").replace(".", "").isalnum():
                 raise InputError(f"filter key {key!r} must be letters, digits, '_', '-' or '.'")
             if isinstance(value, bool | int | float | str) or value is None:
+                check_metadata_value(value, f"filter {key!r}")
                 clauses.append("json_extract(d.metadata, ?) IS ?")
                 params.extend([f'$."{key}"', value if not isinstance(value, bool) else int(value)])
             else:

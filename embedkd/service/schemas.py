@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import unicodedata
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
+from embedkd.data.documents import check_metadata_value
 from embedkd.data.jsonl import reject_surrogates
+from embedkd.index.store import MAX_FILTER_KEYS
 
 __all__ = [
     "DeleteResponse",
@@ -28,7 +30,13 @@ __all__ = [
     "Usage",
 ]
 
-Metadata = dict[str, str | int | float | bool | None]
+
+def _storable(metadata: dict[str, Any]) -> dict[str, Any]:
+    check_metadata_value(metadata, "metadata")  # no NaN or Infinity, no integer beyond 64 bits
+    return metadata
+
+
+Metadata = Annotated[dict[str, str | int | float | bool | None], AfterValidator(_storable)]
 
 
 class _ValidText(BaseModel):
@@ -127,7 +135,9 @@ class SearchRequest(_Strict):
         "student: student queries on an index the student built itself. Default: asym once a student is "
         "loaded, teacher until then.",
     )
-    filter: Metadata | None = Field(default=None, description="Metadata equality on every key.")
+    filter: Metadata | None = Field(
+        default=None, max_length=MAX_FILTER_KEYS, description="Metadata equality on every key."
+    )
     include_text: bool = True
     student: str | None = Field(default=None, description="Which loaded student embeds the query (GET /models).")
     max_latency_ms: float | None = Field(

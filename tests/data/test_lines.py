@@ -21,6 +21,17 @@ def test_lines_split_at_newlines_only(tmp_path: Path) -> None:
     assert file_lines(path) == []
 
 
+def test_a_lone_surrogate_escape_is_refused_with_its_line_and_a_pair_is_kept(tmp_path: Path) -> None:
+    from embedkd.errors import InputError
+
+    path = tmp_path / "t.jsonl"
+    path.write_text('{"text": "fine"}\n{"text": "smile \\ud83d\\ude00"}\n')  # an escaped pair is one character
+    assert [r["text"] for _, r in iter_jsonl(path)] == ["fine", "smile \U0001f600"]
+    path.write_text('{"text": "fine"}\n{"text": "half \\ud800 a pair"}\n')
+    with __import__("pytest").raises(InputError, match=r"t.jsonl:2.* lone UTF-16 surrogate at character 5"):
+        list(iter_jsonl(path))
+
+
 def test_qrels_with_a_final_newline(tmp_path: Path) -> None:
     (tmp_path / "qrels").mkdir()
     (tmp_path / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\nq1\td1\t1\n")

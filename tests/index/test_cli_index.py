@@ -57,6 +57,10 @@ def test_index_lifecycle_through_the_cli(run_cli, teacher, tiny_model_factory, t
     )
     code, _, err = run_cli("search", "-x", out, "--student", student, "apple")
     assert code == 5 and "other" in err and "Traceback" not in err
+    code, _, err = run_cli("search", "-x", out, "apple")
+    assert code == 2 and "mode asym needs --student" in err, err
+    code, _, err = run_cli("search", "-x", out, "--mode", "teacher", "caf\udce9")  # argv bytes that are not UTF-8
+    assert code == 2 and "query[0] holds a lone UTF-16 surrogate" in err and "Traceback" not in err, err
     code, stdout, err = run_cli("search", "-x", out, "--student", student, "--force", "apple")
     assert code == 0, err
 

@@ -151,6 +151,10 @@ def test_metadata_filters(teacher, embed, tmp_path: Path) -> None:
     assert index.search(q, 5, filters={"lang": "de"})[0] == []
     with pytest.raises(InputError):
         index.search(q, 5, filters={"bad key'": 1})
+    with pytest.raises(InputError, match="outside 64 bits"):  # SQLite cannot bind it: an OverflowError before
+        index.search(q, 5, filters={"group": 2**63})
+    with pytest.raises(InputError, match="at most 64"):  # SQLite refuses an expression tree that deep
+        index.search(q, 5, filters={f"k{i}": 1 for i in range(2000)})
     index.close()
 
 
@@ -162,6 +166,12 @@ def test_bad_input_leaves_the_index_unchanged(teacher, embed, tmp_path: Path) ->
         "no documents": [],
         "duplicate": [Document(id="x", text="a"), Document(id="x", text="b")],
         "neither title nor text": [Document(id="y", text="  ")],
+        # stored, each would break every filtered search, or every answer that returns the document
+        "not a finite number": [Document(id="n", text="a", metadata={"score": float("nan")})],
+        "outside 64 bits": [Document(id="b", text="a", metadata={"ids": [1, 2**64]})],
+        "not a JSON value": [Document(id="o", text="a", metadata={"when": object()})],
+        "lone UTF-16 surrogate": [Document(id="s\ud800", text="a")],
+        "document 't' metadata.k holds a lone": [Document(id="t", text="a", metadata={"k": "v\udc00"})],
     }
     for message, batch in bad_batches.items():
         with pytest.raises(InputError, match=message):

@@ -164,6 +164,8 @@ def test_search_modes_filters_and_limits(client: TestClient) -> None:
         {"query": "x", "filter": {"kind": ["geo"]}},
         {"query": "x", "nprobe": 0},
         {"query": "x", "ef_search": 10**6},
+        {"query": "x", "filter": {"year": 2**63}},  # SQLite cannot compare it: a 500 before
+        {"query": "x", "filter": {f"k{i}": 1 for i in range(2000)}},
     ):
         assert client.post("/search", json=bad).status_code == 422, bad
 
@@ -192,6 +194,12 @@ def test_documents_upsert_get_delete_and_search_visibility(client: TestClient) -
     assert client.post("/documents", json={"documents": [doc, doc]}).status_code == 422
     assert client.post("/documents", json={"documents": [{"id": "x"}]}).status_code == 422
     assert client.post("/documents", json={"documents": [{**doc, "id": ""}]}).status_code == 422
+    for metadata in ('{"score": NaN}', '{"score": -Infinity}', '{"n": 18446744073709551616}'):  # Python's json reads
+        body = '{"documents": [{"id": "zebra", "text": "stripes", "metadata": ' + metadata + "}]}"
+        refused = client.post("/documents", content=body, headers={"Content-Type": "application/json"})
+        assert refused.status_code == 422 and "metadata" in refused.text, metadata
+    everything = client.post("/search", json={"query": "zebra", "k": 50, "filter": {"kind": "mammal"}})
+    assert everything.status_code == 200  # nothing unstorable was kept to break a later search
 
 
 def test_a_read_only_server_runs_beside_the_writer_and_serves_its_commits(make_client) -> None:
