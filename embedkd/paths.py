@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-__all__ = ["cache_dir", "models_dir"]
+__all__ = ["cache_dir", "check_parent_is_folder", "models_dir"]
 
 
 def cache_dir() -> Path:
@@ -23,3 +23,15 @@ def models_dir() -> Path:
     """Directory holding models that embedkd assembles from packages."""
     override = os.environ.get("EMBEDKD_MODELS_DIR")
     return Path(override).expanduser() if override else cache_dir() / "models"
+
+
+def check_parent_is_folder(path: Path, option: str) -> None:
+    """Refuse an output ``path`` that lies inside a file (``--out notes.txt/x``, ``/dev/null/x``): its
+    closest existing ancestor must be a folder, or creating it fails half-way with an OS error."""
+    from embedkd.errors import InputError
+
+    ancestor = Path(path).parent
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise InputError(f"{option} {path}: {ancestor} is a file, not a folder")

@@ -72,7 +72,14 @@ def build_command(
     rescore: Annotated[int, typer.Option(min=1, help="binary/ivf-pq: candidates per result rescored.")] = 10,
     chunking: Annotated[bool, typer.Option(help="Split long documents into overlapping chunks.")] = True,
     chunk_tokens: Annotated[int | None, typer.Option(min=16, help="Tokens per chunk (default: teacher max).")] = None,
-    overlap: Annotated[int, typer.Option(min=0, help="Tokens shared by neighbouring chunks.")] = 64,
+    overlap: Annotated[
+        int | None,
+        typer.Option(
+            min=0,
+            help="Tokens shared by neighbouring chunks, less than a chunk (default: 64, or a quarter "
+            "of a shorter chunk).",
+        ),
+    ] = None,
     batch_size: BatchSize = 64,
     device: Device = "auto",
     precision: PrecisionOpt = Precision.AUTO,

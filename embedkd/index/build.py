@@ -16,6 +16,7 @@ from embedkd.index.document_index import Embed, Index
 from embedkd.index.faiss import IndexParams
 from embedkd.models.manifest import TeacherRef
 from embedkd.npy import fsync_dir
+from embedkd.paths import check_parent_is_folder
 from embedkd.staging import staging_dir
 
 __all__ = ["build_index"]
@@ -30,7 +31,7 @@ def build_index(
     params: IndexParams | None = None,
     chunking: bool = True,
     chunk_tokens: int | None = None,
-    overlap: int = 64,
+    overlap: int | None = None,
     batch_docs: int = 2048,
     embed_block: int = 65_536,
     progress: bool = True,
@@ -43,6 +44,9 @@ def build_index(
     across blocks), so neither the vectors nor the faiss build need the whole corpus in memory at once.
     """
     folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise InputError(f"{folder} is a file; give a new folder for the index")
+    check_parent_is_folder(folder, "the index folder")
     if folder.exists() and any(folder.iterdir()):
         raise InputError(f"{folder} exists and is not empty; choose a new folder or delete it first")
     docs = validate_documents(docs)

@@ -13,8 +13,9 @@ from typing import Any
 
 from embedkd.data.beir import doc_text
 from embedkd.data.documents import Document
+from embedkd.errors import InputError
 
-__all__ = ["Chunk", "chunk_document"]
+__all__ = ["Chunk", "chunk_document", "chunk_overlap"]
 
 
 @dataclass(frozen=True)
@@ -24,6 +25,17 @@ class Chunk:
     passage: str  # the part of the document text this chunk stands for
     start: int  # character offsets of the passage in the document text
     end: int
+
+
+def chunk_overlap(overlap: int | None, max_tokens: int) -> int:
+    """The tokens neighbouring chunks share: ``overlap`` as given, or by default 64 (a quarter of a chunk
+    shorter than 256 tokens). An overlap of a whole chunk or more is refused: each chunk would move on by a
+    single token, and a short corpus would become thousands of chunks."""
+    if overlap is None:
+        return min(64, max_tokens // 4)
+    if not 0 <= overlap < max_tokens:
+        raise InputError(f"--overlap {overlap} must be at least 0 and less than the chunk length ({max_tokens})")
+    return overlap
 
 
 def _offsets(tokenizer: Any, text: str) -> list[tuple[int, int]]:

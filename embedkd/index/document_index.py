@@ -42,7 +42,7 @@ import numpy as np
 from embedkd.data.documents import Document, validate_documents
 from embedkd.errors import InputError
 from embedkd.index.base import SearchParams
-from embedkd.index.chunking import Chunk, chunk_document
+from embedkd.index.chunking import Chunk, chunk_document, chunk_overlap
 from embedkd.index.exact import exact_search
 from embedkd.index.faiss import FaissIndex, IndexKind, IndexParams
 from embedkd.index.manifest import IndexManifest
@@ -108,7 +108,7 @@ class Index:
         teacher: TeacherRef,
         params: IndexParams | None = None,
         chunk_tokens: int | None = None,
-        overlap: int = 64,
+        overlap: int | None = None,
         chunking: bool = True,
         device: str = "cpu",
         precision: str = "fp32",
@@ -122,13 +122,15 @@ class Index:
             from embedkd.index.milvus import new_collection_name
 
             params.extra.setdefault("collection", new_collection_name())  # recorded in the manifest
+        max_tokens = chunk_tokens or teacher.max_seq_length or 512
+        overlap = chunk_overlap(overlap, max_tokens) if chunking else overlap or 0
         manifest = IndexManifest(
             teacher=teacher,
             dimension=teacher.dimension,
             params=params.to_dict(),
             chunking={
                 "enabled": chunking,
-                "max_tokens": chunk_tokens or teacher.max_seq_length or 512,
+                "max_tokens": max_tokens,
                 "overlap": overlap,
             },
             precision=precision,
@@ -136,7 +138,7 @@ class Index:
         folder.mkdir(parents=True, exist_ok=True)
         writer = FolderLock(folder, what="index")
         writer.acquire()
-        store = DocStore(folder, dimension=teacher.dimension)
+        store = DocStore(folder, dimension=teacher.dimension, create=True)
         index = cls(folder, manifest, store, make_vectors(teacher.dimension, params, device=device), writer=writer)
         manifest.counts = store.counts()
         manifest.write(folder)
@@ -346,8 +348,9 @@ class Index:
     def delete(self, doc_ids: Sequence[str]) -> dict[str, Any]:
         """Delete documents by id; unknown ids are reported, not fatal."""
         self._check_writable()
+        doc_ids = list(dict.fromkeys(doc_ids))  # an id given twice is one document
         with self._lock.write():
-            removed, missing, generation = self.store.delete(list(doc_ids))
+            removed, missing, generation = self.store.delete(doc_ids)
             self._catch_up(generation)
         return {"deleted": len(doc_ids) - len(missing), "missing": missing, "chunks": int(len(removed))}
 

@@ -55,9 +55,15 @@ class MilvusVectors:
         self.collection = str(params.extra.setdefault("collection", new_collection_name()))
         # A secured cluster's credentials ("user:password" or an API key) come from the environment,
         # never from the index's parameters, which are written to its manifest.
-        self._client = MilvusClient(str(uri), token=os.environ.get("MILVUS_TOKEN", ""))
+        from pymilvus.exceptions import MilvusException
+
+        try:
+            self._client = MilvusClient(str(uri), token=os.environ.get("MILVUS_TOKEN", ""))
+            present = self._client.has_collection(self.collection)
+        except MilvusException as exc:  # a bad URI, a file that is not Milvus Lite's, an unreachable server
+            raise InputError(f"--uri {uri}: Milvus cannot open it ({getattr(exc, 'message', exc)})") from exc
         self._count: int | None = None
-        if not self._client.has_collection(self.collection):
+        if not present:
             self._create()
 
     # ------------------------------------------------------------------ what Index reads

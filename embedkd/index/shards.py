@@ -218,7 +218,7 @@ def build_from_embeddings(
         params=params,
         chunking=bool(chunking.get("enabled", True)),
         chunk_tokens=int(chunking["max_tokens"]),
-        overlap=int(chunking.get("overlap", 64)),
+        overlap=chunking.get("overlap"),
         device=device,
         precision=manifest.precision,
         progress=progress,

@@ -78,25 +78,37 @@ class StoredChunk:
 class DocStore:
     """Documents, chunks and chunk vectors of one index folder."""
 
-    def __init__(self, folder: Path, *, dimension: int, readonly: bool = False) -> None:
-        """Open a store. A writer must hold the folder's writer lock (:class:`~embedkd.locks.FolderLock`);
-        ``readonly`` opens change nothing on disk, so they are safe beside a running writer."""
+    def __init__(self, folder: Path, *, dimension: int, readonly: bool = False, create: bool = False) -> None:
+        """Open a store, or with ``create`` make a new one. A writer must hold the folder's writer lock
+        (:class:`~embedkd.locks.FolderLock`); ``readonly`` opens change nothing on disk, so they are safe
+        beside a running writer."""
         self.folder = Path(folder)
         self.dimension = dimension
         self.readonly = readonly
         self.db_path = self.folder / "docstore.sqlite"
         self.vectors_path = self.folder / "vectors.f16"
-        if readonly and not self.db_path.is_file():
-            raise InputError(f"{self.folder} has no docstore.sqlite; it is not an index folder")
-        if not readonly:
+        if not create and not self.db_path.is_file():  # a writer would start an empty store beside the vectors
+            raise InputError(
+                f"{self.folder} has no docstore.sqlite, which holds the documents: it is not an index folder, "
+                "or its documents are gone; build the index again"
+            )
+        if create:
             self.folder.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
         self._connections_lock = threading.Lock()
-        self.db = self._connect()
-        if not readonly:
-            self.db.execute("PRAGMA journal_mode=WAL")
-            self.db.executescript(_SCHEMA)
+        try:
+            self.db = self._connect()
+            if not readonly:
+                self.db.execute("PRAGMA journal_mode=WAL")
+                self.db.executescript(_SCHEMA)
+            else:
+                self.db.execute("SELECT count(*) FROM sqlite_master").fetchone()  # reads the header
+        except sqlite3.DatabaseError as exc:
+            self.close()
+            raise InputError(
+                f"{self.db_path} is damaged ({exc}); restore it from a backup or build the index again"
+            ) from exc
         self._row_bytes = dimension * 2
         self._memmap: np.memmap | None = None
         self._memmap_rows = 0

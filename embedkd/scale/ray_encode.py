@@ -19,6 +19,7 @@ import numpy as np
 
 from embedkd.data.documents import Document
 from embedkd.errors import InputError
+from embedkd.index.chunking import chunk_overlap
 from embedkd.index.shards import ShardManifest, ShardSet, chunk_for_index, text_sha
 
 __all__ = ["encode_with_ray"]
@@ -70,9 +71,10 @@ def encode_with_ray(
     from embedkd.distill.teacher import Teacher
 
     ref = Teacher.from_model(teacher).ref
-    # Index.create's defaults for what is not given: chunk at the teacher's limit, 64 tokens of overlap
-    chunking = {"enabled": True, "overlap": 64, **(chunking or {})}
+    # Index.create's defaults for what is not given: chunk at the teacher's limit, chunk_overlap's overlap
+    chunking = {"enabled": True, **(chunking or {})}
     chunking["max_tokens"] = chunking.get("max_tokens") or ref.max_seq_length or 512
+    chunking["overlap"] = chunk_overlap(chunking.get("overlap"), int(chunking["max_tokens"]))
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     wanted = ShardManifest(ref, ref.dimension, precision, chunking, len(docs), shard_size, source, "ray")

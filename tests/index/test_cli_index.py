@@ -37,7 +37,7 @@ def test_index_lifecycle_through_the_cli(run_cli, teacher, tiny_model_factory, t
     assert code == 2 and "already exist" in err
     code, stdout, err = run_cli("index", "upsert", "--index", out, "--docs", more, "--no-progress")
     assert code == 0 and json.loads(stdout)["replaced"] == 1
-    code, stdout, err = run_cli("index", "delete", "--index", out, "b", "zz")
+    code, stdout, err = run_cli("index", "delete", "--index", out, "b", "zz", "b")  # an id given twice is one
     assert code == 0 and json.loads(stdout) == {"deleted": 1, "missing": ["zz"], "chunks": 1}
 
     # Teacher mode needs no student; the teacher is found from the index manifest.
@@ -77,6 +77,21 @@ def test_cli_index_errors(run_cli, teacher, tmp_path: Path) -> None:
         "index", "build", "--teacher", teacher_dir, "--docs", docs, "--out", tmp_path / "i", "--type", "annoy"
     )
     assert code == 2 and "annoy" in err and not (tmp_path / "i").exists()
+    code, _, err = run_cli(
+        "index",
+        "build",
+        "--teacher",
+        teacher_dir,
+        "--docs",
+        docs,
+        "--out",
+        tmp_path / "i",
+        "--chunk-tokens",
+        "16",
+        "--overlap",
+        "16",
+    )  # every chunk would move on by one token
+    assert code == 2 and "--overlap 16 must be" in err and not (tmp_path / "i").exists(), err
     code, _, err = run_cli("index", "info", "--index", tmp_path)
     assert code == 2 and "not an embedkd index" in err
     code, _, err = run_cli("search", "--index", tmp_path / "nope", "q")

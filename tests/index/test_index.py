@@ -311,3 +311,27 @@ def test_a_build_removes_what_a_killed_build_left(teacher, embed, tmp_path: Path
     with Index.open(tmp_path / "i") as index:
         assert len(index) == 10
     assert not list(tmp_path.glob(".i.building-*"))
+
+
+def test_a_missing_or_damaged_document_store_is_refused_and_left_as_it_is(teacher, embed, tmp_path: Path) -> None:
+    import shutil
+
+    folder = tmp_path / "idx"
+    build_index(folder, make_docs(10), teacher=teacher.ref, embed=embed, progress=False).close()
+    gone = tmp_path / "gone"
+    shutil.copytree(folder, gone)
+    for name in os.listdir(gone):
+        if name.startswith("docstore.sqlite"):
+            os.remove(gone / name)
+    for readonly in (False, True):  # a writer once started an empty store beside the 10 documents' vectors
+        with pytest.raises(InputError, match="no docstore.sqlite"):
+            Index.open(gone, readonly=readonly)
+    assert not (gone / "docstore.sqlite").exists()
+
+    damaged = tmp_path / "damaged"
+    shutil.copytree(folder, damaged)
+    (damaged / "docstore.sqlite").write_bytes(b"not a database at all" * 100)
+    for readonly in (False, True):
+        with pytest.raises(InputError, match="docstore.sqlite is damaged"):
+            Index.open(damaged, readonly=readonly)
+    assert (damaged / "docstore.sqlite").read_bytes() == b"not a database at all" * 100

@@ -58,3 +58,15 @@ def test_milvus_refuses_kinds_it_does_not_have(teacher, embed, tmp_path: Path) -
     with pytest.raises(InputError, match="milvus backend supports"):
         build_index(tmp_path / "x", make_docs(5), teacher=teacher.ref, embed=embed, params=params, progress=False)
     assert not (tmp_path / "x").exists()
+
+
+def test_a_uri_milvus_cannot_open_is_an_input_error_and_the_file_is_kept(teacher, embed, tmp_path: Path) -> None:
+    from embedkd.errors import InputError
+
+    notes = tmp_path / "notes.db"  # an existing file that is not Milvus Lite's
+    notes.write_text("my notes\n")
+    for uri in (notes, tmp_path):
+        params = IndexParams(kind="flat", extra={"backend": "milvus", "uri": str(uri)})  # type: ignore[arg-type]
+        with pytest.raises(InputError, match="Milvus cannot open it"):
+            build_index(tmp_path / "x", make_docs(5), teacher=teacher.ref, embed=embed, params=params, progress=False)
+    assert notes.read_text() == "my notes\n" and not (tmp_path / "x").exists()
