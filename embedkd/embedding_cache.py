@@ -268,7 +268,7 @@ class EmbeddingCache:
                     fresh[key] = i
             if not fresh:
                 return 0
-            block = embeddings[list(fresh.values())].astype(np.float32)
+            block = embeddings[list(fresh.values())].astype(np.float64)  # 1e30 squared overflows float32
             norms = np.linalg.norm(block, axis=1, keepdims=True)
             block = (block / np.maximum(norms, 1e-12)).astype(np.float16)
             with open(self.folder / _VECTORS, "ab") as handle:

@@ -237,6 +237,8 @@ class DistillConfig:
         for name in ("batch_size", "grad_accum", "max_seq_length", "eval_every"):
             if getattr(self, name) < 1:
                 raise InputError(f"{name} must be at least 1")
+        if self.max_steps is not None and self.max_steps < 1:  # 0 once meant "no limit" silently
+            raise InputError("max_steps must be at least 1 (leave it out for no step limit)")
         if self.epochs <= 0 and not self.max_steps:
             raise InputError("epochs must be positive")
         if self.lr <= 0 or self.head_lr <= 0:

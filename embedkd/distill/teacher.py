@@ -203,6 +203,16 @@ class Teacher:
         precision = "fp32"
         if manifest_path.is_file():
             precision = str(manifest.get("precision", "fp32"))  # float16 storage of fp32 outputs is still fp32
+        for start in range(0, len(texts), 8192):  # every row checked before any is added: all or nothing
+            norms = np.linalg.norm(np.asarray(embeddings[start : start + 8192], dtype=np.float64), axis=1)
+            bad = np.flatnonzero(~np.isfinite(norms) | (norms < 1e-6))
+            if bad.size:
+                row = start + int(bad[0])
+                what = "NaN or infinite values" if not np.isfinite(norms[bad[0]]) else "length 0"
+                raise InputError(
+                    f"{embeddings_path}: row {row} (text {texts[row][:60]!r}) has {what}; every row must be an "
+                    "embedding, and a zero vector has no direction to search by"
+                )
         cache = self.cache_for(role, precision=precision)
         added = 0
         for start in range(0, len(texts), 8192):

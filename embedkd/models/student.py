@@ -189,6 +189,8 @@ def fit_ridge_projection(x: np.ndarray, y: np.ndarray, *, ridge: float = 0.01) -
     x_mean, y_mean = x.mean(0), y.mean(0)
     xc, yc = x - x_mean, y - y_mean
     gram = xc.T @ xc
+    if not np.trace(gram) > 0:  # one text, or every text alike: no direction to fit, only the mean
+        return np.zeros((x.shape[1], y.shape[1]), np.float32), y_mean.astype(np.float32)
     lam = ridge * np.trace(gram) / gram.shape[0]
     w = np.linalg.solve(gram + lam * np.eye(gram.shape[0]), xc.T @ yc)
     b = y_mean - x_mean @ w

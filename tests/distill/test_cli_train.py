@@ -72,7 +72,11 @@ def test_cli_errors_are_clean(
     code, _, err = run(*common, "--teacher", tiny_model_dir, "--data", bow_teacher.texts_path, "--l2sp-weight", "-1")
     assert code == 2 and "l2sp_weight must be 0 or more" in err
 
-    assert len(streams) == 14  # every command's stdout and stderr
+    for steps in ("0", "-1"):  # 0 once trained the whole schedule, -1 no step at all
+        code, _, err = run(*common, "--teacher", tiny_model_dir, "--data", bow_teacher.texts_path, "--max-steps", steps)
+        assert code == 2 and "max_steps must be at least 1" in err, err
+
+    assert len(streams) == 18  # every command's stdout and stderr
     for stream in streams:
         assert "Traceback" not in stream
     assert not (out / "modules.json").exists()

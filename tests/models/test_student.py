@@ -47,6 +47,10 @@ def test_ridge_projection_recovers_a_linear_map_and_stays_bounded() -> None:
     x_def = np.concatenate([x[:, :4], x[:, :4] + 1e-9 * rng.normal(size=(500, 4))], axis=1)
     w_def, _ = fit_ridge_projection(x_def, y, ridge=0.01)
     assert np.linalg.svd(w_def, compute_uv=False)[0] < 10
+    # One text, or identical texts: nothing varies, so the map is the targets' mean (a singular solve before)
+    w_one, b_one = fit_ridge_projection(np.ones((3, 8)), y[:3], ridge=0.01)
+    assert not w_one.any()
+    np.testing.assert_allclose(b_one, y[:3].mean(axis=0), rtol=1e-6)
 
 
 def test_set_projection_matches_numpy(tiny_model_dir: Path) -> None:
