@@ -34,4 +34,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)
         sys.exit(130)
+    except OSError as exc:
+        if exc.filename is None:  # not about a path the user gave: a bug, and its traceback helps
+            raise
+        where = f"{exc.filename} -> {exc.filename2}" if exc.filename2 else f"{exc.filename}"
+        typer.secho(f"error: {where}: {exc.strerror or exc}", err=True, fg=typer.colors.RED)
+        sys.exit(2)
     sys.exit(result if isinstance(result, int) else 0)

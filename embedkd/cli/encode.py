@@ -28,6 +28,7 @@ from embedkd.errors import InputError
 from embedkd.models.backends import Backend, Quantize
 from embedkd.models.encoder import Encoder
 from embedkd.npy import save_npy_atomic
+from embedkd.paths import check_parent_is_folder
 
 
 class Role(str, Enum):
@@ -109,6 +110,9 @@ def encode_command(
             f"{stats['shards_total']} in all"
         )
         return
+    if output is None:
+        output = input_path.with_name(f"{input_path.stem}.{Path(model).name}.npy")
+    _check_output(output, input_path)  # before the minutes of encoding, not after
     texts = read_texts(input_path, field=field)
     encoder = Encoder.load(
         model,
@@ -126,7 +130,19 @@ def encode_command(
         embeddings /= np.maximum(np.linalg.norm(embeddings, axis=1, keepdims=True), 1e-12)
     dtype = np.float16 if float16 or OutputDtype(output_dtype) is OutputDtype.FLOAT16 else np.float32
     embeddings = np.asarray(embeddings, dtype=dtype)
-    if output is None:
-        output = input_path.with_name(f"{input_path.stem}.{Path(model).name}.npy")
     save_npy_atomic(output, embeddings)
     typer.echo(f"wrote {output}: {embeddings.shape[0]} x {embeddings.shape[1]} {embeddings.dtype}")
+
+
+def _check_output(output: Path, input_path: Path) -> None:
+    """Refuse an ``--output`` that would replace the input, a folder, or a file that is not a ``.npy``, and
+    one inside a file."""
+    check_parent_is_folder(output, "--output")
+    if not output.exists():
+        return
+    if output.is_dir():
+        raise InputError(f"--output {output} is a folder; give a .npy file")
+    if input_path.exists() and output.samefile(input_path):
+        raise InputError(f"--output {output} is the input file; give another .npy file")
+    if output.suffix != ".npy":
+        raise InputError(f"--output {output} exists and is not a .npy file; embedkd does not overwrite it")

@@ -74,6 +74,7 @@ from embedkd.models.student import (
     set_max_seq_length,
     set_projection,
 )
+from embedkd.paths import check_parent_is_folder
 
 __all__ = ["DistillResult", "TrainingDivergedError", "distill"]
 
@@ -597,6 +598,7 @@ class _Distiller:
 def distill(config: DistillConfig) -> DistillResult:
     """Train a student on ``config`` and save it (sentence-transformers folder + embedkd.json) to ``config.out``."""
     config.out = Path(os.path.abspath(config.out))  # `--out .` has a name and a parent to save beside
+    check_parent_is_folder(config.out, "--out")
     config.out.parent.mkdir(parents=True, exist_ok=True)
     with training_lock(config.out):  # before anything reads the folder
         check_out_folder(config.out)

@@ -59,6 +59,49 @@ def test_encode_bad_inputs_exit_cleanly(run_cli, tiny_model_dir: Path, tmp_path:
     assert code == 3 and "acme/no-such-model" in err and "Traceback" not in err
 
 
+def test_encode_never_overwrites_its_input_a_folder_or_a_file_that_is_not_npy(
+    run_cli, tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    texts = tmp_path / "texts.jsonl"
+    texts.write_text('{"id": "a", "text": "first"}\n')
+    notes = tmp_path / "notes.txt"
+    notes.write_text("my notes\n")
+    (tmp_path / "folder").mkdir()
+    for output, fragment in ((texts, "is the input file"), (notes, "not a .npy"), (tmp_path / "folder", "folder")):
+        code, _, err = run_cli("encode", "-m", tiny_model_dir, "-i", texts, "-o", output)
+        assert code == 2 and fragment in err and "Traceback" not in err, err
+    assert texts.read_text() == '{"id": "a", "text": "first"}\n' and notes.read_text() == "my notes\n"
+    code, _, err = run_cli("encode", "-m", tiny_model_dir, "-i", texts, "-o", notes / "x.npy")
+    assert code == 2 and f"{notes} is a file, not a folder" in err and "Traceback" not in err, err
+    code, _, err = run_cli("index", "build", "--teacher", tiny_model_dir, "-i", texts, "--out", notes)
+    assert code == 2 and "is a file" in err and notes.read_text() == "my notes\n", err
+    half = tmp_path / "half.jsonl"  # valid UTF-8 that escapes half a surrogate pair: no tokenizer takes it
+    half.write_text('{"text": "a \\udc80 b"}\n')
+    code, _, err = run_cli("encode", "-m", tiny_model_dir, "-i", half)
+    assert code == 2 and "half.jsonl:1" in err and "surrogate" in err, err
+
+
+def test_a_zero_or_overflowing_row_is_never_imported_into_the_cache(
+    run_cli, tmp_path: Path, isolated_cache: Path
+) -> None:
+    texts = tmp_path / "texts.jsonl"
+    texts.write_text("".join(f'{{"text": "text {i}"}}\n' for i in range(3)))
+    for row, fill in ((1, 0.0), (2, 1e30)):  # 1e30 squared overflowed float32 and normalised to zero
+        embeddings = np.ones((3, 8), np.float32)
+        embeddings[row] = fill
+        path = tmp_path / f"emb{row}.npy"
+        np.save(path, embeddings)
+        code, _, err = run_cli("cache", "import", "--embeddings", path, "--texts", texts, "--model", "box")
+        if fill == 0.0:
+            assert code == 2 and f"row {row}" in err and "length 0" in err, err
+        else:
+            assert code == 0, err
+    from embedkd.distill import Teacher
+
+    kept = Teacher.black_box("box", dimension=8).encode_document(["text 1", "text 2"])  # the import of emb2
+    np.testing.assert_allclose(kept, np.full((2, 8), 8**-0.5), atol=1e-3)  # row 2 kept its direction
+
+
 @pytest.mark.parametrize(
     ("args", "fragment"),
     [
