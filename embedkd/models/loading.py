@@ -8,6 +8,7 @@ fails in seconds with a message instead of retrying for minutes.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import socket
@@ -131,3 +132,5 @@ def load_model(
         )
     except OSError as exc:
         raise ModelNotFoundError(f"could not load the model in {path}: {exc}") from exc
+    except json.JSONDecodeError as exc:  # a damaged modules.json, config.json, ...: not a usable model folder
+        raise ModelNotFoundError(f"could not load the model in {path}: a JSON file is damaged ({exc})") from exc

@@ -105,3 +105,13 @@ def test_a_load_report_of_only_a_stale_position_ids_buffer_is_dropped(caplog: py
     messages = [r.getMessage() for r in caplog.records]
     assert len(messages) == 2 and "from: y" in messages[0] and "MISSING" in messages[0]
     assert messages[1] == "an unrelated warning"
+
+
+def test_a_model_folder_with_a_damaged_json_file_is_a_clear_error(tiny_model_dir: Path, tmp_path: Path) -> None:
+    import shutil
+
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_model_dir, broken)
+    (broken / "modules.json").write_text("{not json")
+    with pytest.raises(ModelNotFoundError, match="a JSON file is damaged"):
+        load_model(broken, device="cpu")
