@@ -24,7 +24,9 @@ class FolderLock:
     ``shared`` locks are held together by the worker processes of one server, which write the folder
     together (see ``Index.open(shared=True)``); they exclude a single writer, and it excludes them.
     ``name`` picks another lock file in the folder; ``busy`` replaces the message a second writer gets
-    (``{holder}`` in it names the holder).
+    (``{holder}`` in it names the holder). ``remove`` deletes the lock file on release (an exclusive lock
+    only), for a lock file that lies beside a user's folder rather than inside embedkd's own: a process that
+    locked a file which its holder then removed sees that the path no longer names it, and tries again.
     """
 
     def __init__(
@@ -35,16 +37,38 @@ class FolderLock:
         shared: bool = False,
         name: str = ".writer.lock",
         busy: str | None = None,
+        remove: bool = False,
     ) -> None:
         self.path = Path(folder) / name
         self.what = what
         self.shared = shared
         self.busy = busy
+        self.remove = remove and not shared
         self._handle: IO[str] | None = None
 
     def acquire(self) -> None:
         if self._handle is not None:
             return
+        while True:
+            handle = self._lock_once()
+            if not self.remove or self._still_linked(handle):
+                break
+            fcntl.flock(handle, fcntl.LOCK_UN)  # its holder removed it as we took it: take the new one
+            handle.close()
+        if not self.shared:  # shared holders leave the file alone: they would overwrite each other
+            handle.seek(0)
+            handle.truncate()
+            handle.write(f"pid {os.getpid()}")
+            handle.flush()
+        self._handle = handle
+
+    def _still_linked(self, handle: IO[str]) -> bool:
+        try:
+            return os.fstat(handle.fileno()).st_ino == os.stat(self.path).st_ino
+        except FileNotFoundError:
+            return False
+
+    def _lock_once(self) -> IO[str]:
         handle = open(self.path, "a+")  # noqa: SIM115 - held for the lifetime of the writer
         try:
             fcntl.flock(handle, (fcntl.LOCK_SH if self.shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
@@ -57,12 +81,7 @@ class FolderLock:
                 f"{self.path.parent} is open for writing by {holder}; stop it first, "
                 f"or open this {self.what} read-only (info and search do)"
             ) from None
-        if not self.shared:  # shared holders leave the file alone: they would overwrite each other
-            handle.seek(0)
-            handle.truncate()
-            handle.write(f"pid {os.getpid()}")
-            handle.flush()
-        self._handle = handle
+        return handle
 
     def _holder(self, handle: IO[str]) -> str:
         if not self.shared:
@@ -90,6 +109,8 @@ class FolderLock:
 
     def release(self) -> None:
         if self._handle is not None:
+            if self.remove:  # while still held: whoever opened it meanwhile sees it unlinked and retries
+                self.path.unlink(missing_ok=True)
             fcntl.flock(self._handle, fcntl.LOCK_UN)
             self._handle.close()
             self._handle = None

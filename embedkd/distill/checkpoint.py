@@ -178,7 +178,8 @@ def training_lock(out: Path) -> Iterator[None]:
     """Held by a training run on its ``--out`` for its whole life, so that a second run into the same folder
     is refused instead of overwriting this one's checkpoints: a ``flock`` on a hidden ``.NAME.training.lock``
     beside the folder (the folder itself is renamed when the student is published), which the kernel drops
-    however the process ends. Under torchrun only rank 0 writes the folder, and only it takes the lock."""
+    however the process ends, and whose file the run removes when it ends (a killed run's stays until the
+    next run). Under torchrun only rank 0 writes the folder, and only it takes the lock."""
     if int(os.environ.get("RANK", "0")) != 0:
         yield
         return
@@ -187,6 +188,7 @@ def training_lock(out: Path) -> Iterator[None]:
         name=f".{out.name}.training.lock",
         busy=f"--out {out} is being trained into by another run ({{holder}}); wait for it to finish, "
         "or give another --out",
+        remove=True,  # nothing is left beside the student once the run ends (unless it is killed)
     )
     lock.acquire()
     try:

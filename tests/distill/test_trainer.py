@@ -199,6 +199,7 @@ def test_a_second_run_into_the_same_out_is_refused_until_the_first_process_ends(
         holder.wait()
     result = distill(bow_config(bow_teacher, tiny_model_dir, out, max_steps=4, eval_every=2))
     assert (result.out / "embedkd.json").is_file()
+    assert not (tmp_path / ".student.training.lock").exists()  # the killed run's file went with the next run
 
 
 def test_dse_with_pair_scores_and_pruned_student(
