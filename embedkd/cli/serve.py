@@ -30,9 +30,19 @@ class LogLevel(str, Enum):
 @app.command("serve")
 def serve_command(
     index: IndexDir,
-    student: Annotated[str | None, typer.Option(help="Trained student folder for asymmetric search.")] = None,
-    teacher: Annotated[str | None, typer.Option(help="Teacher model (default: the index's).")] = None,
-    load_teacher: Annotated[bool, typer.Option(help="Load the teacher (document writes, mode=teacher).")] = True,
+    student: Annotated[
+        str | None, typer.Option(help="Trained student folder for asymmetric search [env: EMBEDKD_STUDENT].")
+    ] = None,
+    teacher: Annotated[
+        str | None, typer.Option(help="Teacher model [env: EMBEDKD_TEACHER; default: the index's].")
+    ] = None,
+    load_teacher: Annotated[
+        bool | None,
+        typer.Option(
+            "--load-teacher/--no-load-teacher",
+            help="Load the teacher (document writes, mode=teacher) [env: EMBEDKD_LOAD_TEACHER; default on].",
+        ),
+    ] = None,
     read_only: Annotated[
         bool,
         typer.Option(
@@ -41,8 +51,12 @@ def serve_command(
             "its commits; /documents writes answer 403 [env: EMBEDKD_READ_ONLY].",
         ),
     ] = False,
-    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 8000,
+    host: Annotated[
+        str | None, typer.Option(help="Interface to listen on [env: EMBEDKD_HOST; default 127.0.0.1].")
+    ] = None,
+    port: Annotated[
+        int | None, typer.Option(min=1, max=65535, help="Port to listen on [env: EMBEDKD_PORT; default 8000].")
+    ] = None,
     device: Annotated[str | None, typer.Option(help="auto, cpu, cuda[:N] or mps [env: EMBEDKD_DEVICE].")] = None,
     precision: Annotated[
         Precision | None,
@@ -112,7 +126,10 @@ def serve_command(
         int | None,
         typer.Option(min=1, max=10000, help="Documents per query rescored [env: EMBEDKD_FUSE_CANDIDATES; 100]."),
     ] = None,
-    force: Annotated[bool, typer.Option("--force", help="Serve a student aligned to another teacher.")] = False,
+    force: Annotated[
+        bool,
+        typer.Option("--force", help="Serve a student aligned to another teacher [env: EMBEDKD_FORCE_ALIGNMENT]."),
+    ] = False,
     log_level: Annotated[LogLevel, typer.Option(case_sensitive=False, help="Server log level.")] = LogLevel.INFO,
 ) -> None:
     """Serve /search, /v1/embeddings (OpenAI), /embed + /info (TEI), /encode, /documents, /models, /health,
@@ -126,6 +143,12 @@ def serve_command(
     from embedkd.service.settings import Settings
 
     given: dict[str, object] = {
+        "student": student,
+        "teacher": teacher,
+        "load_teacher": load_teacher,
+        "host": host,
+        "port": port,
+        "force_alignment": force or None,
         "device": device,
         "precision": precision,
         "backend": backend,
@@ -141,23 +164,14 @@ def serve_command(
         "fuse_candidates": fuse_candidates,
     }
     # Only what the user set: an explicit value beats the environment, so defaults must not be passed.
-    values: dict[str, object] = {
-        "index_dir": index,
-        "student": student,
-        "teacher": teacher,
-        "load_teacher": load_teacher,
-        "host": host,
-        "port": port,
-        "force_alignment": force,
-        **{k: v for k, v in given.items() if v is not None},
-    }
+    values: dict[str, object] = {"index_dir": index, **{k: v for k, v in given.items() if v is not None}}
     settings = Settings.checked(**values)
     level = LogLevel(log_level).value
     logging.getLogger("embedkd").setLevel(level.upper())
     preflight(settings)
     common: dict[str, Any] = dict(
-        host=host,
-        port=port,
+        host=settings.host,
+        port=settings.port,
         log_level=level,
         access_log=False,
         timeout_graceful_shutdown=int(max(1, settings.shutdown_timeout_s)),

@@ -24,10 +24,12 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from embedkd._version import __version__
+from embedkd.data.documents import read_documents
 from embedkd.device import resolve_device
 from embedkd.distill.teacher import Teacher
 from embedkd.errors import AlignmentError, EmbedkdError, InputError, ModelNotFoundError
 from embedkd.index.document_index import Index
+from embedkd.locks import FolderLock
 from embedkd.models.encoder import Encoder
 from embedkd.models.shared_trunk import SharedTrunk
 from embedkd.retrieval import (
@@ -55,14 +57,24 @@ logger = logging.getLogger("embedkd.service")
 
 def preflight(settings: Settings) -> None:
     """Cheap checks before a server starts (no model weights loaded), so a bad setting ends with a
-    clear message instead of a failed start-up: the index exists, the student resolves and is aligned
-    to the index's teacher, and a fusion index exists and its model resolves."""
+    clear message instead of a failed start-up: the index exists and no other writer holds it, the device
+    is known, the students resolve and the student is aligned to the index's teacher, the documents to grow
+    from are readable, and a fusion index exists and its model resolves."""
     from embedkd.index.manifest import IndexManifest
     from embedkd.models.info import fingerprint
     from embedkd.models.loading import resolve_model_path
     from embedkd.models.manifest import StudentManifest
 
     manifest = IndexManifest.read(settings.index_dir)
+    resolve_device(settings.device)  # an unknown device, before any model loads
+    if not settings.read_only:  # a CLI write or another server holds the index: say so now, not at start-up
+        lock = FolderLock(settings.index_dir, what="index", shared=settings.workers > 1)
+        lock.acquire()
+        lock.release()
+    for name in settings.students:
+        resolve_model_path(name)
+    if settings.grow_from is not None:
+        read_documents(settings.grow_from)  # every line the server will add, checked before it starts
     if settings.student:
         path = resolve_model_path(settings.student)
         own = fingerprint(path)

@@ -48,7 +48,12 @@ async def grow_index(state: AppState, source: Path, *, batch: int = 16) -> None:
     if index is None or teacher is None:
         _set(state, "index", state="stopped", error="growing the index needs the teacher, which is not loaded")
         return
-    docs = await run_in_threadpool(read_documents, source)
+    try:
+        docs = await run_in_threadpool(read_documents, source)
+    except EmbedkdError as exc:  # changed since the server checked it: /models and the log say why it stopped
+        _set(state, "index", state="stopped", error=str(exc), source=str(source))
+        logger.error("growing the index stopped: %s", exc)
+        return
     ids = [d.id for d in docs]
     present = await run_in_threadpool(index.store.stored_ids, ids)
     if state.fusion is not None:  # a fusion index built later, or cut short, lags behind: fill it too

@@ -172,9 +172,25 @@ class Settings(BaseSettings):
             raise ValueError("grow_from needs one worker (each would grow the index); start with workers=1")
         return self
 
-    @field_validator("api_keys", "students", mode="before")
+    @field_validator("students", mode="before")
     @classmethod
     def _split_keys(cls, value: object) -> object:
         if isinstance(value, str):
             return [k.strip() for k in value.split(",") if k.strip()]
+        return value
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _no_blank_key(cls, value: object) -> object:
+        """Keys are comma-separated; empty (or unset) serves without auth. A blank key would either lock
+        every client out (no token matches it) or, dropped, turn auth off unnoticed: both are refused."""
+        if isinstance(value, str):
+            keys = [k.strip() for k in value.split(",") if k.strip()]
+            if value.strip() and not keys:
+                raise ValueError("holds commas and blanks but no key; give keys, or leave it empty for no auth")
+            return keys
+        if isinstance(value, list):
+            if any(not str(k).strip() for k in value):
+                raise ValueError("an API key is empty or blank; give keys separated by commas, or none for no auth")
+            return [str(k).strip() for k in value]
         return value

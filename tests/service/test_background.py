@@ -37,6 +37,15 @@ def test_the_index_grows_in_the_background_and_resumes(make_client, tmp_path: Pa
     assert all(h["id"].startswith("new") for h in hits["results"][0]["hits"])
 
 
+def test_documents_to_grow_from_that_cannot_be_read_stop_the_growth_visibly(make_client, tmp_path: Path) -> None:
+    broken = tmp_path / "more.jsonl"
+    broken.write_text('{"_id": "x", "text": "fine"}\n{not json\n')  # e.g. changed after the server checked it
+    client = make_client(grow_from=broken)
+    body = _wait(client, lambda b: b.get("building", {}).get("index", {}).get("state") == "stopped")
+    assert "more.jsonl:2: invalid JSON" in body["building"]["index"]["error"]  # it used to fail unseen
+    assert client.post("/search", json={"query": "apple", "k": 1}).status_code == 200  # still serving
+
+
 def test_a_student_is_swapped_in_without_failing_a_request(
     make_client, service_files: dict[str, Path], tmp_path: Path
 ) -> None:
