@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 __all__ = [
     "STATE_FILE",
     "copy_checkpoint",
+    "damaged_checkpoint",
     "load_state",
     "publish_student",
     "replace_dir",
@@ -155,8 +156,19 @@ def load_state(folder: Path) -> dict[str, Any] | None:
             os.rename(old, folder)
         else:
             return None
-    # weights_only: a checkpoint holds tensors and plain values only, and loading never runs pickled code
-    return torch.load(path, map_location="cpu", weights_only=True)
+    try:  # weights_only: a checkpoint holds tensors and plain values only, and loading never runs pickled code
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - truncated, empty or foreign files raise any of several types
+        raise damaged_checkpoint(folder, exc) from exc
+
+
+def damaged_checkpoint(folder: Path, exc: BaseException) -> InputError:
+    """The error for a checkpoint that cannot be read back (an empty file once ended as click's bare
+    "Aborted.", since torch raised EOFError)."""
+    reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return InputError(
+        f"checkpoint {folder} is damaged ({reason}); delete it to resume from the start, or train without --resume"
+    )
 
 
 def check_out_folder(out: Path) -> None:

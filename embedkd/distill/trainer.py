@@ -33,6 +33,7 @@ from embedkd.distill.budget import fit_budget
 from embedkd.distill.checkpoint import (
     check_out_folder,
     copy_checkpoint,
+    damaged_checkpoint,
     load_state,
     publish_student,
     save_checkpoint,
@@ -300,7 +301,11 @@ class _Distiller:
     ) -> tuple[SentenceTransformer, list[int] | None]:
         config = self.config
         if state is not None:
-            model = SentenceTransformer(str(self.checkpoints / "last"), device=self.device)
+            last = self.checkpoints / "last"
+            try:
+                model = SentenceTransformer(str(last), device=self.device)
+            except Exception as exc:  # noqa: BLE001 - a missing or truncated file raises any of several types
+                raise damaged_checkpoint(last, exc) from exc
             return model, state.get("kept_layers")
         base, layers = config.student, config.layers
         if is_static_base(base):  # static[:MODEL]: model2vec of the teacher (or MODEL)
