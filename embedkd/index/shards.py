@@ -71,8 +71,19 @@ class ShardManifest:
         path = Path(folder) / MANIFEST
         if not path.is_file():
             raise InputError(f"{folder} holds no {MANIFEST}: not a sharded-embeddings folder")
-        data = json.loads(path.read_text())
-        return cls(**{**data, "teacher": TeacherRef(**data["teacher"])})
+        try:
+            data = json.loads(path.read_text())
+            manifest = cls(**{**data, "teacher": TeacherRef(**data["teacher"])})
+            chunk_tokens = manifest.chunking.get("max_tokens")
+            if not all(isinstance(v, int) and v > 0 for v in (manifest.dimension, manifest.shard_size)):
+                raise ValueError("dimension and shard_size must be positive integers")
+            if not isinstance(manifest.documents, int) or manifest.documents < 0:
+                raise ValueError("documents must be an integer of 0 or more")
+            if chunk_tokens is not None and not isinstance(chunk_tokens, int):
+                raise ValueError("chunking.max_tokens must be an integer")
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            raise InputError(f"{path} is damaged ({exc}); encode the shards again into a new folder") from exc
+        return manifest
 
     def write(self, folder: Path) -> None:
         tmp = Path(folder) / f".{MANIFEST}.tmp"
@@ -123,9 +134,18 @@ class ShardSet:
         path = self.folder / self.name(i)
         if not path.is_file():
             raise InputError(f"{path} is missing: finish the encode (rerun it; finished shards are kept)")
-        table = pq.read_table(path, columns=["text_sha", "vector"])
-        vectors = np.asarray(table.column("vector").to_pylist(), dtype=np.float32)
-        return dict(zip(table.column("text_sha").to_pylist(), vectors, strict=True))
+        dimension = self.manifest.dimension
+        try:
+            table = pq.read_table(path, columns=["text_sha", "vector"])
+            vectors = np.asarray(table.column("vector").to_pylist(), dtype=np.float32)
+            if len(vectors) and vectors.shape[1:] != (dimension,):
+                raise ValueError(f"vectors of shape {vectors.shape[1:]}, not ({dimension},)")
+            norms = np.linalg.norm(vectors.astype(np.float64), axis=1)
+            if not (np.isfinite(norms) & (norms > 1e-6)).all():
+                raise ValueError("a vector is NaN, infinite or zero")  # as cache import refuses them
+            return dict(zip(table.column("text_sha").to_pylist(), vectors, strict=True))
+        except Exception as exc:  # noqa: BLE001 - pyarrow raises several types for a damaged file
+            raise InputError(f"{path} is damaged ({exc}); delete it and rerun the encode to write it again") from exc
 
     def rows(self) -> Iterator[tuple[str, np.ndarray]]:
         """(text sha, vector) of every chunk, shard by shard."""
