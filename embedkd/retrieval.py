@@ -145,13 +145,15 @@ def alignment_problem(
     return None
 
 
-def raise_or_warn(problem: str | None, *, force: bool) -> None:
+def raise_or_warn(problem: str | None, *, force: bool, overridable: bool = True) -> None:
+    """Raise an :class:`AlignmentError` for ``problem`` (a warning with ``force``); ``overridable=False``
+    for a caller with no force option, whose message must not offer one."""
     if problem is None:
         return
     if force:
         logger.warning("alignment check overridden: %s", problem)
         return
-    raise AlignmentError(problem + " (pass force to override)")
+    raise AlignmentError(problem + (" (pass force to override)" if overridable else ""))
 
 
 def check_alignment(encoder: Encoder, index: Index, mode: RetrievalMode | str, *, force: bool = False) -> None:

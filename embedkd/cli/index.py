@@ -50,7 +50,7 @@ def teacher_embedder(index_or_teacher: Index | str, *, device: str, batch_size: 
             mode=RetrievalMode.TEACHER,
             where=f"index {index_or_teacher.folder}",
         )
-        raise_or_warn(problem, force=False)
+        raise_or_warn(problem, force=False, overridable=False)
     else:
         teacher = Teacher.from_model(index_or_teacher, device=device)
     return lambda texts: teacher.encode_document(texts, batch_size=batch_size, progress=progress)

@@ -215,7 +215,7 @@ def build_from_embeddings(
             mode=RetrievalMode.TEACHER,
             where=f"the embeddings in {embeddings}",
         )
-        raise_or_warn(problem, force=False)
+        raise_or_warn(problem, force=False, overridable=False)
     reader = ShardReader(ShardSet(Path(embeddings), manifest))
 
     def embed(texts: list[str]) -> np.ndarray:
