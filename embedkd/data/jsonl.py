@@ -16,9 +16,10 @@ _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 
 
 def read_text_file(path: Path) -> str:
-    """The whole file as UTF-8 text, or an :class:`InputError` that says where decoding failed."""
+    """The whole file as UTF-8 text (a leading byte-order mark dropped, as Windows editors write one), or an
+    :class:`InputError` that says where decoding failed."""
     try:
-        return path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as exc:
         raise InputError(f"{path}: not valid UTF-8 (byte {exc.start}); re-encode the file as UTF-8") from exc
     except OSError as exc:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import unicodedata
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt, model_validator
 
 from embedkd.data.documents import check_metadata_value
 from embedkd.data.jsonl import reject_surrogates
@@ -66,7 +66,7 @@ class EmbedRequest(_Strict):
     student: str | None = Field(default=None, description="Which loaded student, by name (default: the default one).")
     input_type: Literal["query", "document"] = "query"
     normalize: bool = True
-    dimensions: int | None = Field(default=None, ge=1, description="Keep the first N dimensions.")
+    dimensions: StrictInt | None = Field(default=None, ge=1, description="Keep the first N dimensions.")
     encoding_format: Literal["float", "base64"] = "float"
     truncate: bool = Field(
         default=True,
@@ -85,14 +85,14 @@ class EmbedResponse(BaseModel):
 class TEIEmbedRequest(_ValidText):
     """text-embeddings-inference's ``POST /embed`` request; unknown fields are ignored, as TEI does."""
 
-    inputs: str | list[str] | list[int] | list[list[int]]
+    inputs: str | list[str] | list[StrictInt] | list[list[StrictInt]]
     normalize: bool = True
     truncate: bool | None = Field(default=None, description="Default: the server's auto_truncate setting.")
     truncation_direction: Literal["Left", "Right", "left", "right"] = "Right"
     prompt_name: str | None = Field(
         default=None, description="query (the student, the default) or document (the teacher, when loaded)."
     )
-    dimensions: int | None = Field(default=None, ge=1)
+    dimensions: StrictInt | None = Field(default=None, ge=1)  # true is not 1, nor a token id
 
 
 class OpenAIEmbeddingsRequest(_ValidText):
@@ -104,10 +104,10 @@ class OpenAIEmbeddingsRequest(_ValidText):
     teacher documents.
     """
 
-    input: str | list[str] | list[int] | list[list[int]]
+    input: str | list[str] | list[StrictInt] | list[list[StrictInt]]
     model: str
     input_type: Literal["query", "document"] | None = None
-    dimensions: int | None = Field(default=None, ge=1)
+    dimensions: StrictInt | None = Field(default=None, ge=1)  # true is not 1, nor a token id
     encoding_format: Literal["float", "base64"] = "float"
     user: str | None = None
 

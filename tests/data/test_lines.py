@@ -19,6 +19,9 @@ def test_lines_split_at_newlines_only(tmp_path: Path) -> None:
     assert file_lines(path) == ["a", "b"]
     path.write_text("")
     assert file_lines(path) == []
+    path.write_bytes('\ufeff{"text": "first"}\n'.encode())  # a byte-order mark, as Windows editors write
+    assert [r for _, r in iter_jsonl(path)] == [{"text": "first"}]
+    assert file_lines(path) == ['{"text": "first"}']
 
 
 def test_a_lone_surrogate_escape_is_refused_with_its_line_and_a_pair_is_kept(tmp_path: Path) -> None:

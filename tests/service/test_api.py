@@ -118,6 +118,10 @@ def test_openai_token_ids_input_type_and_model_list(client: TestClient) -> None:
             np.testing.assert_allclose(row["embedding"], as_text["data"][0]["embedding"], atol=1e-5)
     bad = client.post("/v1/embeddings", json={"input": [10**9], "model": "student"})
     assert bad.status_code == 400 and "outside" in bad.json()["error"]["message"]
+    for body in ({"input": [True], "model": "student"}, {"input": [[True, False]], "model": "student"}):
+        assert client.post("/v1/embeddings", json=body).status_code == 400, body  # not token ids 1 and 0
+    one = client.post("/v1/embeddings", json={"input": "x", "model": "student", "dimensions": True})
+    assert one.status_code == 400  # it answered a 1-dimensional [1.0]
 
     teacher = client.get("/models").json()["teacher"]["name"]
     query = client.post("/v1/embeddings", json={"input": "x", "model": teacher, "input_type": "query"})
