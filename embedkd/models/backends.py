@@ -197,6 +197,18 @@ class _Runner:
 
     def __init__(self, path: Path, backend: Backend, threads: int | None, busy_wait: bool = True) -> None:
         self.backend = backend
+        try:
+            self._load(path, backend, threads, busy_wait)
+        except InputError:  # the runtime is not installed: its install hint
+            raise
+        except Exception as exc:  # noqa: BLE001 - each runtime raises its own types for a damaged file
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise InputError(
+                f"the exported model {path} cannot be loaded ({reason}); delete {path.parent} and the next load "
+                "exports it again"
+            ) from exc
+
+    def _load(self, path: Path, backend: Backend, threads: int | None, busy_wait: bool) -> None:
         if backend is Backend.ONNX:
             ort = _require("onnxruntime")
             options = ort.SessionOptions()

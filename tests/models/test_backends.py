@@ -93,6 +93,19 @@ def test_a_stale_export_is_replaced_when_the_weights_change(model_dir: Path, tin
     assert sidecar["model.onnx"] == fingerprint(model_dir)
 
 
+def test_a_damaged_export_is_a_clear_error_and_deleting_it_exports_again(model_dir: Path) -> None:
+    from embedkd.errors import InputError
+
+    Encoder.load(model_dir, device="cpu", backend="onnx")
+    exported = model_dir / "onnx" / "model.onnx"
+    exported.write_bytes(exported.read_bytes()[:1000])  # truncated: an onnxruntime traceback before
+    with pytest.raises(InputError, match=r"model.onnx cannot be loaded .*delete .*onnx and the next load"):
+        Encoder.load(model_dir, device="cpu", backend="onnx")
+    shutil.rmtree(model_dir / "onnx")
+    out = Encoder.load(model_dir, device="cpu", backend="onnx").encode_query(TEXTS)
+    np.testing.assert_allclose(out, Encoder.load(model_dir, device="cpu").encode_query(TEXTS), atol=1e-4)
+
+
 def test_measure_backend_records_it_and_the_retriever_applies_the_rule(
     model_dir: Path, tiny_model_factory, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
