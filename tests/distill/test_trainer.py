@@ -114,29 +114,18 @@ def _interrupted_at_step_four(config: DistillConfig, monkeypatch: pytest.MonkeyP
             distill(config)
 
 
-def test_resume_continues_from_the_last_checkpoint(
-    bow_teacher: BowData, tiny_model_dir: Path, tmp_path: Path, isolated_cache: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    out = tmp_path / "student"
-    config = bow_config(bow_teacher, tiny_model_dir, out, max_steps=6, eval_every=2)
-    _interrupted_at_step_four(config, monkeypatch)
-    state = torch.load(out / "checkpoints" / "last" / "trainer_state.pt", weights_only=False)
-    assert state["step"] == 4
-
-    config.resume = True
-    result = distill(config)
-    assert [h["step"] for h in result.history] == [0, 2, 4, 6]
-
-
-def test_resume_from_a_damaged_checkpoint_is_an_input_error_that_keeps_it(
+def test_resume_continues_from_the_last_checkpoint_and_refuses_a_damaged_one(
     bow_teacher: BowData, tiny_model_dir: Path, tmp_path: Path, isolated_cache: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     out = tmp_path / "student"
     config = bow_config(bow_teacher, tiny_model_dir, out, max_steps=6, eval_every=2)
     _interrupted_at_step_four(config, monkeypatch)
     last = out / "checkpoints" / "last"
+    state = torch.load(last / "trainer_state.pt", weights_only=False)
+    assert state["step"] == 4
+
     config.resume = True
-    weights = (last / "model.safetensors").read_bytes()
+    weights, saved_state = (last / "model.safetensors").read_bytes(), (last / "trainer_state.pt").read_bytes()
     (last / "model.safetensors").write_bytes(weights[:100])  # truncated: a SafetensorError before
     with pytest.raises(InputError, match=r"checkpoint .*last is damaged .*without --resume"):
         distill(config)
@@ -145,6 +134,10 @@ def test_resume_from_a_damaged_checkpoint_is_an_input_error_that_keeps_it(
     with pytest.raises(InputError, match=r"checkpoint .*last is damaged"):
         distill(config)
     assert (last / "model.safetensors").read_bytes() == weights  # nothing of the run was removed
+    (last / "trainer_state.pt").write_bytes(saved_state)
+
+    result = distill(config)
+    assert [h["step"] for h in result.history] == [0, 2, 4, 6]
 
 
 def test_resume_pulls_towards_the_first_runs_start(
