@@ -76,7 +76,7 @@ class FolderLock:
             holder = self._holder(handle)
             handle.close()
             if self.busy is not None:
-                raise InputError(self.busy.format(holder=holder)) from None
+                raise InputError(self.busy.replace("{holder}", holder)) from None  # not format: a path may hold {}
             raise InputError(
                 f"{self.path.parent} is open for writing by {holder}; stop it first, "
                 f"or open this {self.what} read-only (info and search do)"

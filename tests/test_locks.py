@@ -14,8 +14,8 @@ from embedkd.locks import FolderLock
 def test_a_removable_lock_refuses_a_second_holder_and_leaves_no_file(tmp_path: Path) -> None:
     first = FolderLock(tmp_path, name=".out.lock", busy="busy: {holder}", remove=True)
     first.acquire()
-    second = FolderLock(tmp_path, name=".out.lock", busy="busy: {holder}", remove=True)
-    with pytest.raises(InputError, match=f"busy: pid {os.getpid()}"):
+    second = FolderLock(tmp_path, name=".out.lock", busy="busy {a path with braces}: {holder}", remove=True)
+    with pytest.raises(InputError, match=f"busy {{a path with braces}}: pid {os.getpid()}"):
         second.acquire()
     first.release()
     assert not (tmp_path / ".out.lock").exists()

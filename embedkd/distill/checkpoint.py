@@ -198,8 +198,8 @@ def training_lock(out: Path) -> Iterator[None]:
     lock = FolderLock(
         out.parent,
         name=f".{out.name}.training.lock",
-        busy=f"--out {out} is being trained into by another run ({{holder}}); wait for it to finish, "
-        "or give another --out",
+        busy=f"--out {out} is being trained into by another run " + "({holder}); wait for it to finish, or give "
+        "another --out",
         remove=True,  # nothing is left beside the student once the run ends (unless it is killed)
     )
     lock.acquire()
