@@ -289,7 +289,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        await state.compute.run(_load, state)  # models load on the thread that will run them
+        try:
+            await state.compute.run(_load, state)  # models load on the thread that will run them
+        except BaseException:  # e.g. a student refused after the index opened: release what is open
+            state.compute.shutdown()
+            for index in state.indexes():
+                index.close()
+            raise
         state.batchers = _batchers(state)
         for batcher in {id(b): b for b in state.batchers.values()}.values():
             await batcher.start()

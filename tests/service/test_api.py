@@ -288,6 +288,11 @@ def test_student_aligned_to_another_teacher_is_refused(service_files: dict[str, 
     app = create_app(Settings(index_dir=service_files["index"], student=str(other), load_teacher=False))
     with pytest.raises(AlignmentError), TestClient(app):
         pass
+    from embedkd.locks import FolderLock
+
+    writer = FolderLock(service_files["index"], what="index")  # the failed start-up released the index
+    writer.acquire()
+    writer.release()
 
 
 def test_every_route_but_health_needs_the_key(make_client) -> None:
