@@ -108,12 +108,14 @@ def read_documents(path: Path) -> list[Document]:
 
 def check_metadata_value(value: Any, where: str) -> None:
     """Refuse a metadata value (or filter value) that the index's store cannot keep as JSON and compare:
-    anything but strings, booleans, null, finite numbers, integers within 64 bits, and lists and objects of
-    them. NaN or an integer of 2**63 would be stored, then break every filtered search or every answer that
-    returns the document."""
-    if value is None or isinstance(value, bool | str):
+    anything but valid Unicode strings, booleans, null, finite numbers, integers within 64 bits, and lists
+    and objects of them. NaN or an integer of 2**63 would be stored, then break every filtered search or
+    every answer that returns the document."""
+    if isinstance(value, str):
+        reject_surrogates(value, where)
+    elif value is None or isinstance(value, bool):
         return
-    if isinstance(value, int):
+    elif isinstance(value, int):
         if not _INT64[0] <= value <= _INT64[1]:
             raise InputError(f"{where}: the integer {value} is outside 64 bits; store it as a string")
     elif isinstance(value, float):
@@ -123,6 +125,7 @@ def check_metadata_value(value: Any, where: str) -> None:
         for key, item in value.items():
             if not isinstance(key, str):
                 raise InputError(f"{where}: key {key!r} is not a string")
+            reject_surrogates(key, where)
             check_metadata_value(item, f"{where}.{key}")
     elif isinstance(value, list | tuple):
         for i, item in enumerate(value):
@@ -145,6 +148,5 @@ def validate_documents(docs: Sequence[Document] | Iterable[Document], *, source:
         if not (doc.title.strip() or doc.text.strip()):
             raise InputError(f"{source}: document {doc.id!r} has neither title nor text")
         reject_surrogates([doc.id, doc.title, doc.text], f"{source}: document {doc.id!r}")
-        reject_surrogates(doc.metadata, f"{source}: document {doc.id!r} metadata")
         check_metadata_value(doc.metadata, f"{source}: document {doc.id!r} metadata")
     return docs
