@@ -98,6 +98,15 @@ def preflight(settings: Settings) -> None:
         resolve_model_path(IndexManifest.read(fusion_dir).teacher.name)  # the model that built it
 
 
+async def _release(state: AppState) -> None:
+    """Stop the compute thread and close what the server opened: its metrics and its indexes (and their
+    writer locks), after a shutdown or a start-up that failed part-way."""
+    state.compute.shutdown()
+    state.metrics.close()
+    for index in state.indexes():
+        await run_in_threadpool(index.close)
+
+
 def _load(state: AppState) -> None:
     """Load the index and models (blocking; runs on the compute thread during start-up)."""
     settings = state.settings
@@ -292,9 +301,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             await state.compute.run(_load, state)  # models load on the thread that will run them
         except BaseException:  # e.g. a student refused after the index opened: release what is open
-            state.compute.shutdown()
-            for index in state.indexes():
-                index.close()
+            await _release(state)
             raise
         state.batchers = _batchers(state)
         for batcher in {id(b): b for b in state.batchers.values()}.values():
@@ -322,10 +329,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 for batcher in {id(b): b for b in state.batchers.values()}.values():
                     await batcher.stop()
             finally:
-                state.compute.shutdown()
-                state.metrics.close()
-                for index in state.indexes():
-                    await run_in_threadpool(index.close)
+                await _release(state)
 
     app = FastAPI(
         title="embedkd",
