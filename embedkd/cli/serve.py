@@ -13,8 +13,8 @@ from typing import Annotated, Any
 import typer
 
 from embedkd.cli._app import app
-from embedkd.cli._options import IndexDir
 from embedkd.device import Precision
+from embedkd.errors import InputError
 from embedkd.models.backends import Backend, Quantize
 from embedkd.staging import remove_orphans
 
@@ -29,7 +29,7 @@ class LogLevel(str, Enum):
 
 @app.command("serve")
 def serve_command(
-    index: IndexDir,
+    index: Annotated[Path | None, typer.Option("--index", "-x", help="Index folder [env: EMBEDKD_INDEX_DIR].")] = None,
     student: Annotated[
         str | None, typer.Option(help="Trained student folder for asymmetric search [env: EMBEDKD_STUDENT].")
     ] = None,
@@ -164,7 +164,10 @@ def serve_command(
         "fuse_candidates": fuse_candidates,
     }
     # Only what the user set: an explicit value beats the environment, so defaults must not be passed.
-    values: dict[str, object] = {"index_dir": index, **{k: v for k, v in given.items() if v is not None}}
+    if index is None and "EMBEDKD_INDEX_DIR" not in os.environ:
+        raise InputError("no index to serve: pass --index DIR or set EMBEDKD_INDEX_DIR")
+    given["index_dir"] = index
+    values: dict[str, object] = {k: v for k, v in given.items() if v is not None}
     settings = Settings.checked(**values)
     level = LogLevel(log_level).value
     logging.getLogger("embedkd").setLevel(level.upper())

@@ -153,6 +153,9 @@ class Settings(BaseSettings):
                     problems.append(str(error["msg"]).removeprefix("Value error, "))
                     continue
                 field = str(error["loc"][0])
+                if error["type"] == "missing":
+                    problems.append(f"{field} (EMBEDKD_{field.upper()}) is required")
+                    continue
                 problems.append(f"{field} (EMBEDKD_{field.upper()}): {error['msg']}, got {error.get('input')!r}")
             raise InputError("invalid server settings: " + "; ".join(problems)) from None
 
@@ -171,6 +174,13 @@ class Settings(BaseSettings):
         if self.workers > 1 and self.grow_from is not None:
             raise ValueError("grow_from needs one worker (each would grow the index); start with workers=1")
         return self
+
+    @field_validator("index_dir", mode="before")
+    @classmethod
+    def _no_blank_index(cls, value: object) -> object:
+        if isinstance(value, str) and not value.strip():  # Path("") is the working folder
+            raise ValueError("is empty; give the index folder")
+        return value
 
     @field_validator("students", mode="before")
     @classmethod

@@ -64,6 +64,16 @@ def test_serve_takes_every_setting_it_is_not_given_from_the_environment(
     code, _, err = run_cli("serve", "--index", service_files["index"], "--port", "8798", "--load-teacher")
     assert code == 0 and started["port"] == 8798 and started["settings"].load_teacher, err  # an option wins
 
+    monkeypatch.delenv("EMBEDKD_INDEX_DIR", raising=False)
+    code, _, err = run_cli("serve")
+    assert code == 2 and "pass --index DIR or set EMBEDKD_INDEX_DIR" in err, err
+    monkeypatch.setenv("EMBEDKD_INDEX_DIR", " ")  # once the working folder
+    code, _, err = run_cli("serve")
+    assert code == 2 and "EMBEDKD_INDEX_DIR" in err and "is empty" in err, err
+    monkeypatch.setenv("EMBEDKD_INDEX_DIR", str(service_files["index"]))  # once --index was required anyway
+    code, _, err = run_cli("serve", "--port", "8797")
+    assert code == 0 and started["settings"].index_dir == service_files["index"] and started["port"] == 8797, err
+
 
 def test_serve_refuses_what_would_fail_at_start_up_or_serve_without_a_usable_key(
     run_cli, service_files: dict[str, Path], tmp_path: Path, monkeypatch
