@@ -18,8 +18,8 @@ import torch
 from embedkd.distill.data import describe
 from embedkd.errors import InputError
 from embedkd.locks import FolderLock
-from embedkd.models.manifest import Alignment, StudentManifest
-from embedkd.models.student import save_student, set_max_seq_length
+from embedkd.models.manifest import MANIFEST_FILE, Alignment, StudentManifest
+from embedkd.models.student import projection, save_student, set_max_seq_length
 from embedkd.npy import fsync_dir
 from embedkd.staging import staging_dir
 
@@ -31,11 +31,16 @@ if TYPE_CHECKING:
     from embedkd.distill.config import DistillConfig
     from embedkd.distill.data import TrainingText
     from embedkd.distill.teacher import Teacher
+    from embedkd.models.manifest import TeacherRef
 
 __all__ = [
     "STATE_FILE",
     "copy_checkpoint",
+    "check_init_teacher",
+    "check_resumable",
     "damaged_checkpoint",
+    "init_manifest",
+    "load_init_student",
     "load_state",
     "publish_student",
     "replace_dir",
@@ -171,6 +176,22 @@ def damaged_checkpoint(folder: Path, exc: BaseException) -> InputError:
     )
 
 
+def check_resumable(out: Path) -> None:
+    """Refuse ``--resume`` where nothing can be resumed but something would be lost: a checkpoint without its
+    loop state, or a finished student whose checkpoints were not kept (a fresh run would replace it)."""
+    last = out / "checkpoints" / "last"
+    if load_state(last) is not None:
+        return
+    if last.is_dir() and any(last.iterdir()):
+        raise damaged_checkpoint(last, FileNotFoundError(f"{STATE_FILE} is missing"))
+    if (out / MANIFEST_FILE).is_file():
+        raise InputError(
+            f"--resume: {out} holds a finished student and no checkpoint to resume (a run keeps them only with "
+            "--keep-checkpoints); to train it further give --init-from and a new --out, or leave out --resume "
+            "to train it again from the start"
+        )
+
+
 def check_out_folder(out: Path) -> None:
     """Refuse an output folder that holds anything but an embedkd student or a run's checkpoints."""
     if not out.exists():
@@ -183,6 +204,43 @@ def check_out_folder(out: Path) -> None:
             f"--out {out} is not empty and does not hold an embedkd student; choose a new or empty folder "
             "(its files would be replaced)"
         )
+
+
+def init_manifest(folder: Path, out: Path | None = None) -> StudentManifest:
+    """The manifest of the student a run starts from (``--init-from``), or a clear error; before any model loads."""
+    if not folder.is_dir():
+        raise InputError(f"--init-from {folder}: no such student folder")
+    if out is not None and folder.resolve() == out.resolve():
+        raise InputError(f"--init-from {folder} is also --out; write the adapted student to a new folder")
+    manifest = StudentManifest.read(folder)
+    if manifest is None:
+        raise InputError(f"--init-from {folder} is not an embedkd student (no embedkd.json)")
+    return manifest
+
+
+def check_init_teacher(folder: Path, manifest: StudentManifest, teacher: TeacherRef) -> None:
+    """Refuse a ``--init-from`` student aligned to another teacher, before the teacher's targets are computed."""
+    if manifest.teacher.fingerprint != teacher.fingerprint:
+        raise InputError(
+            f"--init-from {folder} was aligned to {manifest.teacher.name} ({manifest.teacher.fingerprint[:12]}…), "
+            f"not to this run's teacher {teacher.name} ({teacher.fingerprint[:12]}…)"
+        )
+
+
+def load_init_student(folder: Path, dimension: int, device: str) -> SentenceTransformer:
+    """The trained student a run starts from (``--init-from``): its backbone and its projection."""
+    from sentence_transformers import SentenceTransformer
+
+    try:
+        model = SentenceTransformer(str(folder), device=device)
+        width = projection(model).out_features
+    except InputError as exc:
+        raise InputError(f"--init-from {folder}: {exc}") from exc
+    except Exception as exc:  # noqa: BLE001 - a missing or truncated file raises any of several types
+        raise InputError(f"--init-from {folder}: the student cannot be loaded ({type(exc).__name__}: {exc})") from exc
+    if width != dimension:
+        raise InputError(f"--init-from {folder} writes {width}-d vectors; the teacher's are {dimension}-d")
+    return model
 
 
 @contextmanager

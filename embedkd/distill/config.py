@@ -51,6 +51,12 @@ class DistillConfig:
     layers: int | None = opt(
         None, "Keep this many evenly spaced layers of the student base (default: 3 when the base is the teacher)."
     )
+    init_from: Path | None = opt(
+        None,
+        "Start from this trained embedkd student (its backbone and projection) instead of a fresh projection over "
+        "--student-base, to adapt it to new text, such as the corpus of an index it will serve. Its teacher must "
+        "be --teacher; its own base and layers replace --student-base and --layers.",
+    )
     teacher_embeddings: list[Path] = opt(
         [], "Precomputed teacher embeddings (.npy, a black-box teacher); pair each with --teacher-texts."
     )
@@ -189,6 +195,7 @@ class DistillConfig:
     def __post_init__(self) -> None:
         self.out = Path(self.out)
         self.data = [Path(p) for p in self.data]
+        self.init_from = Path(self.init_from) if self.init_from is not None else None
         self.teacher_embeddings = [Path(p) for p in self.teacher_embeddings]
         self.teacher_texts = [Path(p) for p in self.teacher_texts]
         if isinstance(self.data_options, dict):  # a config read back from JSON

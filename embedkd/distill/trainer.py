@@ -31,9 +31,13 @@ from embedkd.distill.averaging import WeightAverage
 from embedkd.distill.batching import bucketed_batches
 from embedkd.distill.budget import fit_budget
 from embedkd.distill.checkpoint import (
+    check_init_teacher,
     check_out_folder,
+    check_resumable,
     copy_checkpoint,
     damaged_checkpoint,
+    init_manifest,
+    load_init_student,
     load_state,
     publish_student,
     save_checkpoint,
@@ -102,6 +106,10 @@ def _role(kind: TextKind) -> str:
 
 class _Distiller:
     def __init__(self, config: DistillConfig) -> None:
+        self._init: StudentManifest | None = None
+        if config.init_from is not None:  # the student's own base: its base terms compare with the same space
+            self._init = init_manifest(config.init_from, config.out)
+            config = replace(config, student=self._init.base)
         self.config = replace(  # recorded as resolved
             config,
             rank_base_mix=default_rank_base_mix(config),
@@ -211,6 +219,9 @@ class _Distiller:
         torch.manual_seed(config.seed)
 
         teacher = load_teacher(config)
+        if self._init is not None:
+            assert config.init_from is not None
+            check_init_teacher(config.init_from, self._init, teacher.ref)
         texts = self._texts(teacher)
         train, holdout = split_holdout(texts, config.eval_texts, seed=config.seed)
         if config.vocabulary:  # never held out: the held-out cosine measures the texts given
@@ -307,6 +318,9 @@ class _Distiller:
             except Exception as exc:  # noqa: BLE001 - a missing or truncated file raises any of several types
                 raise damaged_checkpoint(last, exc) from exc
             return model, state.get("kept_layers")
+        if self._init is not None:
+            assert config.init_from is not None
+            return load_init_student(config.init_from, teacher.ref.dimension, self.device), self._init.layers
         base, layers = config.student, config.layers
         if is_static_base(base):  # static[:MODEL]: model2vec of the teacher (or MODEL)
             base = str(static_base(base.partition(":")[2] or config.teacher))
@@ -607,6 +621,8 @@ def distill(config: DistillConfig) -> DistillResult:
     config.out.parent.mkdir(parents=True, exist_ok=True)
     with training_lock(config.out):  # before anything reads the folder
         check_out_folder(config.out)
+        if config.resume:
+            check_resumable(config.out)
         created = not config.out.exists()
         config.out.mkdir(exist_ok=True)
         try:

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -133,11 +134,19 @@ def test_resume_continues_from_the_last_checkpoint_and_refuses_a_damaged_one(
     (last / "trainer_state.pt").write_bytes(b"")  # empty: torch's EOFError ended as click's bare "Aborted."
     with pytest.raises(InputError, match=r"checkpoint .*last is damaged"):
         distill(config)
+    (last / "trainer_state.pt").unlink()  # missing: once a fresh start that overwrote the checkpoint
+    with pytest.raises(InputError, match=r"checkpoint .*last is damaged \(trainer_state.pt is missing\)"):
+        distill(config)
     assert (last / "model.safetensors").read_bytes() == weights  # nothing of the run was removed
     (last / "trainer_state.pt").write_bytes(saved_state)
 
     result = distill(config)
     assert [h["step"] for h in result.history] == [0, 2, 4, 6]
+    assert not (out / "checkpoints").exists()
+    saved = (out / "model.safetensors").read_bytes()
+    with pytest.raises(InputError, match="holds a finished student and no checkpoint .* --init-from"):
+        distill(config)  # once a fresh run from the base, which replaced the finished student
+    assert (out / "model.safetensors").read_bytes() == saved
 
 
 def test_resume_pulls_towards_the_first_runs_start(
@@ -303,6 +312,34 @@ def test_resume_after_the_end_extends_the_run_with_a_new_lr_cycle(
     assert [h["step"] for h in second.history] == [0, 3, 6, 9, 12]
     state_free = not (out / "checkpoints").exists()
     assert state_free
+
+
+def test_init_from_starts_where_a_trained_student_ended_and_refuses_another_teacher(
+    bow_teacher: BowData, tiny_model_dir: Path, tmp_path: Path, isolated_cache: Path
+) -> None:
+    first = distill(bow_config(bow_teacher, tiny_model_dir, tmp_path / "first"))
+    assert first.manifest.alignment is not None
+    nowhere = tmp_path / "no-such-base"  # replaced by the student's own base
+    adapted = distill(bow_config(bow_teacher, nowhere, tmp_path / "adapted", init_from=first.out, max_steps=20))
+    # step 0 is the first student itself on the same held-out texts, not a fresh ridge projection
+    best = first.manifest.alignment.mean_cosine
+    assert abs(first.history[0]["cosine"] - best) > 3e-3, first.history  # a fresh start is told apart
+    assert adapted.history[0]["cosine"] == pytest.approx(best, abs=1e-3)
+    assert adapted.manifest.base == str(tiny_model_dir)
+    assert adapted.manifest.training["config"]["init_from"] == str(first.out)
+
+    with pytest.raises(InputError, match="also --out"):
+        distill(bow_config(bow_teacher, nowhere, first.out, init_from=first.out))
+    with pytest.raises(InputError, match="not an embedkd student"):
+        distill(bow_config(bow_teacher, nowhere, tmp_path / "x", init_from=tiny_model_dir))
+    other = tmp_path / "other-teacher"
+    shutil.copytree(first.out, other)
+    manifest = json.loads((other / "embedkd.json").read_text())
+    manifest["teacher"]["fingerprint"] = "blackbox:another-teacher"
+    (other / "embedkd.json").write_text(json.dumps(manifest))
+    with pytest.raises(InputError, match="aligned to bow-teacher"):
+        distill(bow_config(bow_teacher, nowhere, tmp_path / "y", init_from=other))
+    assert not (tmp_path / "y").exists()
 
 
 def spy_on_rank_loss(monkeypatch: pytest.MonkeyPatch) -> list[dict]:
