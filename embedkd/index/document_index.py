@@ -45,7 +45,7 @@ from embedkd.index.base import SearchParams
 from embedkd.index.chunking import Chunk, chunk_document, chunk_overlap
 from embedkd.index.exact import exact_search
 from embedkd.index.faiss import FaissIndex, IndexKind, IndexParams
-from embedkd.index.manifest import IndexManifest
+from embedkd.index.manifest import IndexManifest, check_fusion_pair
 from embedkd.index.store import DocStore
 from embedkd.locks import FolderLock, ReadWriteLock
 from embedkd.models.manifest import TeacherRef
@@ -361,23 +361,7 @@ class Index:
         self._check_writable()
         if partner is not None:
             partner = Path(partner)
-            if partner.resolve() == self.folder.resolve():
-                raise InputError("a fusion index must be a second index folder, not the index itself")
-            with Index.open(partner, readonly=True) as other:
-                if other.teacher.fingerprint == self.teacher.fingerprint:
-                    raise InputError(
-                        f"{partner} was built by {other.teacher.name}, the same model as {self.folder}: fusing it "
-                        "adds nothing; build the fusion index with another model (e.g. the student's base)"
-                    )
-                theirs, ours = len(other), len(self)
-                pairs = zip(self.store.iter_ids(), other.store.iter_ids(), strict=False) if theirs == ours else ()
-                unmatched = next(((a, b) for a, b in pairs if a != b), None)  # ids in order: the first mismatch
-            if theirs != ours or unmatched is not None:
-                detail = f"{theirs} documents against {ours}" if theirs != ours else f"ids differ at {unmatched}"
-                raise InputError(
-                    f"{partner} and {self.folder} must hold the same documents ({detail}): fill the fusion index "
-                    f"(`embedkd index upsert --index {partner} -i DOCS`), then link again"
-                )
+            check_fusion_pair(self.folder, partner)
         self.manifest.fusion = None if partner is None else os.path.relpath(partner.resolve(), self.folder.resolve())
         self.manifest.write(self.folder)
 

@@ -10,10 +10,11 @@ from typing import Any
 
 from embedkd._version import __version__
 from embedkd.errors import InputError
+from embedkd.index.store import DocStore
 from embedkd.models.manifest import TeacherRef
 from embedkd.npy import atomic_write_bytes
 
-__all__ = ["IndexManifest", "remembered_fusion"]
+__all__ = ["IndexManifest", "check_fusion_pair", "remembered_fusion"]
 
 _FILE = "manifest.json"
 
@@ -84,3 +85,32 @@ def remembered_fusion(folder: Path) -> Path | None:
             f"move it back, or forget it with `embedkd index link --index {folder} --forget`"
         )
     return partner
+
+
+def check_fusion_pair(folder: Path, partner: Path) -> None:
+    """Refuse ``partner`` as ``folder``'s fusion index unless it is a second folder, built by another model,
+    holding the same document ids (`embedkd index link`, and a fusion index given to a search or a server).
+    Reads only the two manifests and document stores, not the vectors."""
+    if partner.resolve() == folder.resolve():
+        raise InputError("a fusion index must be a second index folder, not the index itself")
+    ours, theirs = IndexManifest.read(folder), IndexManifest.read(partner)
+    if theirs.teacher.fingerprint == ours.teacher.fingerprint:
+        raise InputError(
+            f"{partner} was built by {theirs.teacher.name}, the same model as {folder}: fusing it adds nothing; "
+            "build the fusion index with another model (e.g. the student's base)"
+        )
+    mine = DocStore(folder, dimension=ours.dimension, readonly=True)
+    other = DocStore(partner, dimension=theirs.dimension, readonly=True)
+    try:
+        count, their_count = mine.counts()["documents"], other.counts()["documents"]
+        pairs = zip(mine.iter_ids(), other.iter_ids(), strict=False) if count == their_count else ()
+        unmatched = next(((a, b) for a, b in pairs if a != b), None)  # ids in order: the first mismatch
+    finally:
+        mine.close()
+        other.close()
+    if count != their_count or unmatched is not None:
+        detail = f"{their_count} documents against {count}" if count != their_count else f"ids differ at {unmatched}"
+        raise InputError(
+            f"{partner} and {folder} must hold the same documents ({detail}): fill the fusion index "
+            f"(`embedkd index upsert --index {partner} -i DOCS`), then link again"
+        )
