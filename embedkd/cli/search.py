@@ -16,7 +16,7 @@ from embedkd.device import resolve_device
 from embedkd.errors import InputError
 from embedkd.index.base import SearchParams
 from embedkd.index.document_index import Index
-from embedkd.index.manifest import remembered_fusion
+from embedkd.index.manifest import check_fusion_pair, remembered_fusion
 from embedkd.models.backends import Backend, Quantize
 from embedkd.models.encoder import Encoder
 from embedkd.retrieval import AsymmetricRetriever, Fusion, RetrievalMode
@@ -90,6 +90,8 @@ def search_command(
         fuse_index = None
     elif fuse_index is None:
         fuse_index = remembered_fusion(index)
+    if fuse_index is not None:
+        check_fusion_pair(index, fuse_index)
     opened = Index.open(index, device=device, readonly=True)  # safe beside a server writing it
     second = None
     try:

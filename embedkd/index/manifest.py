@@ -112,5 +112,5 @@ def check_fusion_pair(folder: Path, partner: Path) -> None:
         detail = f"{their_count} documents against {count}" if count != their_count else f"ids differ at {unmatched}"
         raise InputError(
             f"{partner} and {folder} must hold the same documents ({detail}): fill the fusion index "
-            f"(`embedkd index upsert --index {partner} -i DOCS`), then link again"
+            f"(`embedkd index upsert --index {partner} -i DOCS`) first"
         )

@@ -60,7 +60,7 @@ def preflight(settings: Settings) -> None:
     clear message instead of a failed start-up: the index exists and no other writer holds it, the device
     is known, the students resolve and the student is aligned to the index's teacher, the documents to grow
     from are readable, and a fusion index exists and its model resolves."""
-    from embedkd.index.manifest import IndexManifest
+    from embedkd.index.manifest import IndexManifest, check_fusion_pair
     from embedkd.models.info import fingerprint
     from embedkd.models.loading import resolve_model_path
     from embedkd.models.manifest import StudentManifest
@@ -93,8 +93,7 @@ def preflight(settings: Settings) -> None:
         resolve_model_path(settings.teacher)
     fusion_dir = settings.fusion_dir()
     if fusion_dir is not None:
-        if fusion_dir.resolve() == settings.index_dir.resolve():
-            raise InputError("fuse_index must be a second index folder, not the index itself")
+        check_fusion_pair(settings.index_dir, fusion_dir)
         resolve_model_path(IndexManifest.read(fusion_dir).teacher.name)  # the model that built it
 
 

@@ -151,6 +151,15 @@ def test_cli_search_fuses_with_a_second_index(setup, run_cli: Callable[..., tupl
         "--fuse-weight", "-1",
     )  # fmt: skip
     assert code != 0 and "fuse-weight" in err
+    with Index.open(second_dir) as writable:  # the second index no longer holds the same documents
+        writable.delete(["d0"])
+        writable.save()
+    code, _, err = run_cli(
+        "search", "apple", "--index", main_dir, "--student", student.path, "--fuse-index", second_dir
+    )  # once it fused silently, every candidate missing there scored as its lowest
+    assert code == 2 and "must hold the same documents (29 documents against 30)" in err, err
+    code, _, err = run_cli("search", "apple", "--index", main_dir, "--student", student.path, "--fuse-index", main_dir)
+    assert code == 2 and "second index folder" in err, err
 
 
 def test_cli_index_writes_keep_the_fusion_index_in_step(

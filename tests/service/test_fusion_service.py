@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -92,6 +93,10 @@ def test_preflight_names_a_missing_or_self_fusion_index(service_files: dict[str,
         preflight(Settings(**base, fuse_index=tmp_path / "nowhere"))  # type: ignore[arg-type]
     with pytest.raises(InputError, match="second index folder"):
         preflight(Settings(**base, fuse_index=service_files["index"]))  # type: ignore[arg-type]
+    copy = tmp_path / "copy"  # the same model's index: fusing it adds nothing
+    shutil.copytree(service_files["index"], copy)
+    with pytest.raises(InputError, match="same model"):
+        preflight(Settings(**base, fuse_index=copy))  # type: ignore[arg-type]
 
 
 def test_a_student_of_the_fusion_model_is_served_in_one_pass(
