@@ -8,7 +8,18 @@ from embedkd.data.beir import doc_text, is_beir_folder, load_corpus
 from embedkd.data.jsonl import file_lines, iter_jsonl
 from embedkd.errors import InputError
 
-__all__ = ["read_texts"]
+__all__ = ["folder_documents", "read_texts"]
+
+
+def folder_documents(path: Path) -> list[tuple[str, str]]:
+    """(title, text) of the documents of a BEIR folder or an embedkd index folder."""
+    from embedkd.index.manifest import index_documents, is_index_folder
+
+    if is_index_folder(path):
+        return index_documents(path)
+    if not is_beir_folder(path):
+        raise InputError(f"{path} is a folder but neither a BEIR folder (no corpus.jsonl) nor an embedkd index")
+    return [(d["title"], d["text"]) for d in load_corpus(path).values()]
 
 
 def read_texts(path: Path, *, field: str = "text") -> list[str]:
@@ -17,15 +28,13 @@ def read_texts(path: Path, *, field: str = "text") -> list[str]:
     - ``.txt``: one text per non-blank line.
     - ``.jsonl``: the ``field`` of each object; when the object also has a ``title``, the text is
       ``title + " " + text`` as BEIR builds documents.
-    - a BEIR folder: its corpus documents, built the same way.
+    - a BEIR folder or an embedkd index folder: its documents, built the same way.
     """
     path = Path(path)
     if not path.exists():
         raise InputError(f"{path}: no such file or folder")
     if path.is_dir():
-        if not is_beir_folder(path):
-            raise InputError(f"{path} is a folder but not a BEIR folder (no corpus.jsonl)")
-        texts = [doc_text(d["title"], d["text"]) for d in load_corpus(path).values()]
+        texts = [doc_text(title, text) for title, text in folder_documents(path)]
     elif path.suffix == ".jsonl":
         texts = []
         for number, record in iter_jsonl(path):

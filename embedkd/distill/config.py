@@ -34,7 +34,9 @@ class DistillConfig:
         }
     )
     data: list[Path] = opt(
-        [], "Training text: .jsonl, .txt or a BEIR folder (repeatable).", flags=("--input", "-i", "--data", "-d")
+        [],
+        "Training text: .jsonl, .txt, a BEIR folder, or an index folder (its documents) (repeatable).",
+        flags=("--input", "-i", "--data", "-d"),
     )
     teacher: str = opt("mpnet-base", "Teacher model name, folder or hub id.")
     student: str = opt(
@@ -68,7 +70,7 @@ class DistillConfig:
     rank_weight: float = opt(
         1.0,
         "Weight of the listwise KL over the teacher's scores of the anchor documents (EmbedDistill-style); "
-        "on when a corpus is given (a BEIR folder in --data, or --anchor-data), off otherwise.",
+        "on when a corpus is given (a BEIR or index folder in --data, or --anchor-data), off otherwise.",
     )
     rank_temperature: float = opt(0.05, "Softmax temperature of the ranking term.")
     rank_base_mix: float | None = opt(

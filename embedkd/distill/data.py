@@ -15,8 +15,9 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from embedkd.data.beir import doc_text, is_beir_folder, load_corpus
+from embedkd.data.beir import doc_text
 from embedkd.data.jsonl import file_lines, iter_jsonl
+from embedkd.data.texts import folder_documents
 from embedkd.errors import InputError
 
 __all__ = [
@@ -144,12 +145,10 @@ def _read_source(path: Path, options: DataOptions) -> list[TrainingText]:
     source = str(path)
     if not path.exists():
         raise InputError(f"{path}: no such file or folder")
-    if path.is_dir():
-        if not is_beir_folder(path):
-            raise InputError(f"{path} is a folder but not a BEIR folder (no corpus.jsonl)")
+    if path.is_dir():  # a BEIR folder, or an index: the documents a student will serve
         out: list[TrainingText] = []
-        for doc in load_corpus(path).values():
-            out.extend(_document_texts(doc["title"], doc["text"], source, options))
+        for doc_title, doc_body in folder_documents(path):
+            out.extend(_document_texts(doc_title, doc_body, source, options))
         return out
     if path.suffix == ".jsonl":
         out = []

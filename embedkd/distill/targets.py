@@ -95,8 +95,8 @@ def load_pairs(path: Path) -> list[tuple[str, str, float]]:
 
 
 def anchor_sources(config: DistillConfig) -> list[Path]:
-    """The documents to score against: --anchor-data, else every BEIR folder among --data (a student trained
-    on several corpora ranks against all of them: it aligns where its training text reaches,
+    """The documents to score against: --anchor-data, else every folder (BEIR or index) among --data (a student
+    trained on several corpora ranks against all of them: it aligns where its training text reaches,
     benchmarks/results/unseen_docstrings_corpus_text_*.md)."""
     return [config.anchor_data] if config.anchor_data else [p for p in config.data if p.is_dir()]
 

@@ -14,7 +14,7 @@ from embedkd.index.store import DocStore
 from embedkd.models.manifest import TeacherRef
 from embedkd.npy import atomic_write_bytes
 
-__all__ = ["IndexManifest", "check_fusion_pair", "remembered_fusion"]
+__all__ = ["IndexManifest", "check_fusion_pair", "index_documents", "is_index_folder", "remembered_fusion"]
 
 _FILE = "manifest.json"
 
@@ -114,3 +114,19 @@ def check_fusion_pair(folder: Path, partner: Path) -> None:
             f"{partner} and {folder} must hold the same documents ({detail}): fill the fusion index "
             f"(`embedkd index upsert --index {partner} -i DOCS`) first"
         )
+
+
+def is_index_folder(path: Path) -> bool:
+    """Whether ``path`` is an embedkd index folder (a manifest and a document store)."""
+    return path.is_dir() and (path / _FILE).is_file() and (path / "docstore.sqlite").is_file()
+
+
+def index_documents(folder: Path) -> list[tuple[str, str]]:
+    """(title, text) of every document an index holds, in id order: training text for a student that will
+    serve it (`embedkd train --data INDEX`). Read-only, so safe beside a process that writes the index."""
+    manifest = IndexManifest.read(folder)
+    store = DocStore(folder, dimension=manifest.dimension, readonly=True)
+    try:
+        return list(store.iter_texts())
+    finally:
+        store.close()

@@ -315,6 +315,10 @@ class DocStore:
         for (doc_id,) in self._reader().execute("SELECT id FROM documents ORDER BY id"):
             yield doc_id
 
+    def iter_texts(self) -> Iterator[tuple[str, str]]:
+        """(title, text) of every stored document, in id order, read a row at a time."""
+        yield from self._reader().execute("SELECT title, text FROM documents ORDER BY id")
+
     def stored_ids(self, doc_ids: Sequence[str]) -> set[str]:
         """Which of ``doc_ids`` are stored (their ids only: no row is read)."""
         return _stored_ids(self._reader(), doc_ids)

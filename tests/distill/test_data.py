@@ -76,3 +76,34 @@ def test_each_text_cut_from_a_document_knows_it_and_finds_its_anchor_row(tmp_pat
 def test_a_negative_crop_count_is_refused() -> None:
     with pytest.raises(InputError, match="crops must be 0 or more"):
         DataOptions(crops=-1)
+
+
+def test_an_index_folder_trains_on_its_documents_as_a_beir_folder_does(tmp_path: Path) -> None:
+    import numpy as np
+
+    from embedkd.data.documents import Document
+    from embedkd.data.texts import read_texts
+    from embedkd.index import build_index
+    from embedkd.models.manifest import TeacherRef
+
+    beir = _beir(tmp_path)
+    records = [json.loads(line) for line in (beir / "corpus.jsonl").read_text().splitlines()]
+    docs = [Document(id=r["_id"], title=r["title"], text=r["text"]) for r in records]
+    rng = np.random.default_rng(0)
+
+    def embed(texts: list[str]) -> np.ndarray:
+        v = rng.normal(size=(len(texts), 8)).astype(np.float32)
+        return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+    ref = TeacherRef(name="t", fingerprint="blackbox:t", dimension=8)
+    build_index(tmp_path / "index", docs, teacher=ref, embed=embed, progress=False).close()
+    from_index = load_training_texts([tmp_path / "index"])
+    from_beir = load_training_texts([beir])
+    assert sorted((t.text, t.kind, t.document) for t in from_index) == sorted(
+        (t.text, t.kind, t.document) for t in from_beir
+    )
+    assert {t.source for t in from_index} == {str(tmp_path / "index")}
+    assert sorted(read_texts(tmp_path / "index")) == sorted(read_texts(beir))
+    (tmp_path / "plain").mkdir()
+    with pytest.raises(InputError, match="neither a BEIR folder .* nor an embedkd index"):
+        load_training_texts([tmp_path / "plain"])
