@@ -50,8 +50,10 @@ def load_corpus(folder: Path) -> dict[str, dict[str, str]]:
 
 def load_qrels(folder: Path, split: str) -> dict[str, dict[str, int]]:
     path = folder / "qrels" / f"{split}.tsv"
+    if path.is_dir():
+        raise InputError(f"{path} is a folder; the split's qrels must be a tab-separated file")
     if not path.is_file():
-        available = sorted(p.stem for p in (folder / "qrels").glob("*.tsv"))
+        available = sorted(p.stem for p in (folder / "qrels").glob("*.tsv") if p.is_file())
         raise InputError(f"{path} not found; available splits: {', '.join(available) or 'none'}")
     qrels: dict[str, dict[str, int]] = {}
     rows = csv.reader(file_lines(path), delimiter="\t")

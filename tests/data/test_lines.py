@@ -5,6 +5,7 @@ from pathlib import Path
 
 from embedkd.data.beir import load_qrels
 from embedkd.data.jsonl import file_lines, iter_jsonl
+from embedkd.errors import InputError
 
 
 def test_lines_split_at_newlines_only(tmp_path: Path) -> None:
@@ -39,6 +40,11 @@ def test_qrels_with_a_final_newline(tmp_path: Path) -> None:
     (tmp_path / "qrels").mkdir()
     (tmp_path / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\nq1\td1\t1\n")
     assert load_qrels(tmp_path, "test") == {"q1": {"d1": 1}}
+    (tmp_path / "qrels" / "dev.tsv").mkdir()  # once "not found; available splits: dev, test"
+    with __import__("pytest").raises(InputError, match="dev.tsv is a folder"):
+        load_qrels(tmp_path, "dev")
+    with __import__("pytest").raises(InputError, match="available splits: test$"):
+        load_qrels(tmp_path, "train")
 
 
 def test_documents_read_from_parquet(tmp_path) -> None:
