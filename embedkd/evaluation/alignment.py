@@ -74,9 +74,10 @@ class Coverage:
             return "covered: the student is as aligned on these documents as on its own held-out texts"
         return (
             "not covered: the student is less aligned on these documents than on its own held-out texts, so its "
-            "queries will keep less of the teacher's quality here. Train it on these documents (`embedkd train "
-            "--documents`), or fuse with an index in its base's own space (`embedkd index build --teacher "
-            "minilm-l6`, then `embedkd index link --fuse-index`)"
+            "queries will keep less of the teacher's quality here. Adapt it to these documents (`embedkd train "
+            "--init-from STUDENT --data QUERIES --data INDEX --out NEW`: a few CPU minutes, no labels), or fuse "
+            "with an index in its base's own space (`embedkd index build --teacher minilm-l6`, then `embedkd index "
+            "link --fuse-index`)"
         )
 
     def to_dict(self) -> dict[str, object]:
