@@ -1,4 +1,4 @@
-"""``embedkd train``: align a student to a teacher on unlabeled text.
+"""``embedkd train``: align a student to a teacher on unlabeled text; ``embedkd adapt``: to an index's documents.
 
 The options are generated from :class:`~embedkd.distill.DistillConfig` (and its ``DataOptions``): one
 source of truth for names, types, defaults and help, so the CLI cannot drift from the library.
@@ -10,12 +10,14 @@ import dataclasses
 import inspect
 import typing
 from enum import Enum
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from embedkd.cli._app import app
 from embedkd.distill import DataOptions, DistillConfig, distill
+from embedkd.distill.adapt import ADAPT_STEPS, ADAPT_TEXTS_PER_SOURCE, adapt_config
 
 _NESTED = "data_options"
 
@@ -77,3 +79,43 @@ def train_command(**options: Any) -> None:
 
 train_command.__signature__ = inspect.Signature(_parameters())  # type: ignore[attr-defined]
 app.command("train")(train_command)
+
+
+@app.command("adapt")
+def adapt_command(
+    student: Annotated[Path, typer.Option("--student", "-s", help="The trained student to adapt.")],
+    index: Annotated[list[Path], typer.Option("--index", "-x", help="Index whose documents to adapt to (repeatable).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the adapted student (a new folder).")],
+    data: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--data",
+            "-d",
+            help="More training text, e.g. generic query-like texts (repeatable) [default: the student's own "
+            "training data, those of its files found here].",
+        ),
+    ] = None,
+    steps: Annotated[int, typer.Option(min=1, help="Optimiser steps.")] = ADAPT_STEPS,
+    max_texts_per_source: Annotated[
+        int, typer.Option(min=1, help="At most this many texts from each source, the index's documents included.")
+    ] = ADAPT_TEXTS_PER_SOURCE,
+    seed: Annotated[int | None, typer.Option(help="Random seed [default: the student's].")] = None,
+    progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+) -> None:
+    """Adapt a trained student to the documents of an index it will serve: no queries or labels needed."""
+    config = adapt_config(
+        student,
+        index,
+        out,
+        data=data or (),
+        steps=steps,
+        texts_per_source=max_texts_per_source,
+        seed=seed,
+        progress=progress,
+    )
+    result = distill(config)
+    alignment = result.manifest.alignment
+    typer.echo(f"adapted student saved to {result.out}")
+    if alignment is not None:
+        typer.echo(f"held-out alignment (with the index's documents): mean cosine {alignment.mean_cosine:.4f}")
+    typer.echo(f"check it on the index: embedkd index check --index {index[0]} --student {result.out}")
