@@ -44,7 +44,7 @@ def adapt_config(
     student, on the indexes' documents plus ``data`` (default: the student's own training data, those of its
     files still found here), at most ``texts_per_source`` texts of each, for ``steps`` steps; the best
     checkpoint is chosen by held-out cosine, which includes the new documents."""
-    manifest = init_manifest(Path(student), Path(out))
+    manifest = init_manifest(Path(student), Path(out), option="--student")
     if not indexes:
         raise InputError("give the index to adapt to (--index), at least one")
     for folder in indexes:
@@ -58,10 +58,10 @@ def adapt_config(
             )
     config = manifest.training.get("config") or {}
     if not data:
-        own = [Path(p) for p in config.get("data") or []]
-        data = [p for p in own if p.exists() and not is_index_folder(p)]
+        own = [Path(p) for p in config.get("data") or []]  # an index it was adapted to before included
+        data = [p for p in own if p.exists()]
         if len(data) < len(own):
-            missing = ", ".join(str(p) for p in own if p not in data)
+            missing = ", ".join(str(p) for p in own if not p.exists())
             logger.warning("%s's own training data not found here (left out): %s", student, missing)
         if not data:
             logger.warning(
@@ -70,7 +70,7 @@ def adapt_config(
             )
     return DistillConfig(
         out=Path(out),
-        data=[*data, *indexes],
+        data=list({p.resolve(): p for p in [*map(Path, data), *map(Path, indexes)]}.values()),  # each once
         teacher=manifest.teacher.name,
         init_from=Path(student),
         max_steps=steps,

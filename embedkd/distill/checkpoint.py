@@ -206,15 +206,15 @@ def check_out_folder(out: Path) -> None:
         )
 
 
-def init_manifest(folder: Path, out: Path | None = None) -> StudentManifest:
+def init_manifest(folder: Path, out: Path | None = None, *, option: str = "--init-from") -> StudentManifest:
     """The manifest of the student a run starts from (``--init-from``), or a clear error; before any model loads."""
     if not folder.is_dir():
-        raise InputError(f"--init-from {folder}: no such student folder")
+        raise InputError(f"{option} {folder}: no such student folder")
     if out is not None and folder.resolve() == out.resolve():
-        raise InputError(f"--init-from {folder} is also --out; write the adapted student to a new folder")
+        raise InputError(f"{option} {folder} is also --out; write the adapted student to a new folder")
     manifest = StudentManifest.read(folder)
     if manifest is None:
-        raise InputError(f"--init-from {folder} is not an embedkd student (no embedkd.json)")
+        raise InputError(f"{option} {folder} is not an embedkd student (no embedkd.json)")
     return manifest
 
 

@@ -62,6 +62,8 @@ def test_adapt_starts_from_the_student_and_trains_on_the_index_beside_its_own_da
     assert str(trained["index"]) in manifest.training["data"]["by_source"]
     assert manifest.training["config"]["init_from"] == str(trained["student"])
     assert [h["step"] for h in result.history] == [0, 2, 4]
+    again = adapt_config(result.out, [trained["index"]], tmp_path / "again")  # the index once, not twice
+    assert again.data == [trained["corpus"], trained["index"]] and again.init_from == result.out
 
 
 def test_adapt_leaves_out_data_it_cannot_find_and_refuses_another_teachers_index(
@@ -92,7 +94,7 @@ def test_adapt_leaves_out_data_it_cannot_find_and_refuses_another_teachers_index
         adapt_config(trained["student"], [tmp_path / "other"], tmp_path / "b")
     with pytest.raises(InputError, match="not an embedkd index"):
         adapt_config(trained["student"], [trained["corpus"]], tmp_path / "b")
-    with pytest.raises(InputError, match="not an embedkd student"):
+    with pytest.raises(InputError, match="--student .* not an embedkd student"):
         adapt_config(trained["index"], [trained["index"]], tmp_path / "b")
 
 
