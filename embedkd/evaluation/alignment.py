@@ -74,8 +74,8 @@ class Coverage:
             return "covered: the student is as aligned on these documents as on its own held-out texts"
         return (
             "not covered: the student is less aligned on these documents than on its own held-out texts, so its "
-            "queries will keep less of the teacher's quality here. Adapt it to these documents (`embedkd train "
-            "--init-from STUDENT --data QUERIES --data INDEX --out NEW`: a few CPU minutes, no labels), or fuse "
+            "queries will keep less of the teacher's quality here. Adapt it to these documents (`embedkd adapt "
+            "--student STUDENT --index INDEX --out NEW`: a few CPU minutes, no queries or labels), or fuse "
             "with an index in its base's own space (`embedkd index build --teacher minilm-l6`, then `embedkd index "
             "link --fuse-index`)"
         )

@@ -46,7 +46,7 @@ def test_the_teacher_itself_is_aligned_on_every_chunk_and_a_stranger_is_not(
     stranger = Encoder.load(stranger_dir)
     low = index_coverage(stranger, index, stranger.manifest, sample=16, seed=3)
     assert low.compared == 16 and low.cosine < 0.6
-    assert low.covered is False and "embedkd train --init-from STUDENT" in low.verdict
+    assert low.covered is False and "embedkd adapt --student STUDENT" in low.verdict
     again = index_coverage(stranger, index, stranger.manifest, sample=16, seed=3)
     assert again.cosine == pytest.approx(low.cosine)  # the sample is seeded
 
