@@ -86,12 +86,13 @@ def search_command(
     reject_surrogates(queries, "query")  # bytes that are not UTF-8 reach argv as lone surrogates
     retrieval_mode = RetrievalMode(mode)
     device = resolve_device(device)
+    given = fuse_index is not None
     if not fuse:
         fuse_index = None
     elif fuse_index is None:
         fuse_index = remembered_fusion(index)
     if fuse_index is not None:
-        check_fusion_pair(index, fuse_index)
+        check_fusion_pair(index, fuse_index, strict=given)  # a remembered one only warns: writes keep it in step
     opened = Index.open(index, device=device, readonly=True)  # safe beside a server writing it
     second = None
     try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -15,6 +16,8 @@ from embedkd.models.manifest import TeacherRef
 from embedkd.npy import atomic_write_bytes
 
 __all__ = ["IndexManifest", "check_fusion_pair", "index_documents", "is_index_folder", "remembered_fusion"]
+
+logger = logging.getLogger(__name__)
 
 _FILE = "manifest.json"
 
@@ -87,10 +90,12 @@ def remembered_fusion(folder: Path) -> Path | None:
     return partner
 
 
-def check_fusion_pair(folder: Path, partner: Path) -> None:
+def check_fusion_pair(folder: Path, partner: Path, *, strict: bool = True) -> None:
     """Refuse ``partner`` as ``folder``'s fusion index unless it is a second folder, built by another model,
     holding the same document ids (`embedkd index link`, and a fusion index given to a search or a server).
-    Reads only the two manifests and document stores, not the vectors."""
+    Reads only the two manifests and document stores, not the vectors. Not ``strict`` (a fusion index the
+    index remembers, which writes keep in step), other documents are a warning: a server restarted after a
+    write that reached one index only still serves, each candidate missing there scored as its lowest."""
     if partner.resolve() == folder.resolve():
         raise InputError("a fusion index must be a second index folder, not the index itself")
     ours, theirs = IndexManifest.read(folder), IndexManifest.read(partner)
@@ -110,10 +115,13 @@ def check_fusion_pair(folder: Path, partner: Path) -> None:
         other.close()
     if count != their_count or unmatched is not None:
         detail = f"{their_count} documents against {count}" if count != their_count else f"ids differ at {unmatched}"
-        raise InputError(
+        message = (
             f"{partner} and {folder} must hold the same documents ({detail}): fill the fusion index "
             f"(`embedkd index upsert --index {partner} -i DOCS`) first"
         )
+        if strict:
+            raise InputError(message)
+        logger.warning("%s; fusing anyway, as the index remembers it", message)
 
 
 def is_index_folder(path: Path) -> bool:

@@ -93,7 +93,7 @@ def preflight(settings: Settings) -> None:
         resolve_model_path(settings.teacher)
     fusion_dir = settings.fusion_dir()
     if fusion_dir is not None:
-        check_fusion_pair(settings.index_dir, fusion_dir)
+        check_fusion_pair(settings.index_dir, fusion_dir, strict=settings.fuse_index is not None)
         resolve_model_path(IndexManifest.read(fusion_dir).teacher.name)  # the model that built it
 
 

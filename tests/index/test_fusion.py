@@ -217,7 +217,7 @@ def test_a_student_of_the_fusion_model_fuses_in_one_pass_with_the_same_hits(
 
 
 def test_an_index_remembers_its_fusion_index_for_search_and_writes(
-    setup, run_cli: Callable[..., tuple[int, str, str]], tmp_path: Path
+    setup, run_cli: Callable[..., tuple[int, str, str]], tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     main, second, student, other = setup
     main_dir, second_dir = main.folder, second.folder
@@ -247,6 +247,18 @@ def test_an_index_remembers_its_fusion_index_for_search_and_writes(
     assert code == 0, err
     with Index.open(second_dir, readonly=True) as index:
         assert index.store.stored_ids(["n1"]) == set()
+    with Index.open(second_dir) as index:  # a write that reached the remembered index only (a crash between)
+        index.upsert([Document(id="n2", title="", text="tiger violin")], other.encode_document)
+        index.save()
+    with caplog.at_level(logging.WARNING, logger="embedkd.index.manifest"):
+        code, out, err = run_cli(*search)  # still fused, with a warning: a restart must not fail on it
+    assert code == 0 and json.loads(out)[0]["fused_with"] == other.name, err
+    assert "must hold the same documents (31 documents against 30)" in caplog.text and "fusing anyway" in caplog.text
+    code, _, err = run_cli(*search, "--fuse-index", second_dir)  # given explicitly: refused
+    assert code == 2 and "must hold the same documents" in err
+    with Index.open(second_dir) as index:
+        index.delete(["n2"])
+        index.save()
     # a remembered index that has gone is a clear error, not a silent unfused search
     second_dir.rename(tmp_path / "moved")
     code, _, err = run_cli(*search)
