@@ -45,7 +45,14 @@ from embedkd.service.batching import BatchTimeout, EncodeFailed, MicroBatcher, O
 from embedkd.service.compute import ComputeThread, name_os_thread
 from embedkd.service.encoding import EncoderStages, SharedTrunkStages
 from embedkd.service.metrics import Metrics
-from embedkd.service.middleware import TEI_PATHS, AuthMiddleware, BodyLimitMiddleware, MetricsMiddleware, error_body
+from embedkd.service.middleware import (
+    TEI_PATHS,
+    AuthMiddleware,
+    BodyLimitMiddleware,
+    MetricsMiddleware,
+    StartupErrorMiddleware,
+    error_body,
+)
 from embedkd.service.routes import documents, embed, health, models, openai, search, tei
 from embedkd.service.settings import Settings
 from embedkd.service.state import AppState
@@ -299,7 +306,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         try:
             await state.compute.run(_load, state)  # models load on the thread that will run them
-        except BaseException:  # e.g. a student refused after the index opened: release what is open
+        except BaseException as exc:  # e.g. a student refused after the index opened: release what is open
+            if isinstance(exc, EmbedkdError):
+                state.startup_error = f"error: {exc}"  # the server prints this line, not a traceback
             await _release(state)
             raise
         state.batchers = _batchers(state)
@@ -343,6 +352,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(AuthMiddleware, api_keys=settings.api_keys)
     app.add_middleware(MetricsMiddleware, metrics=state.metrics, routes=app.routes)
+    app.add_middleware(StartupErrorMiddleware, failure=lambda: state.startup_error)
     return app
 
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from embedkd.service.metrics import Metrics
 
-__all__ = ["AuthMiddleware", "BodyLimitMiddleware", "MetricsMiddleware"]
+__all__ = ["AuthMiddleware", "BodyLimitMiddleware", "MetricsMiddleware", "StartupErrorMiddleware"]
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -141,6 +141,27 @@ class BodyLimitMiddleware:
             return await receive()
 
         await self.app(scope, replay, send)
+
+
+class StartupErrorMiddleware:
+    """A start-up that fails on an embedkd error (a damaged export, a model that will not load) is reported
+    to the server as that error's one line, not as Starlette's traceback: ``failure()`` gives the line, or
+    None for any other failure, whose traceback is kept."""
+
+    def __init__(self, app: ASGIApp, *, failure: Callable[[], str | None]) -> None:
+        self.app = app
+        self.failure = failure
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "lifespan":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_plain(message: Message) -> None:
+            line = self.failure() if message["type"] == "lifespan.startup.failed" else None
+            await send({**message, "message": line} if line else message)
+
+        await self.app(scope, receive, send_plain)
 
 
 class MetricsMiddleware:

@@ -42,6 +42,7 @@ class AppState:
     writes: asyncio.Semaphore | None = None
     pending_writes: int = 0
     ready: bool = False
+    startup_error: str | None = None  # the one line a start-up that failed on an embedkd error reports
     started_at: float = field(default_factory=time.time)
     info: dict[str, Any] = field(default_factory=dict)
     progress: dict[str, dict[str, Any]] = field(default_factory=dict)  # what is still being built (background.py)
