@@ -33,7 +33,7 @@ from embedkd.paths import cache_dir
 if TYPE_CHECKING:
     from embedkd.models.manifest import TeacherRef
 
-__all__ = ["EmbeddingCache", "text_key"]
+__all__ = ["EmbeddingCache", "text_key", "unusable_row"]
 
 _MANIFEST = "manifest.json"
 _VECTORS = "vectors.f16"
@@ -48,6 +48,18 @@ def text_key(text: str) -> str:
 
 
 _OPEN: dict[Path, EmbeddingCache] = {}
+
+
+def unusable_row(vectors: np.ndarray) -> tuple[int, str] | None:
+    """The first row of ``vectors`` that cannot be an embedding, and why ("NaN or infinite values", or
+    "length 0": no direction to search by), or None. Norms in float64, so huge finite float32 values are
+    not mistaken for infinite ones. Imported vectors are checked with it before any is added."""
+    norms = np.linalg.norm(np.asarray(vectors, dtype=np.float64), axis=1)
+    bad = np.flatnonzero(~np.isfinite(norms) | (norms < 1e-6))
+    if not bad.size:
+        return None
+    row = int(bad[0])
+    return row, "NaN or infinite values" if not np.isfinite(norms[row]) else "length 0"
 
 
 class EmbeddingCache:

@@ -17,7 +17,7 @@ import numpy as np
 from embedkd.data.beir import doc_text, is_beir_folder, load_corpus
 from embedkd.data.texts import read_texts
 from embedkd.device import resolve_device, resolve_precision
-from embedkd.embedding_cache import EmbeddingCache
+from embedkd.embedding_cache import EmbeddingCache, unusable_row
 from embedkd.errors import InputError
 from embedkd.models.encoder import Encoder
 from embedkd.models.info import describe_folder, fingerprint
@@ -204,11 +204,9 @@ class Teacher:
         if manifest_path.is_file():
             precision = str(manifest.get("precision", "fp32"))  # float16 storage of fp32 outputs is still fp32
         for start in range(0, len(texts), 8192):  # every row checked before any is added: all or nothing
-            norms = np.linalg.norm(np.asarray(embeddings[start : start + 8192], dtype=np.float64), axis=1)
-            bad = np.flatnonzero(~np.isfinite(norms) | (norms < 1e-6))
-            if bad.size:
-                row = start + int(bad[0])
-                what = "NaN or infinite values" if not np.isfinite(norms[bad[0]]) else "length 0"
+            unusable = unusable_row(embeddings[start : start + 8192])
+            if unusable is not None:
+                row, what = start + unusable[0], unusable[1]
                 raise InputError(
                     f"{embeddings_path}: row {row} (text {texts[row][:60]!r}) has {what}; every row must be an "
                     "embedding, and a zero vector has no direction to search by"

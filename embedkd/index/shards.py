@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from embedkd.data.documents import Document
+from embedkd.embedding_cache import unusable_row
 from embedkd.errors import InputError
 from embedkd.index.chunking import Chunk, chunk_document
 from embedkd.models.manifest import TeacherRef
@@ -140,9 +141,8 @@ class ShardSet:
             vectors = np.asarray(table.column("vector").to_pylist(), dtype=np.float32)
             if len(vectors) and vectors.shape[1:] != (dimension,):
                 raise ValueError(f"vectors of shape {vectors.shape[1:]}, not ({dimension},)")
-            norms = np.linalg.norm(vectors.astype(np.float64), axis=1)
-            if not (np.isfinite(norms) & (norms > 1e-6)).all():
-                raise ValueError("a vector is NaN, infinite or zero")  # as cache import refuses them
+            if unusable_row(vectors) is not None:  # as cache import refuses them
+                raise ValueError("a vector is NaN, infinite or zero")
             return dict(zip(table.column("text_sha").to_pylist(), vectors, strict=True))
         except Exception as exc:  # noqa: BLE001 - pyarrow raises several types for a damaged file
             raise InputError(f"{path} is damaged ({exc}); delete it and rerun the encode to write it again") from exc
