@@ -1,4 +1,4 @@
-"""``embedkd cache``: inspect embedding caches and import precomputed (black-box) teacher embeddings."""
+"""``embedkd cache``: list embedding caches and layer stores; import precomputed (black-box) teacher embeddings."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from embedkd.cli._app import app
+from embedkd.distill.layer_store import store_summaries
 from embedkd.distill.teacher import Teacher, read_aligned_texts
 from embedkd.errors import ModelNotFoundError
 from embedkd.paths import cache_dir
@@ -37,11 +38,17 @@ def import_command(
 
 @cache_app.command("list")
 def list_command() -> None:
-    """List the embedding caches on this machine."""
+    """List the embedding caches and the training runs' layer stores on this machine (a store's folder may be
+    deleted at any time: the next run computes it again)."""
     root = cache_dir() / "embeddings"
     for manifest in sorted(root.glob("*/manifest.json")):
         info = json.loads(manifest.read_text())
         typer.echo(
             f"{info['model']:<20} {info['count']:>8} rows  d={info['dimension']:<5} "
             f"L={info.get('max_seq_length')}  {manifest.parent}"
+        )
+    for store in store_summaries():
+        typer.echo(
+            f"{str(store.get('model', '?')):<20} {store['texts']:>8} texts, layers 1-{store.get('frozen', '?')} "
+            f"({store.get('precision', '?')}), {store['bytes'] / 2**20:,.0f} MiB  {store['folder']}"
         )

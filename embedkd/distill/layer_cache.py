@@ -7,11 +7,11 @@ pads it, and runs the remaining layers, mean pooling and the projection. On a CP
 frozen layers' forward and backward passes from every step, and freezing them also keeps the base
 model's lower-level knowledge intact.
 
-Given a ``store`` folder (the trainer uses its run's ``checkpoints/layer_cache``), the outputs are also written
-there with a key of everything they depend on (the texts in order, the frozen layers' weights, the truncation
-length, the precision), and a later run with the same key, such as ``--resume``, reads them back instead of
-recomputing them: on MiniLM-L6 with the default recipe's 178k texts that is 2.5 GB of disk against about
-7 minutes of a 2-core CPU. The store lives and goes with the run's checkpoints.
+Given a :class:`~embedkd.distill.layer_store.LayerStore` (the trainer uses the shared one in
+``<EMBEDKD_CACHE_DIR>/layers``), each text's output is read from it when an earlier run computed it, and the
+texts computed here are added to it: a rerun, a ``--resume``, another seed or ``embedkd adapt`` computes only
+the texts no earlier run of the same frozen layers had (MiniLM-L6, the default recipe's 178k texts: about
+7 minutes of a 2-core CPU against seconds to read 2.5 GB back).
 
 Works with encoders whose Hugging Face model returns ``hidden_states`` and whose layers take
 ``(hidden_states, additive_attention_mask)``: BERT-style models such as MiniLM, and MPNet (whose layers
@@ -21,14 +21,9 @@ Others raise :class:`~embedkd.errors.InputError` at set-up.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
-import os
-import shutil
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -36,12 +31,11 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from embedkd.distill.token_targets import tokenizer_fingerprint
+from embedkd.distill.layer_store import LayerStore
 from embedkd.errors import InputError
 from embedkd.models.student import encoder_layers, layer_list_owner
-from embedkd.staging import staging_dir
 
-__all__ = ["STORE_NAME", "LayerCache", "default_frozen_layers", "freeze_lower_layers", "layer_cache_key"]
+__all__ = ["LayerCache", "default_frozen_layers", "freeze_lower_layers"]
 
 logger = logging.getLogger(__name__)
 
@@ -68,37 +62,6 @@ def default_frozen_layers(model: Any, frozen_layers: int | None) -> int:
     if getattr(getattr(auto_model, "config", None), "model_type", "") not in _LAYER_CACHE_MODELS:
         return 0
     return max(0, total - 1)
-
-
-STORE_NAME = "layer_cache"  # the store's folder in a run's checkpoints
-_META, _HIDDEN, _OFFSETS = "layer_cache.json", "hidden.f16.npy", "offsets.npy"
-_KEY_VERSION = 1  # bump when what a cached output is changes
-
-
-def layer_cache_key(model: Any, texts: Sequence[str], *, frozen: int, precision: str) -> str:
-    """A digest of everything the lowest ``frozen`` layers' outputs depend on: the texts in order, the
-    embeddings' and those layers' weights, the tokenizer, the truncation length and the precision."""
-    transformer = model[0]
-    digest = hashlib.sha256()
-    settings = {
-        "version": _KEY_VERSION,
-        "frozen": frozen,
-        "precision": precision,
-        "max_seq_length": model.max_seq_length,
-        "tokenizer": tokenizer_fingerprint(transformer.tokenizer),
-    }
-    digest.update(json.dumps(settings, sort_keys=True).encode())
-    auto_model = transformer.auto_model
-    modules = [getattr(auto_model, "embeddings", None) or auto_model.get_input_embeddings()]
-    modules += list(encoder_layers(transformer))[:frozen]
-    for module in modules:
-        for name, tensor in sorted(module.state_dict().items()):
-            digest.update(name.encode())
-            digest.update(tensor.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
-    for text in texts:
-        digest.update(text.encode("utf-8", "surrogatepass"))
-        digest.update(b"\0")
-    return digest.hexdigest()
 
 
 def freeze_lower_layers(model: Any, frozen: int) -> nn.ModuleList:
@@ -132,12 +95,11 @@ class LayerCache:
         batch_size: int = 128,
         autocast: AbstractContextManager[object] | None = None,
         progress: bool = True,
-        store: Path | None = None,
-        precision: str = "",
+        store: LayerStore | None = None,
         save: bool = True,
     ) -> None:
-        """``store``: a folder to reuse outputs from when its key matches (``precision`` names what ``autocast``
-        computes in, for the key), and to write them to when it does not and ``save`` is set."""
+        """``store``: where to read the outputs of texts an earlier run computed, and (with ``save``) to add the
+        ones computed here."""
         if frozen < 1:
             raise InputError("a layer cache needs at least one frozen layer")
         self.frozen = frozen
@@ -148,37 +110,58 @@ class LayerCache:
         owner, _ = layer_list_owner(transformer)
         # MPNet: the relative-position bias every layer adds, recomputed per batch from the encoder's table
         self._position_bias = getattr(owner, "compute_position_bias", None)
-        key = layer_cache_key(model, texts, frozen=frozen, precision=precision) if store is not None else ""
-        if store is not None and self._load(store, key, len(texts)):
-            self._log(texts, f"reused from {store}")
-            return
-        self._compute(model, texts, batch_size=batch_size, autocast=autocast, progress=progress)
-        self._log(texts, "computed")
-        if store is not None and save:
-            self._save(store, key)
+        found = store.read(texts) if store is not None else {}
+        for i, rows in found.items():
+            self.hidden[i] = rows
+        first: dict[str, int] = {}  # a text given twice is computed (and stored) once
+        for i in range(len(texts)):
+            if i not in found:
+                first.setdefault(texts[i], i)
+        missing = list(first.values())
+        self._compute(model, texts, missing, batch_size=batch_size, autocast=autocast, progress=progress)
+        for i in range(len(texts)):
+            if i not in found:
+                self.hidden[i] = self.hidden[first[texts[i]]]
+        self.tokens = sum(len(h) for h in self.hidden)
+        logger.info(
+            "cached layer-%d outputs of %d texts (%d tokens, %.0f MiB): %d read from %s, %d computed",
+            self.frozen,
+            len(texts),
+            self.tokens,
+            self.tokens * self.hidden[0].shape[-1] * 2 / 2**20 if texts else 0,
+            len(found),
+            store if store is not None else "no store",
+            len(missing),
+        )
+        if store is not None and save and missing:
+            store.add(list(first), [self.hidden[i] for i in missing])
 
     def _compute(
         self,
         model: Any,
         texts: Sequence[str],
+        indices: Sequence[int],
         *,
         batch_size: int,
         autocast: AbstractContextManager[object] | None,
         progress: bool,
     ) -> None:
+        """Compute the outputs of ``texts[i]`` for each of ``indices``."""
+        if not indices:
+            return
         frozen, device = self.frozen, self.device
         transformer = model[0]
         auto_model = transformer.auto_model
         was_training = auto_model.training
         auto_model.eval()
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))  # little padding per batch
+        order = sorted(indices, key=lambda i: len(texts[i]))  # little padding per batch
         owner, attr = layer_list_owner(transformer)
         setattr(owner, attr, nn.ModuleList(list(self.layers)[:frozen]))  # run only the layers being cached
         try:
             with (
                 torch.inference_mode(),
                 tqdm(
-                    total=len(texts), desc=f"caching {frozen} frozen layers", unit="text", disable=not progress
+                    total=len(order), desc=f"caching {frozen} frozen layers", unit="text", disable=not progress
                 ) as bar,
             ):
                 for start in range(0, len(order), batch_size):
@@ -202,66 +185,6 @@ class LayerCache:
         finally:
             setattr(owner, attr, self.layers)
             auto_model.train(was_training)
-
-    def _log(self, texts: Sequence[str], how: str) -> None:
-        self.tokens = sum(len(h) for h in self.hidden)
-        logger.info(
-            "cached layer-%d outputs of %d texts (%d tokens, %.0f MiB), %s",
-            self.frozen,
-            len(texts),
-            self.tokens,
-            self.tokens * self.hidden[0].shape[-1] * 2 / 2**20 if texts else 0,
-            how,
-        )
-
-    def _load(self, store: Path, key: str, count: int) -> bool:
-        """Read the outputs in ``store`` if they were written under ``key``; False (and a log line) if not."""
-        try:
-            meta = json.loads((store / _META).read_text())
-        except (OSError, ValueError):
-            return False
-        if meta.get("key") != key or meta.get("texts") != count:
-            logger.info("layer cache in %s is of other texts or weights: computing it again", store)
-            return False
-        try:
-            offsets = np.load(store / _OFFSETS)
-            hidden = np.load(store / _HIDDEN)  # into memory, as computed ones are: no page faults in timed steps
-        except (OSError, ValueError) as exc:
-            logger.warning("layer cache in %s is unreadable (%s): computing it again", store, exc)
-            return False
-        if len(offsets) != count + 1 or int(offsets[-1]) != hidden.shape[0]:
-            logger.warning("layer cache in %s is incomplete: computing it again", store)
-            return False
-        self.hidden = [hidden[int(a) : int(b)] for a, b in zip(offsets[:-1], offsets[1:], strict=True)]
-        return True
-
-    def _save(self, store: Path, key: str) -> None:
-        """Write the outputs to ``store`` (a folder of their own, replaced whole); a full disk only costs the
-        next run the recomputation, so it is a warning, not an error."""
-        if not self.hidden:
-            return
-        tmp: Path | None = None
-        try:
-            store.parent.mkdir(parents=True, exist_ok=True)
-            tmp = staging_dir(store)
-            offsets = np.zeros(len(self.hidden) + 1, dtype=np.int64)
-            np.cumsum([len(h) for h in self.hidden], out=offsets[1:])
-            header = {"descr": "<f2", "fortran_order": False, "shape": (int(offsets[-1]), self.hidden[0].shape[-1])}
-            with (tmp / _HIDDEN).open("wb") as f:  # plain writes: a full disk is an OSError, not a memory-map fault
-                np.lib.format.write_array_header_1_0(f, header)
-                for rows in self.hidden:
-                    f.write(np.ascontiguousarray(rows, dtype="<f2").tobytes())
-            np.save(tmp / _OFFSETS, offsets)
-            (tmp / _META).write_text(json.dumps({"key": key, "texts": len(self.hidden), "frozen": self.frozen}))
-            if store.exists():
-                shutil.rmtree(store)
-            os.rename(tmp, store)
-            tmp = None
-        except OSError as exc:
-            logger.warning("could not keep the layer cache in %s (%s); a resumed run computes it again", store, exc)
-        finally:
-            if tmp is not None:
-                shutil.rmtree(tmp, ignore_errors=True)
 
     def lengths(self) -> list[int]:
         return [len(h) for h in self.hidden]

@@ -48,7 +48,8 @@ from embedkd.distill.checkpoint import (
 from embedkd.distill.config import DistillConfig, Precision
 from embedkd.distill.data import TextKind, TrainingText, describe, kind_of, load_training_texts, split_holdout
 from embedkd.distill.distributed import init_ranks
-from embedkd.distill.layer_cache import STORE_NAME, LayerCache, default_frozen_layers
+from embedkd.distill.layer_cache import LayerCache, default_frozen_layers
+from embedkd.distill.layer_store import LayerStore
 from embedkd.distill.optim import CycleBounds, build_optimizer, cycle_schedule
 from embedkd.distill.targets import (
     anchor_source,
@@ -373,8 +374,11 @@ class _Distiller:
                 device=self.device,
                 autocast=self._autocast(),
                 progress=config.progress,
-                store=self.checkpoints / STORE_NAME,  # a resumed run reads it back; it goes with the checkpoints
-                precision=resolve_precision(config.precision, self.device).value,
+                store=LayerStore.for_model(
+                    model, frozen=frozen, precision=resolve_precision(config.precision, self.device).value
+                )
+                if config.layer_store
+                else None,
                 save=self.ranks.main,
             )
             self.timings["layer_cache_seconds"] = time.perf_counter() - started
@@ -628,7 +632,6 @@ def distill(config: DistillConfig) -> DistillResult:
         try:
             return _Distiller(config).run()
         except BaseException:
-            store = config.out / "checkpoints" / STORE_NAME  # a cache, not something the run saved
-            if created and not any(p.is_file() and store not in p.parents for p in config.out.rglob("*")):
+            if created and not any(p.is_file() for p in config.out.rglob("*")):
                 shutil.rmtree(config.out, ignore_errors=True)  # a run that failed before saving leaves no folder
             raise

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from embedkd.distill.layer_cache import LayerCache
+from embedkd.distill.layer_store import LayerStore, store_summaries
 from embedkd.models.student import build_student, encoder_layers
 
 
@@ -39,53 +40,71 @@ def test_only_the_layers_above_the_frozen_ones_train(tiny_model_factory) -> None
     assert not any(p.requires_grad for p in model[0].auto_model.embeddings.parameters())
 
 
-def test_a_stored_cache_is_reused_only_under_the_same_key(tiny_model_factory, tmp_path, monkeypatch) -> None:
-    model, _ = build_student(str(tiny_model_factory(layers=3)), teacher_dimension=24)
-    model.eval()
-    texts = ["apple", "a much longer sentence about rivers and tigers", "tiger river"]
-    store = tmp_path / "store"
-
-    def cache(items: list[str], precision: str = "fp32") -> LayerCache:
-        return LayerCache(model, items, frozen=2, device="cpu", progress=False, store=store, precision=precision)
-
-    first = cache(texts)
-    assert (store / "hidden.f16.npy").is_file()
+def _counting(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """How many texts each LayerCache computed (rather than read from its store)."""
     computed: list[int] = []
     real = LayerCache._compute
 
-    def counting(self: LayerCache, *args: object, **kwargs: object) -> None:
-        computed.append(1)
-        real(self, *args, **kwargs)  # type: ignore[arg-type]
+    def counting(self: LayerCache, model: object, texts: object, indices: list[int], **kwargs: object) -> None:
+        computed.append(len(indices))
+        real(self, model, texts, indices, **kwargs)  # type: ignore[arg-type]
 
     monkeypatch.setattr(LayerCache, "_compute", counting)
-    with torch.no_grad():  # training moves the layer above the frozen ones: its outputs stay valid
+    return computed
+
+
+def test_the_store_is_shared_per_text_by_runs_of_the_same_frozen_layers(
+    tiny_model_factory, tmp_path, monkeypatch
+) -> None:
+    model, _ = build_student(str(tiny_model_factory(layers=3)), teacher_dimension=24)
+    model.eval()
+    texts = ["apple", "a much longer sentence about rivers and tigers", "tiger river"]
+    root = tmp_path / "layers"
+
+    def cache(items: list[str], precision: str = "fp32") -> LayerCache:
+        store = LayerStore.for_model(model, frozen=2, precision=precision, root=root)
+        return LayerCache(model, items, frozen=2, device="cpu", progress=False, store=store)
+
+    computed = _counting(monkeypatch)
+    first = cache(texts)
+    with torch.no_grad():  # training moves the layer above the frozen ones: the stored outputs stay valid
         encoder_layers(model[0])[2].output.dense.weight.add_(1.0)
-    again = cache(texts)
-    assert computed == []
-    assert again.lengths() == first.lengths()
+        want = first.forward(model, [0, 1, 2])
+    again = cache(texts[::-1])  # another order, as another seed's or run's text list
+    assert computed == [3, 0]
+    assert again.lengths() == first.lengths()[::-1]
     with torch.no_grad():
-        torch.testing.assert_close(again.forward(model, [0, 1, 2]), first.forward(model, [0, 1, 2]))
-    for items, precision in ((texts + ["new"], "fp32"), (texts[::-1], "fp32"), (texts, "bf16")):
-        computed.clear()
-        cache(items, precision)
-        assert computed == [1], (items, precision)
-    computed.clear()
-    cache(texts)  # the previous key again: the store holds only the latest
-    with torch.no_grad():  # a frozen layer that changed is a different cache
+        torch.testing.assert_close(again.forward(model, [2, 1, 0]), want)
+    mixed = cache(["new text", texts[1], "new text"])  # only the text no run had is computed, and stored once
+    assert computed == [3, 0, 1]
+    assert mixed.lengths()[0] == mixed.lengths()[2]
+    assert cache(["new text"]).lengths() == mixed.lengths()[:1]
+    assert computed == [3, 0, 1, 0]
+    assert [s["texts"] for s in store_summaries(root)] == [4]
+    cache(texts, "bf16")  # another precision: another store
+    with torch.no_grad():  # a frozen layer that changed is another store
         encoder_layers(model[0])[0].output.dense.weight.add_(1.0)
     cache(texts)
-    assert computed == [1, 1]
+    assert computed == [3, 0, 1, 0, 3, 3]
+    summaries = store_summaries(root)
+    assert sorted(s["texts"] for s in summaries) == [3, 3, 4]
+    assert {s["precision"] for s in summaries} == {"fp32", "bf16"}
+    assert all(s["bytes"] > 0 and s["frozen"] == 2 for s in summaries)
 
 
-def test_an_unreadable_store_is_computed_again(tiny_model_factory, tmp_path) -> None:
+def test_an_unreadable_segment_is_computed_again(tiny_model_factory, tmp_path, monkeypatch, caplog) -> None:
     model, _ = build_student(str(tiny_model_factory(layers=3)), teacher_dimension=24)
     texts = ["apple", "tiger river"]
-    store = tmp_path / "store"
+    store = LayerStore.for_model(model, frozen=2, precision="fp32", root=tmp_path)
     LayerCache(model, texts, frozen=2, device="cpu", progress=False, store=store)
-    (store / "offsets.npy").write_bytes(b"not numpy")
+    [segment] = store.segments()
+    (segment / "offsets.npy").write_bytes(b"not numpy")
+    computed = _counting(monkeypatch)
     cache = LayerCache(model, texts, frozen=2, device="cpu", progress=False, store=store)
+    assert "unreadable" in caplog.text
     assert cache.lengths() == [len(ids) for ids in model.tokenizer(texts)["input_ids"]]
     assert LayerCache(model, texts, frozen=2, device="cpu", progress=False, store=store).lengths() == cache.lengths()
+    assert computed == [2, 0]  # the second read found the segment the first one added
 
 
 def test_a_store_that_cannot_be_written_only_warns(tiny_model_factory, tmp_path, monkeypatch, caplog) -> None:
@@ -95,20 +114,33 @@ def test_a_store_that_cannot_be_written_only_warns(tiny_model_factory, tmp_path,
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(np.lib.format, "write_array_header_1_0", full)
-    cache = LayerCache(model, ["apple", "tiger"], frozen=2, device="cpu", progress=False, store=tmp_path / "store")
+    store = LayerStore(tmp_path / "store")
+    cache = LayerCache(model, ["apple", "tiger"], frozen=2, device="cpu", progress=False, store=store)
     assert len(cache.lengths()) == 2
-    assert "could not keep the layer cache" in caplog.text
-    assert list(tmp_path.iterdir()) == []  # no store and no half-written folder
+    assert "could not add to the layer store" in caplog.text
+    assert store.segments() == []
+    assert [p.name for p in (tmp_path / "store").iterdir()] == ["store.json"]  # no half-written segment
 
 
-def test_a_store_replaces_what_a_killed_save_left(tiny_model_factory, tmp_path) -> None:
+def test_a_segment_replaces_what_a_killed_writer_left(tiny_model_factory, tmp_path) -> None:
     from embedkd.staging import staging_dir
 
     from ..test_staging import gone_pid
 
     model, _ = build_student(str(tiny_model_factory(layers=3)), teacher_dimension=24)
-    own = staging_dir(tmp_path / "store")
+    store = LayerStore(tmp_path / "store")
+    (tmp_path / "store").mkdir()
+    own = staging_dir(tmp_path / "store" / "segment")
     killed = own.with_name(own.name.replace(f"-{os.getpid()}-", f"-{gone_pid()}-"))
-    os.rename(own, killed)  # a run killed while writing its layer cache
-    LayerCache(model, ["apple", "tiger"], frozen=2, device="cpu", progress=False, store=tmp_path / "store")
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["store"]
+    os.rename(own, killed)  # a run killed while writing its segment
+    LayerCache(model, ["apple", "tiger"], frozen=2, device="cpu", progress=False, store=store)
+    assert [p.name for p in (tmp_path / "store").iterdir() if p.is_dir()] == [store.segments()[0].name]
+
+
+def test_embedkd_layers_dir_moves_the_stores(tiny_model_factory, tmp_path, monkeypatch) -> None:
+    model, _ = build_student(str(tiny_model_factory(layers=3)), teacher_dimension=24)
+    monkeypatch.setenv("EMBEDKD_LAYERS_DIR", str(tmp_path / "big-disk"))
+    store = LayerStore.for_model(model, frozen=2, precision="fp32")
+    LayerCache(model, ["apple"], frozen=2, device="cpu", progress=False, store=store)
+    assert store.folder.parent == tmp_path / "big-disk"
+    assert [s["texts"] for s in store_summaries()] == [1]

@@ -1,4 +1,4 @@
-"""The layer cache inside training runs: kept with the checkpoints, read back by --resume, never left behind."""
+"""The layer cache inside training runs: its store is shared by later runs, and never left in a run's folder."""
 
 from __future__ import annotations
 
@@ -9,29 +9,54 @@ import pytest
 
 from embedkd.distill import distill
 from embedkd.distill import trainer as trainer_module
-from embedkd.distill.layer_cache import LayerCache
+from embedkd.distill.layer_store import LayerStore, store_summaries
 
 from .conftest import BowData
 from .test_trainer import bow_config
 
 
-def test_a_resumed_run_reads_its_layer_cache_back(
-    bow_teacher: BowData, tiny_model_dir: Path, tmp_path: Path, isolated_cache: Path, caplog: pytest.LogCaptureFixture
+def test_later_runs_read_the_layer_store_back(
+    bow_teacher: BowData,
+    tiny_model_dir: Path,
+    tmp_path: Path,
+    isolated_cache: Path,
+    caplog: pytest.LogCaptureFixture,
+    run_cli,
 ) -> None:
     out = tmp_path / "s"
     config = bow_config(
         bow_teacher, tiny_model_dir, out, frozen_layers=1, max_steps=4, eval_every=2, keep_checkpoints=True
     )
-    distill(config)
-    assert (out / "checkpoints" / "layer_cache" / "layer_cache.json").is_file()
+    with caplog.at_level(logging.INFO, logger="embedkd.distill.layer_cache"):
+        distill(config)
+    assert "0 read from" in caplog.text
+    [stored] = store_summaries()
+    assert stored["texts"] > 0 and stored["frozen"] == 1
+    assert not (out / "checkpoints" / "layer_cache").exists()  # the store is not the run's
     config.resume = True
+    caplog.clear()
     with caplog.at_level(logging.INFO, logger="embedkd.distill.layer_cache"):
         second = distill(config)
-    assert "reused from" in caplog.text
+    assert f"{stored['texts']} read from" in caplog.text and ", 0 computed" in caplog.text
     assert [h["step"] for h in second.history][-1] == 8
 
-    plain = distill(bow_config(bow_teacher, tiny_model_dir, tmp_path / "plain", frozen_layers=1, max_steps=2))
-    assert not (plain.out / "checkpoints").exists()  # no --keep-checkpoints: no cache is left behind either
+    caplog.clear()  # a fresh run of another seed, with no checkpoints kept, reads it too
+    with caplog.at_level(logging.INFO, logger="embedkd.distill.layer_cache"):
+        plain = distill(bow_config(bow_teacher, tiny_model_dir, tmp_path / "plain", frozen_layers=1, max_steps=2))
+    assert ", 0 computed" in caplog.text
+    assert not (plain.out / "checkpoints").exists()
+    assert [s["texts"] for s in store_summaries()] == [stored["texts"]]
+    code, out, _ = run_cli("cache", "list")
+    assert code == 0 and stored["folder"] in out
+    assert f"{stored['texts']} texts, layers 1-1 ({stored['precision']})" in out
+
+
+def test_no_layer_store_writes_none(
+    bow_teacher: BowData, tiny_model_dir: Path, tmp_path: Path, isolated_cache: Path
+) -> None:
+    config = bow_config(bow_teacher, tiny_model_dir, tmp_path / "s", frozen_layers=1, max_steps=2, layer_store=False)
+    distill(config)
+    assert store_summaries() == []
 
 
 def test_a_run_that_fails_after_caching_leaves_no_folder(
@@ -40,16 +65,8 @@ def test_a_run_that_fails_after_caching_leaves_no_folder(
     def fail(*args: object, **kwargs: object) -> None:
         raise RuntimeError("stop")
 
-    built: list[int] = []
-    real = LayerCache._save
-
-    def save(self: LayerCache, *args: object) -> None:
-        real(self, *args)  # type: ignore[arg-type]
-        built.append(1)
-
-    monkeypatch.setattr(LayerCache, "_save", save)
     monkeypatch.setattr(trainer_module._Distiller, "_evaluate", fail)  # the first evaluation, before any checkpoint
     with pytest.raises(RuntimeError, match="stop"):
         distill(bow_config(bow_teacher, tiny_model_dir, tmp_path / "f", frozen_layers=1, max_steps=2))
-    assert built == [1]  # the cache was written, and went with the folder
     assert not (tmp_path / "f").exists()
+    assert [len(LayerStore(Path(s["folder"])).segments()) for s in store_summaries()] == [1]  # the store stays
