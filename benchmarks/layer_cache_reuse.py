@@ -52,8 +52,11 @@ def main() -> None:
         (
             "a fresh run, 20,000 texts a source, data seed 1 (reads the store)",
             DistillConfig(
-                **{**recipe, "out": args.work / "subset"},
-                data_options=DataOptions(max_texts_per_source=20_000, seed=1),
+                **{
+                    **recipe,
+                    "out": args.work / "subset",
+                    "data_options": DataOptions(max_texts_per_source=20_000, seed=1),
+                }
             ),
         ),
         ("--resume of the first (reads the store)", DistillConfig(**recipe, resume=True)),
