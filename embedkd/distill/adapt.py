@@ -60,9 +60,11 @@ def adapt_config(
     config = manifest.training.get("config") or {}
     if not data:
         own = [Path(p) for p in config.get("data") or []]  # an index it was adapted to before included
-        data = [p for p in own if p.exists()]
+        trained_in = manifest.training.get("working_dir")  # relative paths were relative to it
+        found = [p if p.exists() or not trained_in else Path(trained_in) / p for p in own]
+        data = [p for p in found if p.exists()]
         if len(data) < len(own):
-            missing = ", ".join(str(p) for p in own if not p.exists())
+            missing = ", ".join(str(p) for p in found if not p.exists())
             logger.warning("%s's own training data not found here (left out): %s", student, missing)
         if not data:
             logger.warning(

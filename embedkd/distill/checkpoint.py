@@ -301,6 +301,7 @@ def training_manifest(
         training={
             "data": describe(train),
             "config": config.to_dict(),
+            "working_dir": os.getcwd(),  # what the config's relative paths are relative to (for `embedkd adapt`)
             "timings": {k: round(v, 1) for k, v in timings.items()},
             "device": device,
         },

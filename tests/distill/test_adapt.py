@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -64,6 +65,20 @@ def test_adapt_starts_from_the_student_and_trains_on_the_index_beside_its_own_da
     assert [h["step"] for h in result.history] == [0, 2, 4]
     again = adapt_config(result.out, [trained["index"]], tmp_path / "again")  # the index once, not twice
     assert again.data == [trained["corpus"], trained["index"]] and again.init_from == result.out
+
+
+def test_adapt_finds_relative_data_from_the_folder_the_student_was_trained_in(
+    trained: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    manifest = json.loads((trained["student"] / "embedkd.json").read_text())
+    assert manifest["training"]["working_dir"] == os.getcwd()
+    manifest["training"]["config"]["data"] = ["beir"]  # as `embedkd train --data beir` run in tmp_path records it
+    manifest["training"]["working_dir"] = str(tmp_path)
+    (trained["student"] / "embedkd.json").write_text(json.dumps(manifest))
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    config = adapt_config(trained["student"], [trained["index"]], tmp_path / "a")
+    assert config.data == [trained["corpus"], trained["index"]]
 
 
 def test_adapt_leaves_out_data_it_cannot_find_and_refuses_another_teachers_index(
