@@ -96,10 +96,15 @@ class LayerStore:
         return cls((root if root is not None else layers_dir()) / key[:32], describe=describe)
 
     def segments(self) -> list[Path]:
-        """The complete segments, oldest first (a segment is complete once its ``segment.json`` is there)."""
+        """The complete segments, oldest first: renamed into place (not a hidden staging folder, even a
+        finished one whose writer was killed before the rename), with their ``segment.json``."""
         if not self.folder.is_dir():
             return []
-        return sorted(p for p in self.folder.iterdir() if p.is_dir() and (p / _SEGMENT_META).is_file())
+        return sorted(
+            p
+            for p in self.folder.iterdir()
+            if not p.name.startswith(".") and p.is_dir() and (p / _SEGMENT_META).is_file()
+        )
 
     def read(self, texts: Sequence[str]) -> dict[int, np.ndarray]:
         """The stored output of each of ``texts`` that the store holds, by position in ``texts``; an unreadable

@@ -132,7 +132,9 @@ def test_a_segment_replaces_what_a_killed_writer_left(tiny_model_factory, tmp_pa
     (tmp_path / "store").mkdir()
     own = staging_dir(tmp_path / "store" / "segment")
     killed = own.with_name(own.name.replace(f"-{os.getpid()}-", f"-{gone_pid()}-"))
+    (own / "segment.json").write_text("{}")  # killed after writing everything, before the rename
     os.rename(own, killed)  # a run killed while writing its segment
+    assert store.segments() == []
     LayerCache(model, ["apple", "tiger"], frozen=2, device="cpu", progress=False, store=store)
     assert [p.name for p in (tmp_path / "store").iterdir() if p.is_dir()] == [store.segments()[0].name]
 
