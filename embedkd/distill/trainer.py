@@ -273,6 +273,9 @@ class _Distiller:
             self.ranks.barrier()
 
         state = load_state(self.checkpoints / "last") if config.resume else None
+        legacy = self.checkpoints / "layer_cache"  # embedkd before the shared layer store kept one per run
+        if config.resume and legacy.is_dir():
+            logger.warning("%s is an older embedkd's layer cache, no longer read: it may be deleted", legacy)
         if config.resume and state is None:
             logger.info("no checkpoint in %s: starting from scratch", self.checkpoints)
         model, kept_layers = self._student(teacher, train, targets, state)

@@ -35,9 +35,11 @@ def test_later_runs_read_the_layer_store_back(
     assert not (out / "checkpoints" / "layer_cache").exists()  # the store is not the run's
     config.resume = True
     caplog.clear()
-    with caplog.at_level(logging.INFO, logger="embedkd.distill.layer_cache"):
+    (out / "checkpoints" / "layer_cache").mkdir()  # what an older embedkd kept per run
+    with caplog.at_level(logging.INFO, logger="embedkd.distill"):
         second = distill(config)
     assert f"{stored['texts']} read from" in caplog.text and ", 0 computed" in caplog.text
+    assert "older embedkd's layer cache, no longer read: it may be deleted" in caplog.text
     assert [h["step"] for h in second.history][-1] == 8
 
     caplog.clear()  # a fresh run of another seed, with no checkpoints kept, reads it too
