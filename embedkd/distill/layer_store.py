@@ -87,11 +87,14 @@ class LayerStore:
         self._describe = describe or {}
 
     @classmethod
-    def for_model(cls, model: Any, *, frozen: int, precision: str, root: Path | None = None) -> LayerStore:
+    def for_model(
+        cls, model: Any, *, frozen: int, precision: str, base: str = "", root: Path | None = None
+    ) -> LayerStore:
         """The store of ``model``'s lowest ``frozen`` layers at ``precision``, under ``root`` (default
-        ``<EMBEDKD_CACHE_DIR>/layers``, or ``EMBEDKD_LAYERS_DIR``)."""
+        ``<EMBEDKD_CACHE_DIR>/layers``, or ``EMBEDKD_LAYERS_DIR``). ``base``: the name of the base model those
+        layers come from, for ``embedkd cache list`` (default: where the model was loaded from)."""
         key = layer_weights_key(model, frozen=frozen, precision=precision)
-        name = getattr(getattr(model[0].auto_model, "config", None), "_name_or_path", "") or ""
+        name = base or getattr(getattr(model[0].auto_model, "config", None), "_name_or_path", "") or ""
         describe = {"model": str(name), **_settings(model, frozen=frozen, precision=precision)}
         return cls((root if root is not None else layers_dir()) / key[:32], describe=describe)
 

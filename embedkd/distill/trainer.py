@@ -378,7 +378,10 @@ class _Distiller:
                 autocast=self._autocast(),
                 progress=config.progress,
                 store=LayerStore.for_model(
-                    model, frozen=frozen, precision=resolve_precision(config.precision, self.device).value
+                    model,
+                    frozen=frozen,
+                    precision=resolve_precision(config.precision, self.device).value,
+                    base=config.student,  # an --init-from run's is its student's base: the frozen layers' origin
                 )
                 if config.layer_store
                 else None,

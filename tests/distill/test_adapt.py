@@ -13,6 +13,7 @@ import pytest
 from embedkd.data.documents import Document
 from embedkd.distill import DistillConfig, Teacher, distill
 from embedkd.distill.adapt import adapt_config
+from embedkd.distill.layer_store import store_summaries
 from embedkd.errors import InputError
 from embedkd.index import build_index
 from embedkd.models.manifest import StudentManifest
@@ -57,7 +58,11 @@ def test_adapt_starts_from_the_student_and_trains_on_the_index_beside_its_own_da
     assert config.data == [trained["corpus"], trained["index"]]  # the student's own data, then the index
     assert config.seed == 5 and config.data_options.max_texts_per_source == 20_000
     config.eval_every = 2
+    monkeypatch.setenv("EMBEDKD_LAYERS_DIR", str(tmp_path / "layers"))  # a store this run writes first
     result = distill(config)
+    student_manifest = StudentManifest.read(trained["student"])
+    assert student_manifest is not None  # the store is named after the base its frozen layers come from
+    assert [s["model"] for s in store_summaries()] == [student_manifest.base]
     manifest = StudentManifest.read(result.out)
     assert manifest is not None
     assert str(trained["index"]) in manifest.training["data"]["by_source"]

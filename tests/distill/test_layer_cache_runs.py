@@ -31,7 +31,7 @@ def test_later_runs_read_the_layer_store_back(
         distill(config)
     assert "0 read from" in caplog.text
     [stored] = store_summaries()
-    assert stored["texts"] > 0 and stored["frozen"] == 1
+    assert stored["texts"] > 0 and stored["frozen"] == 1 and stored["model"] == str(tiny_model_dir)
     assert not (out / "checkpoints" / "layer_cache").exists()  # the store is not the run's
     config.resume = True
     caplog.clear()
