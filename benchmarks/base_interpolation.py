@@ -65,6 +65,12 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     parser.add_argument("--name", default="", help="Write base_interpolation_NAME.{md,json}.")
     parser.add_argument("--concurrent", default="nothing else")
+    parser.add_argument(
+        "--save-linear-map",
+        type=Path,
+        help="Also save the alpha-0 refit row's model (the base frozen under the ridge map) to this folder, "
+        "as a sentence-transformers folder, for other benchmarks (unseen_docstrings) to judge.",
+    )
     args = parser.parse_args()
     student = Encoder.load(args.student, device="cpu")
     if student.manifest is None or not student.manifest.base:
@@ -104,6 +110,8 @@ def main() -> None:
             dense.bias.copy_(trained_head[1])
         if refit:
             set_projection(student.model, *fit_ridge_projection(pooled_embeddings(student.model, texts), targets))
+        if refit and alpha == 0 and args.save_linear_map is not None:
+            student.model.save(str(args.save_linear_map))
         row = {"alpha": alpha, "head": "refit" if refit else "trained", **judge(student), **paraphrase(student)}
         results["rows"].append(row)
         print(json.dumps(row), flush=True)
