@@ -14,7 +14,10 @@ from embedkd.distill.teacher import Teacher, read_aligned_texts
 from embedkd.errors import ModelNotFoundError
 from embedkd.paths import cache_dir
 
-cache_app = typer.Typer(help="Embedding caches shared by training, evaluation and indexing.", no_args_is_help=True)
+cache_app = typer.Typer(
+    help="Embedding caches shared by training, evaluation and indexing, and training's layer stores.",
+    no_args_is_help=True,
+)
 app.add_typer(cache_app, name="cache")
 
 
