@@ -55,3 +55,17 @@ def list_command() -> None:
             f"{str(store.get('model', '?')):<20} {store['texts']:>8} texts, layers 1-{store.get('frozen', '?')} "
             f"({store.get('precision', '?')}), {store['bytes'] / 2**20:,.0f} MiB  {store['folder']}"
         )
+
+
+@cache_app.command("purge-layers")
+def purge_layers_command() -> None:
+    """Delete every layer store (the frozen layers' outputs that training keeps; the next run computes what it
+    needs again). Embedding caches are kept: the teacher's vectors cost far more to compute again."""
+    import shutil
+
+    freed = 0
+    stores = store_summaries()
+    for store in stores:
+        shutil.rmtree(store["folder"], ignore_errors=True)
+        freed += store["bytes"]
+    typer.echo(f"removed {len(stores)} layer store(s), {freed / 2**20:,.0f} MiB")

@@ -13,8 +13,8 @@ The store only grows: each run that computes new texts adds one *segment* (its t
 outputs as float16, and the offsets between them), written beside the store and renamed into place when
 complete, so two runs writing at once each add their own and a reader never sees half of one. A text found
 in two segments is read from the first. About 14 KiB a text for MiniLM-L6 (2.5 GB for the default recipe's
-texts); ``embedkd cache list`` shows each store's size, and deleting a store's folder is always safe (the
-next run computes again).
+texts); ``embedkd cache list`` shows each store's size, ``embedkd cache purge-layers`` removes them all, and
+deleting a store's folder is always safe (the next run computes again).
 """
 
 from __future__ import annotations
@@ -181,6 +181,8 @@ def store_summaries(root: Path | None = None) -> list[dict[str, Any]]:
     summaries = []
     for folder in sorted(p for p in root.glob("*") if p.is_dir()) if root.is_dir() else []:
         store = LayerStore(folder)
+        if not (folder / _STORE_META).is_file() and not store.segments():
+            continue  # not a store: nothing embedkd wrote
         texts = 0
         for segment in store.segments():
             try:

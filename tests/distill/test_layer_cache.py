@@ -146,3 +146,18 @@ def test_embedkd_layers_dir_moves_the_stores(tiny_model_factory, tmp_path, monke
     LayerCache(model, ["apple"], frozen=2, device="cpu", progress=False, store=store)
     assert store.folder.parent == tmp_path / "big-disk"
     assert [s["texts"] for s in store_summaries()] == [1]
+
+
+def test_purge_layers_removes_the_stores_and_nothing_else(tiny_model_factory, tmp_path, monkeypatch, run_cli) -> None:
+    model, _ = build_student(str(tiny_model_factory(layers=3)), teacher_dimension=24)
+    monkeypatch.setenv("EMBEDKD_LAYERS_DIR", str(tmp_path / "layers"))
+    for precision in ("fp32", "bf16"):
+        store = LayerStore.for_model(model, frozen=2, precision=precision)
+        LayerCache(model, ["apple", "tiger"], frozen=2, device="cpu", progress=False, store=store)
+    (tmp_path / "layers" / "notes").mkdir()  # not a store
+    (tmp_path / "layers" / "notes" / "keep.txt").write_text("mine")
+    assert len(store_summaries()) == 2
+    code, out, _ = run_cli("cache", "purge-layers")
+    assert code == 0 and "removed 2 layer store(s)" in out
+    assert store_summaries() == []
+    assert (tmp_path / "layers" / "notes" / "keep.txt").read_text() == "mine"
