@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Annotated
 
@@ -61,8 +62,6 @@ def list_command() -> None:
 def purge_layers_command() -> None:
     """Delete every layer store (the frozen layers' outputs that training keeps; the next run computes what it
     needs again). Embedding caches are kept: the teacher's vectors cost far more to compute again."""
-    import shutil
-
     freed = 0
     stores = store_summaries()
     for store in stores:

@@ -51,9 +51,14 @@ _DIGEST_BYTES = 16
 def layer_weights_key(model: Any, *, frozen: int, precision: str) -> str:
     """A digest of everything the lowest ``frozen`` layers' output for a text depends on, besides the text:
     the embeddings' and those layers' weights, the tokenizer, the truncation length and the precision."""
+    return _weights_key(model, _settings(model, frozen=frozen, precision=precision))
+
+
+def _weights_key(model: Any, settings: dict[str, Any]) -> str:
     transformer = model[0]
     digest = hashlib.sha256()
-    digest.update(json.dumps(_settings(model, frozen=frozen, precision=precision), sort_keys=True).encode())
+    digest.update(json.dumps(settings, sort_keys=True).encode())
+    frozen = int(settings["frozen"])
     auto_model = transformer.auto_model
     modules = [getattr(auto_model, "embeddings", None) or auto_model.get_input_embeddings()]
     modules += list(encoder_layers(transformer))[:frozen]
@@ -93,9 +98,10 @@ class LayerStore:
         """The store of ``model``'s lowest ``frozen`` layers at ``precision``, under ``root`` (default
         ``<EMBEDKD_CACHE_DIR>/layers``, or ``EMBEDKD_LAYERS_DIR``). ``base``: the name of the base model those
         layers come from, for ``embedkd cache list`` (default: where the model was loaded from)."""
-        key = layer_weights_key(model, frozen=frozen, precision=precision)
+        settings = _settings(model, frozen=frozen, precision=precision)  # the tokenizer's fingerprint once
+        key = _weights_key(model, settings)
         name = base or getattr(getattr(model[0].auto_model, "config", None), "_name_or_path", "") or ""
-        describe = {"model": str(name), **_settings(model, frozen=frozen, precision=precision)}
+        describe = {"model": str(name), **settings}
         return cls((root if root is not None else layers_dir()) / key[:32], describe=describe)
 
     def segments(self) -> list[Path]:
@@ -131,11 +137,10 @@ class LayerStore:
                 logger.warning("layer store segment %s is unreadable (%s): its texts are computed again", segment, exc)
                 continue
             raw, size = keys.tobytes(), _DIGEST_BYTES
-            hits = [(row, raw[row * size : (row + 1) * size]) for row in range(len(keys))]
-            for row, key in hits:
-                if key not in wanted:
+            for row in range(len(keys)):
+                positions = wanted.pop(raw[row * size : (row + 1) * size], None)
+                if positions is None:
                     continue
-                positions = wanted.pop(key)
                 rows = np.array(hidden[int(offsets[row]) : int(offsets[row + 1])])  # into memory: no page faults later
                 for i in positions:
                     found[i] = rows
